@@ -1,0 +1,27 @@
+# `make test` and `make demo` build .venv from scratch on a fresh machine.
+# torch==2.13.0 is installed first so that the range in pyproject.toml is already satisfied
+# (any other torch spec would pull GBs of CUDA wheels).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: test demo bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[test,viz,bench]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+demo: $(STAMP)
+	$(VENV)/bin/rsmix show --out gallery.png
+
+bench: $(STAMP)
+	$(PY) benchmarks/ops.py --out BENCHMARKS.md
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -1,0 +1,37 @@
+"""RandSaliencyMix: saliency-guided mix augmentation for image classification, batched in torch."""
+
+from .loss import SoftTargetCrossEntropy, soft_target_cross_entropy
+from .mixing import (
+    CutMix,
+    MixParams,
+    MixUp,
+    NoMix,
+    RandomChoiceMix,
+    RandSaliencyMix,
+    SaliencyMix,
+    apply_mix,
+    source_share,
+    window_mass,
+)
+from .saliency import fine_grained, saliency_map, spectral_residual, to_uint8
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CutMix",
+    "MixParams",
+    "MixUp",
+    "NoMix",
+    "RandomChoiceMix",
+    "RandSaliencyMix",
+    "SaliencyMix",
+    "SoftTargetCrossEntropy",
+    "apply_mix",
+    "fine_grained",
+    "saliency_map",
+    "soft_target_cross_entropy",
+    "source_share",
+    "spectral_residual",
+    "to_uint8",
+    "window_mass",
+]

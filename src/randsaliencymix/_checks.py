@@ -1,0 +1,160 @@
+"""Validation at the public boundary.
+
+Shape and dtype checks are free and always run. Checks that read tensor *values* (finite pixels,
+label range, probability sums) need a host synchronisation on an accelerator, so they run on CPU
+tensors by default and on other devices only when the caller asks (``validate=True``).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+_IMAGE_DTYPES = (torch.uint8, torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def should_check_values(t: torch.Tensor, validate: Optional[bool]) -> bool:
+    if validate is None:
+        return t.device.type == "cpu"
+    return bool(validate)
+
+
+def check_images(x: object, validate: Optional[bool] = None, min_size: int = 2) -> torch.Tensor:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"Expected images as a torch.Tensor, but got {type(x).__name__} instead.")
+    if x.ndim != 4:
+        raise ValueError(
+            f"Expected a batch of shape (B, C, H, W), but got {tuple(x.shape)} instead."
+        )
+    if x.dtype not in _IMAGE_DTYPES:
+        raise TypeError(
+            "Expected images of dtype uint8, float16, bfloat16, float32 or float64, "
+            f"but got {x.dtype} instead."
+        )
+    if x.shape[0] < 1:
+        raise ValueError(f"Expected a batch of at least one image, but got {tuple(x.shape)} instead.")
+    if x.shape[-2] < min_size or x.shape[-1] < min_size:
+        raise ValueError(
+            f"Expected images of at least {min_size}x{min_size} pixels, "
+            f"but got {x.shape[-2]}x{x.shape[-1]} instead."
+        )
+    if x.is_floating_point() and should_check_values(x, validate):
+        if not bool(torch.isfinite(x).all()):
+            raise ValueError("Expected finite image values, but got NaN or infinity instead.")
+    return x
+
+
+def check_positive(name: str, value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"Expected {name} to be a number, but got {type(value).__name__} instead.")
+    if not value > 0 or value != value or value == float("inf"):
+        raise ValueError(f"Expected {name} > 0 and finite, but got {value} instead.")
+    return float(value)
+
+
+def check_nonnegative(name: str, value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"Expected {name} to be a number, but got {type(value).__name__} instead.")
+    if not value >= 0 or value == float("inf"):
+        raise ValueError(f"Expected {name} >= 0 and finite, but got {value} instead.")
+    return float(value)
+
+
+def check_probability(name: str, value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"Expected {name} to be a number, but got {type(value).__name__} instead.")
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"Expected {name} in [0, 1], but got {value} instead.")
+    return float(value)
+
+
+def check_choice(name: str, value: object, choices: tuple) -> str:
+    if value not in choices:
+        raise ValueError(
+            f"Expected {name} to be one of {', '.join(map(repr, choices))}, but got {value!r} instead."
+        )
+    return str(value)
+
+
+def check_saliency_maps(maps: object, x: torch.Tensor) -> torch.Tensor:
+    if not isinstance(maps, torch.Tensor):
+        raise TypeError(
+            f"Expected saliency maps as a torch.Tensor, but got {type(maps).__name__} instead."
+        )
+    expected = (x.shape[0], x.shape[-2], x.shape[-1])
+    if tuple(maps.shape) != expected:
+        raise ValueError(
+            f"Expected saliency maps of shape (B, H, W) = {expected}, "
+            f"but got {tuple(maps.shape)} instead."
+        )
+    if not maps.is_floating_point():
+        raise TypeError(f"Expected floating-point saliency maps, but got {maps.dtype} instead.")
+    return maps
+
+
+def to_soft_targets(
+    y: object,
+    batch_size: int,
+    num_classes: Optional[int],
+    label_smoothing: float = 0.0,
+    validate: Optional[bool] = None,
+) -> torch.Tensor:
+    """Turn ``(B,)`` class indices or ``(B, K)`` probabilities into ``(B, K)`` float targets."""
+    if not isinstance(y, torch.Tensor):
+        raise TypeError(f"Expected labels as a torch.Tensor, but got {type(y).__name__} instead.")
+    if y.ndim == 1:
+        if y.is_floating_point() or y.dtype == torch.bool or y.is_complex():
+            raise TypeError(f"Expected integer class indices of shape (B,), but got {y.dtype} instead.")
+        if num_classes is None:
+            raise ValueError(
+                "Expected num_classes to be given when labels are class indices of shape (B,), "
+                "but got None instead."
+            )
+        if y.shape[0] != batch_size:
+            raise ValueError(
+                f"Expected {batch_size} labels to match the batch of images, "
+                f"but got {y.shape[0]} instead."
+            )
+        if should_check_values(y, validate) and y.numel() > 0:
+            lo, hi = int(y.min()), int(y.max())
+            if lo < 0 or hi >= num_classes:
+                bad = lo if lo < 0 else hi
+                raise ValueError(
+                    f"Expected class indices in [0, {num_classes - 1}], but got {bad} instead."
+                )
+        soft = torch.nn.functional.one_hot(y.long(), num_classes).to(torch.float32)
+    elif y.ndim == 2:
+        if not y.is_floating_point():
+            raise TypeError(
+                f"Expected floating-point probabilities of shape (B, K), but got {y.dtype} instead."
+            )
+        if y.shape[0] != batch_size:
+            raise ValueError(
+                f"Expected {batch_size} label rows to match the batch of images, "
+                f"but got {y.shape[0]} instead."
+            )
+        if num_classes is not None and y.shape[1] != num_classes:
+            raise ValueError(
+                f"Expected probabilities over num_classes={num_classes} classes, "
+                f"but got {y.shape[1]} columns instead."
+            )
+        if should_check_values(y, validate):
+            y32 = y.float()
+            if not bool(torch.isfinite(y32).all()) or bool((y32 < 0).any()):
+                raise ValueError("Expected label probabilities >= 0 and finite, but got others instead.")
+            sums = y32.sum(dim=1)
+            worst = (sums - 1).abs().max()
+            if float(worst) > 1e-3:
+                raise ValueError(
+                    "Expected label probabilities whose rows sum to 1, "
+                    f"but got a row summing to {float(sums[(sums - 1).abs().argmax()]):.4f} instead."
+                )
+        soft = y if y.dtype in (torch.float32, torch.float64) else y.to(torch.float32)
+    else:
+        raise ValueError(
+            f"Expected labels of shape (B,) or (B, K), but got {tuple(y.shape)} instead."
+        )
+    if label_smoothing > 0:
+        soft = soft * (1.0 - label_smoothing) + label_smoothing / soft.shape[1]
+    return soft

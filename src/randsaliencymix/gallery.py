@@ -1,0 +1,137 @@
+"""Pictures of what each operator does: saliency maps and mixed images with their label weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .mixing import CutMix, MixUp, RandSaliencyMix, SaliencyMix, _Mixer
+from .saliency import fine_grained, spectral_residual
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+_IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+
+
+def _square(img: np.ndarray, size: int) -> torch.Tensor:
+    """HWC uint8 -> CHW uint8 of size x size: centre crop to a square, antialiased resize."""
+    if img.ndim == 2:
+        img = np.repeat(img[..., None], 3, axis=2)
+    img = img[..., :3]
+    h, w = img.shape[:2]
+    s = min(h, w)
+    top, left = (h - s) // 2, (w - s) // 2
+    t = torch.from_numpy(np.ascontiguousarray(img[top:top + s, left:left + s])).permute(2, 0, 1).float()
+    t = F.interpolate(t[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
+    return t.round().clamp(0, 255).to(torch.uint8)
+
+
+def sample_images(size: int = 128) -> List[torch.Tensor]:
+    """Real photographs bundled with scikit-image (no download)."""
+    from skimage import data  # optional dependency (extra "viz")
+
+    return [_square(getattr(data, name)(), size) for name in ("astronaut", "chelsea", "coffee", "rocket")]
+
+
+def folder_images(directory: Path, size: int = 128, limit: int = 6) -> List[torch.Tensor]:
+    from PIL import Image
+
+    files = sorted(p for p in Path(directory).rglob("*") if p.suffix.lower() in _IMAGE_SUFFIXES)
+    if len(files) < 2:
+        raise ValueError(f"Expected at least 2 images in {directory}, but got {len(files)} instead.")
+    out = []
+    for path in files[:limit]:
+        try:
+            with Image.open(path) as im:
+                out.append(_square(np.asarray(im.convert("RGB")), size))
+        except OSError as exc:
+            raise ValueError(f"Cannot read image {path}: {exc}") from exc
+    return out
+
+
+def default_operators(num_classes: int) -> List[tuple]:
+    return [
+        ("MixUp", MixUp(num_classes=num_classes)),
+        ("CutMix", CutMix(num_classes=num_classes)),
+        ("SaliencyMix official", SaliencyMix(num_classes=num_classes, mode="official")),
+        ("SaliencyMix per-sample", SaliencyMix(num_classes=num_classes, mode="per_sample",
+                                               mean=IMAGENET_MEAN, std=IMAGENET_STD)),
+        ("RandSaliencyMix", RandSaliencyMix(num_classes=num_classes, mean=IMAGENET_MEAN, std=IMAGENET_STD)),
+        ("RSM blend+spectral", RandSaliencyMix(num_classes=num_classes, eta="beta", beta_blend=2.0,
+                                               detector="spectral", mean=IMAGENET_MEAN, std=IMAGENET_STD)),
+    ]
+
+
+def draw_gallery(
+    images: Sequence[torch.Tensor],
+    out: Path,
+    seed: int = 0,
+    operators: Optional[List[tuple]] = None,
+) -> Path:
+    """One row per (target, source) pair: both images, their maps, and every operator's output."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Rectangle
+
+    x8 = torch.stack(list(images))
+    n = x8.shape[0]
+    mean = torch.tensor(IMAGENET_MEAN).reshape(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).reshape(1, 3, 1, 1)
+    # The operators see what a training loop holds: normalised float images.
+    x = (x8.float() / 255.0 - mean) / std
+    y = torch.arange(n)  # each image is its own class, so label weights read as target / source
+    perm = torch.roll(torch.arange(n), -1)
+    ops = operators if operators is not None else default_operators(n)
+
+    maps_fg = fine_grained(x8)
+    maps_sr = spectral_residual(x8)
+    results = []
+    for name, op in ops:
+        g = torch.Generator().manual_seed(seed)
+        params = op.sample_params(x, generator=g, perm=perm)
+        xm, ym = op.apply(x, y, params)
+        results.append((name, xm, ym, params))
+
+    def show(ax, img_chw_float):
+        img = (img_chw_float * std[0] + mean[0]).clamp(0, 1).permute(1, 2, 0).numpy()
+        ax.imshow(img)
+
+    cols = 6 + len(results)
+    fig, axes = plt.subplots(n, cols, figsize=(1.9 * cols, 2.1 * n), squeeze=False)
+    for i in range(n):
+        s = int(perm[i])
+        panels = [
+            ("target", lambda ax: show(ax, x[i])),
+            ("source", lambda ax: show(ax, x[s])),
+            ("target fine-grained", lambda ax: ax.imshow(maps_fg[i], cmap="inferno", vmin=0, vmax=1)),
+            ("target spectral", lambda ax: ax.imshow(maps_sr[i], cmap="inferno", vmin=0, vmax=1)),
+            ("source fine-grained", lambda ax: ax.imshow(maps_fg[s], cmap="inferno", vmin=0, vmax=1)),
+            ("source spectral", lambda ax: ax.imshow(maps_sr[s], cmap="inferno", vmin=0, vmax=1)),
+        ]
+        for j, (title, draw) in enumerate(panels):
+            ax = axes[i, j]
+            draw(ax)
+            ax.set_title(title, fontsize=7)
+        for k, (name, xm, ym, params) in enumerate(results):
+            ax = axes[i, 6 + k]
+            show(ax, xm[i])
+            r1, c1, r2, c2 = [int(v) for v in params.dst_boxes[i]]
+            if r2 > r1 and c2 > c1 and bool(params.applied[i]) and not bool(params.mixup[i]):
+                ax.add_patch(Rectangle((c1 - 0.5, r1 - 0.5), c2 - c1, r2 - r1, fill=False, ec="yellow", lw=1))
+            ax.set_title(f"{name}\ntgt {float(ym[i, i]):.2f} / src {float(ym[i, s]):.2f}", fontsize=7)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle("Saliency maps (uint8 images) and operator outputs; label weights target / source", fontsize=9)
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
