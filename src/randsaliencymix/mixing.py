@@ -103,14 +103,18 @@ def _aligned_sources(x: torch.Tensor, params: MixParams) -> torch.Tensor:
     """Each target's source image, translated so the source box sits on the target box."""
     if not params.shifted:
         return x.index_select(0, params.perm)
-    b, _, h, w = x.shape
+    b, c, h, w = x.shape
     dev = x.device
     shift = params.src_boxes[:, :2] - params.dst_boxes[:, :2]  # (B, 2) rows, cols
     rows = (torch.arange(h, device=dev) + shift[:, 0:1]).clamp(0, h - 1)  # (B, H)
     cols = (torch.arange(w, device=dev) + shift[:, 1:2]).clamp(0, w - 1)  # (B, W)
-    # Advanced indices around a slice put the broadcast dims first: (B, H, W, C).
-    out = x[params.perm[:, None, None], :, rows[:, :, None], cols[:, None, :]]
-    return out.permute(0, 3, 1, 2)
+    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        # Advanced indices around a slice put the broadcast dims first: (B, H, W, C), which is
+        # channels_last once permuted, and reads whole pixels at a time.
+        return x[params.perm[:, None, None], :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+    channels = torch.arange(c, device=dev)
+    return x[params.perm[:, None, None, None], channels[None, :, None, None], rows[:, None, :, None],
+             cols[:, None, None, :]]
 
 
 def apply_mix(x: torch.Tensor, y: torch.Tensor, params: MixParams) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -120,7 +124,8 @@ def apply_mix(x: torch.Tensor, y: torch.Tensor, params: MixParams) -> Tuple[torc
     share = source_share(params, h, w, work_dtype)
     sources = _aligned_sources(x, params)
     # lerp is exact at weights 0 and 1, so a hard paste copies pixels bit for bit.
-    mixed = torch.lerp(x.to(work_dtype), sources.to(work_dtype), share)
+    # An expanded weight is markedly faster than lerp's own broadcasting of a (B, 1, H, W) one.
+    mixed = torch.lerp(x.to(work_dtype), sources.to(work_dtype), share.expand(b, x.shape[1], h, w))
     if x.dtype == torch.uint8:
         mixed = mixed.round_().clamp_(0, 255)
     mixed = mixed.to(x.dtype)
@@ -193,6 +198,10 @@ class _Mixer(nn.Module):
         ``saliency`` gives precomputed ``(B, H, W)`` maps of ``x`` to the saliency-based operators.
         """
         check_images(x, self.validate)
+        return self._checked_sample(x, generator, perm, saliency)
+
+    def _checked_sample(self, x: torch.Tensor, generator: Optional[torch.Generator],
+                        perm: Optional[torch.Tensor], saliency: Optional[torch.Tensor]) -> MixParams:
         gen = rnd.pick_generator(generator, x.device)
         if perm is not None:
             perm = _check_perm(perm, x)
@@ -219,7 +228,7 @@ class _Mixer(nn.Module):
         check_images(x, self.validate)
         soft = to_soft_targets(y, x.shape[0], self.num_classes, self.label_smoothing, self.validate)
         if params is None:
-            params = self.sample_params(x, generator=generator, perm=perm, saliency=saliency)
+            params = self._checked_sample(x, generator, perm, saliency)
         return apply_mix(x, soft, _check_params(params, x))
 
     def _coins(self, n: int, per_sample: bool, gen: torch.Generator, dev: torch.device) -> torch.Tensor:
@@ -407,8 +416,59 @@ def _normalised_maps(maps: torch.Tensor) -> torch.Tensor:
     """Saliency maps scaled to sum 1 per image; an all-zero map becomes uniform."""
     maps = maps.float().clamp(min=0)
     total = maps.sum(dim=(1, 2), keepdim=True)
-    uniform = torch.full_like(maps, 1.0 / (maps.shape[1] * maps.shape[2]))
-    return torch.where(total > 0, maps / total.clamp(min=torch.finfo(torch.float32).tiny), uniform)
+    uniform = 1.0 / (maps.shape[1] * maps.shape[2])
+    # Adding the uniform share only where the total is 0 keeps this to two passes.
+    return maps.div_(total.clamp(min=torch.finfo(torch.float32).tiny)).add_((total <= 0).float() * uniform)
+
+
+def _integral(maps: torch.Tensor) -> torch.Tensor:
+    """Zero-padded integral image (B, H+1, W+1) in float32 (masses are probabilities, <= 1)."""
+    b, height, width = maps.shape
+    integral = maps.new_zeros(b, height + 1, width + 1)
+    torch.cumsum(maps, dim=2, out=integral[:, 1:, 1:])
+    integral[:, 1:, 1:] = integral[:, 1:, 1:].cumsum(dim=1)
+    return integral
+
+
+def _window_mass(integral: torch.Tensor, h: torch.Tensor, w: torch.Tensor,
+                 images: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Mass inside the ``h x w`` window at every top-left corner, ``(B, H, W)``, for the maps
+    ``images`` (row indices into ``integral``, default all). Corners past ``H - h`` / ``W - w``
+    hold meaningless values: callers mask them."""
+    n_maps, h1, w1 = integral.shape
+    height, width = h1 - 1, w1 - 1
+    dev = integral.device
+    images = torch.arange(n_maps, device=dev) if images is None else images
+    b = images.shape[0]
+    rows = torch.arange(height, device=dev)
+    # Row shift by h per sample as whole-row copies of the flattened integral (fast, contiguous).
+    base = images[:, None] * h1
+    lines = integral.reshape(n_maps * h1, w1)
+    low = lines.index_select(0, (base + rows).reshape(-1))
+    high = lines.index_select(0, (base + (rows + h[:, None]).clamp(max=height)).reshape(-1))
+    row_diff = high.sub_(low).reshape(b, height, w1)
+    cols = (torch.arange(width, device=dev) + w[:, None]).clamp(max=width)
+    mass = row_diff.gather(2, cols[:, None, :].expand(b, height, width))
+    return mass.sub_(row_diff[:, :, :width]).clamp_(min=0.0)
+
+
+def _box_mass(integral: torch.Tensor, images: torch.Tensor, corner: torch.Tensor, h: torch.Tensor,
+              w: torch.Tensor) -> torch.Tensor:
+    """Mass of map ``images[i]`` in the ``h x w`` box at flat corner ``corner[i]``, float64 (B,)."""
+    _, h1, w1 = integral.shape
+    r, c = corner // (w1 - 1), corner % (w1 - 1)
+    flat = integral.reshape(-1)
+
+    def at(rr: torch.Tensor, cc: torch.Tensor) -> torch.Tensor:
+        return flat[images * (h1 * w1) + rr * w1 + cc].double()
+
+    mass = at(r + h, c + w) - at(r, c + w) - at(r + h, c) + at(r, c)
+    return mass.clamp(min=0.0)
+
+
+def _valid_extent(size: int, side: torch.Tensor) -> torch.Tensor:
+    """(B, size) bool: top-left positions where a window of ``side`` fits."""
+    return torch.arange(size, device=side.device)[None, :] <= (size - side)[:, None]
 
 
 def window_mass(maps: torch.Tensor, h: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -416,44 +476,62 @@ def window_mass(maps: torch.Tensor, h: torch.Tensor, w: torch.Tensor) -> torch.T
 
     Corners whose window leaves the image (r > H - h or c > W - w) get ``nan``.
     """
-    b, height, width = maps.shape
-    dev = maps.device
-    integral = maps.new_zeros(b, height + 1, width + 1, dtype=torch.float64)
-    integral[:, 1:, 1:] = maps.double().cumsum(1).cumsum(2)
-    rows = torch.arange(height, device=dev)
-    cols = torch.arange(width, device=dev)
-    r_hi = (rows + h[:, None]).clamp(max=height)  # (B, H)
-    c_hi = (cols + w[:, None]).clamp(max=width)  # (B, W)
-    # Window sums by two per-sample shifts: row differences first, then column differences.
-    row_diff = integral.gather(1, r_hi[:, :, None].expand(b, height, width + 1)) - integral[:, :height]
-    mass = row_diff.gather(2, c_hi[:, None, :].expand(b, height, width)) - row_diff[:, :, :width]
-    valid = (rows[None, :, None] <= (height - h)[:, None, None]) & (cols[None, None, :] <= (width - w)[:, None, None])
-    return torch.where(valid, mass.clamp_(min=0.0), torch.full_like(mass, float("nan")))
+    mass = _window_mass(_integral(maps.float()), h, w)
+    valid = _valid_extent(maps.shape[1], h)[:, :, None] & _valid_extent(maps.shape[2], w)[:, None, :]
+    return torch.where(valid, mass, torch.full_like(mass, float("nan")))
+
+
+def _inverse_cdf(weights: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """One index per row of non-negative ``weights`` (B, N), with probability proportional to them."""
+    cdf = weights.double().cumsum(dim=1)
+    u = rnd.uniform(weights.shape[0], generator, weights.device)[:, None] * cdf[:, -1:]
+    index = torch.searchsorted(cdf, u, right=True)
+    # A u that lands on the total would step past the end: keep the last positive entry.
+    last = weights.shape[1] - 1 - (weights.flip(1) > 0).double().argmax(dim=1, keepdim=True)
+    return torch.minimum(index, last).squeeze(1)
+
+
+def _sample_corner(weights: Optional[torch.Tensor], valid_rows: torch.Tensor, valid_cols: torch.Tensor,
+                   generator: torch.Generator) -> torch.Tensor:
+    """Flat index of a corner drawn with probability proportional to ``weights`` (B, H, W) over the
+    valid rectangle (``None`` = uniform). Two stages, row then column, so the only full pass
+    over the grid is one batched matrix-vector product for the row marginals."""
+    vr, vc = valid_rows.float(), valid_cols.float()
+    if weights is None:
+        row = _inverse_cdf(vr, generator)
+        col = _inverse_cdf(vc, generator)
+    else:
+        row_mass = torch.bmm(weights, vc[:, :, None]).squeeze(2) * vr
+        row = _inverse_cdf(row_mass, generator)
+        row_weights = weights.gather(1, row[:, None, None].expand(-1, 1, weights.shape[2])).squeeze(1)
+        col = _inverse_cdf(row_weights * vc, generator)
+    return row * valid_cols.shape[1] + col
+
+
+def _corner_weights(score: torch.Tensor, tau: float, eps: float) -> torch.Tensor:
+    """``(score + eps) ** tau``, scaled by its maximum per sample so large tau cannot underflow
+    every entry. ``score`` may be modified in place."""
+    w = score.add_(eps)
+    if tau == 1.0:
+        return w
+    w = w.div_(w.amax(dim=(1, 2), keepdim=True))
+    return w.pow_(tau)
 
 
 def _draw_corner(score: torch.Tensor, tau: float, eps: float, mode: str, generator: torch.Generator) -> torch.Tensor:
     """Flat index of a corner with probability proportional to ``(score + eps) ** tau``.
 
-    ``score`` is ``(B, H, W)`` with ``nan`` at invalid corners. ``mode="peak"`` takes the first
-    maximum; ``"uniform"`` is ``tau = 0``. Inverse-CDF sampling: one uniform per sample.
+    ``score`` is ``(B, H, W)`` with ``nan`` at invalid corners (a top-left rectangle is valid).
+    ``mode="peak"`` takes the first maximum; ``"uniform"`` is ``tau = 0``.
     """
-    flat = score.flatten(1)
-    valid = ~torch.isnan(flat)
+    valid = ~torch.isnan(score)
+    valid_rows, valid_cols = valid.any(dim=2), valid.any(dim=1)
     if mode == "peak":
-        return torch.where(valid, flat, torch.full_like(flat, -math.inf)).argmax(dim=1)
+        return torch.where(valid, score, torch.full_like(score, -math.inf)).flatten(1).argmax(dim=1)
     if mode == "uniform" or tau == 0:
-        weight = valid.double()
-    else:
-        log_w = torch.log(torch.where(valid, flat, torch.zeros_like(flat)) + eps) * tau
-        log_w = torch.where(valid, log_w, torch.full_like(log_w, -math.inf))
-        # Subtracting the row maximum keeps large temperatures from overflowing.
-        weight = torch.exp(log_w - log_w.amax(dim=1, keepdim=True))
-    cdf = weight.cumsum(dim=1)
-    u = rnd.uniform(flat.shape[0], generator, flat.device)[:, None] * cdf[:, -1:]
-    index = torch.searchsorted(cdf, u, right=True)
-    # A u that rounds onto the total would step past the end: keep the last valid corner.
-    last_valid = valid.shape[1] - 1 - valid.flip(1).double().argmax(dim=1, keepdim=True)
-    return torch.minimum(index, last_valid).squeeze(1)
+        return _sample_corner(None, valid_rows, valid_cols, generator)
+    clean = torch.where(valid, score, torch.zeros_like(score))
+    return _sample_corner(_corner_weights(clean, tau, eps), valid_rows, valid_cols, generator)
 
 
 class RandSaliencyMix(_Mixer):
@@ -514,6 +592,15 @@ class RandSaliencyMix(_Mixer):
         self.eps = check_positive("eps", eps)
         self.value_range, self.mean, self.std = value_range, mean, std
 
+    def _pick(self, score: torch.Tensor, mode: str, tau: float, valid_rows: torch.Tensor,
+              valid_cols: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        if mode == "peak":
+            valid = valid_rows[:, :, None] & valid_cols[:, None, :]
+            return torch.where(valid, score, torch.full_like(score, -1.0)).flatten(1).argmax(dim=1)
+        if mode == "uniform" or tau == 0:
+            return _sample_corner(None, valid_rows, valid_cols, generator)
+        return _sample_corner(_corner_weights(score, tau, self.eps), valid_rows, valid_cols, generator)
+
     def _sample(self, x: torch.Tensor, generator: torch.Generator, **kw: object) -> MixParams:
         saliency: Optional[torch.Tensor] = kw.get("saliency")  # type: ignore[assignment]
         n, dev = x.shape[0], x.device
@@ -526,19 +613,21 @@ class RandSaliencyMix(_Mixer):
             maps = saliency
         else:
             maps = saliency_map(x, self.detector, self.value_range, self.mean, self.std, validate=False)
-        maps = _normalised_maps(maps)
-        src_mass = window_mass(maps.index_select(0, perm), h, w)
-        src_corner = _draw_corner(src_mass, self.tau_src, self.eps, self.source, generator)
+        integral = _integral(_normalised_maps(maps))
+        valid_rows, valid_cols = _valid_extent(height, h), _valid_extent(width, w)
+        src_mass = _window_mass(integral, h, w, perm)
+        src_corner = self._pick(src_mass, self.source, self.tau_src, valid_rows, valid_cols, generator)
+        del src_mass
         if self.paste == "same":
             dst_corner = src_corner
-            dst_mass = window_mass(maps, h, w)
         else:
-            dst_mass = window_mass(maps, h, w)
-            score = 1.0 - dst_mass if self.paste == "anti_saliency" else dst_mass
-            dst_corner = _draw_corner(score, self.tau_dst, self.eps,
-                                      "uniform" if self.paste == "uniform" else "saliency", generator)
-        m_src = src_mass.flatten(1).gather(1, src_corner[:, None]).squeeze(1)
-        m_dst = dst_mass.flatten(1).gather(1, dst_corner[:, None]).squeeze(1)
+            dst_mass = _window_mass(integral, h, w)
+            score = torch.sub(1.0, dst_mass, out=dst_mass) if self.paste == "anti_saliency" else dst_mass
+            mode = "uniform" if self.paste == "uniform" else "saliency"
+            dst_corner = self._pick(score.clamp_(min=0.0), mode, self.tau_dst, valid_rows, valid_cols, generator)
+            del dst_mass, score
+        m_src = _box_mass(integral, perm, src_corner, h, w)
+        m_dst = _box_mass(integral, torch.arange(n, device=dev), dst_corner, h, w)
 
         if isinstance(self.eta, str):
             eta = rnd.beta(self.beta_blend, n, generator, dev)
