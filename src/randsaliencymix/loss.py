@@ -8,6 +8,11 @@ from torch import nn
 
 def soft_target_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
     """``-sum_k targets_k * log_softmax(logits)_k`` per sample, reduced by ``reduction``."""
+    if not isinstance(logits, torch.Tensor) or not isinstance(targets, torch.Tensor):
+        raise TypeError(
+            f"Expected logits and targets as torch.Tensors, but got {type(logits).__name__} "
+            f"and {type(targets).__name__} instead."
+        )
     if logits.ndim != 2 or targets.shape != logits.shape:
         raise ValueError(
             f"Expected logits and targets of the same shape (B, K), but got {tuple(logits.shape)} "

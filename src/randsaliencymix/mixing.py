@@ -26,6 +26,9 @@ from . import _random as rnd
 from ._checks import (
     check_choice,
     check_images,
+    check_normalisation,
+    check_num_classes,
+    check_perm,
     check_nonnegative,
     check_positive,
     check_probability,
@@ -170,11 +173,7 @@ class _Mixer(nn.Module):
         validate: Optional[bool],
     ) -> None:
         super().__init__()
-        if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int)):
-            raise TypeError(f"Expected num_classes to be an int, but got {type(num_classes).__name__} instead.")
-        if num_classes is not None and num_classes < 1:
-            raise ValueError(f"Expected num_classes >= 1, but got {num_classes} instead.")
-        self.num_classes = num_classes
+        self.num_classes = check_num_classes(num_classes)
         self.p = check_probability("p", p)
         self.label_smoothing = check_probability("label_smoothing", label_smoothing)
         self.validate = validate
@@ -204,7 +203,7 @@ class _Mixer(nn.Module):
                         perm: Optional[torch.Tensor], saliency: Optional[torch.Tensor]) -> MixParams:
         gen = rnd.pick_generator(generator, x.device)
         if perm is not None:
-            perm = _check_perm(perm, x)
+            perm = check_perm(perm, x, self.validate)
         if saliency is not None:
             saliency = check_saliency_maps(saliency, x)
         return self._sample(x, gen, perm=perm, saliency=saliency)
@@ -237,14 +236,6 @@ class _Mixer(nn.Module):
 
     def _lam(self, alpha: float, n: int, per_sample: bool, gen: torch.Generator, dev: torch.device) -> torch.Tensor:
         return rnd.beta(alpha, n if per_sample else 1, gen, dev).expand(n).contiguous()
-
-
-def _check_perm(perm: object, x: torch.Tensor) -> torch.Tensor:
-    if not isinstance(perm, torch.Tensor) or perm.dtype not in (torch.int32, torch.int64):
-        raise TypeError("Expected perm as an integer torch.Tensor of shape (B,), but got something else instead.")
-    if tuple(perm.shape) != (x.shape[0],):
-        raise ValueError(f"Expected perm of shape ({x.shape[0]},), but got {tuple(perm.shape)} instead.")
-    return perm.long().to(x.device)
 
 
 def _draw_perm(n: int, generator: torch.Generator, dev: torch.device, perm: Optional[torch.Tensor]) -> torch.Tensor:
@@ -362,6 +353,7 @@ class SaliencyMix(_Mixer):
         if isinstance(detector, str):
             check_choice("detector", detector, ("fine_grained", "spectral"))
         self.detector = detector
+        check_normalisation(value_range, mean, std)
         self.value_range, self.mean, self.std = value_range, mean, std
 
     def _sample(self, x: torch.Tensor, generator: torch.Generator, **kw: object) -> MixParams:
@@ -393,7 +385,8 @@ class SaliencyMix(_Mixer):
     def _maps(self, x: torch.Tensor, saliency: Optional[torch.Tensor]) -> torch.Tensor:
         if saliency is not None:
             return saliency
-        return saliency_map(x, self.detector, self.value_range, self.mean, self.std, validate=False)
+        return check_saliency_maps(
+            saliency_map(x, self.detector, self.value_range, self.mean, self.std, validate=False), x)
 
 
 def _official_peak(image_chw: torch.Tensor) -> Tuple[int, int]:
@@ -590,6 +583,7 @@ class RandSaliencyMix(_Mixer):
             check_choice("detector", detector, ("fine_grained", "spectral"))
         self.detector = detector
         self.eps = check_positive("eps", eps)
+        check_normalisation(value_range, mean, std)
         self.value_range, self.mean, self.std = value_range, mean, std
 
     def _pick(self, score: torch.Tensor, mode: str, tau: float, valid_rows: torch.Tensor,
@@ -612,7 +606,8 @@ class RandSaliencyMix(_Mixer):
         if saliency is not None:
             maps = saliency
         else:
-            maps = saliency_map(x, self.detector, self.value_range, self.mean, self.std, validate=False)
+            maps = check_saliency_maps(
+                saliency_map(x, self.detector, self.value_range, self.mean, self.std, validate=False), x)
         integral = _integral(_normalised_maps(maps))
         valid_rows, valid_cols = _valid_extent(height, h), _valid_extent(width, w)
         src_mass = _window_mass(integral, h, w, perm)
@@ -668,7 +663,8 @@ class RandomChoiceMix(_Mixer):
                  mode: str = "batch", num_classes: Optional[int] = None, p: float = 1.0,
                  label_smoothing: float = 0.0, validate: Optional[bool] = None) -> None:
         super().__init__(num_classes, p, label_smoothing, validate)
-        if len(ops) == 0 or not all(isinstance(o, _Mixer) for o in ops):
+        if not isinstance(ops, (list, tuple, nn.ModuleList)) or len(ops) == 0 or not all(
+                isinstance(o, _Mixer) for o in ops):
             raise TypeError("Expected a non-empty sequence of mixing operators, but got something else instead.")
         if probs is None:
             probs = [1.0 / len(ops)] * len(ops)

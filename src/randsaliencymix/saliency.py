@@ -22,7 +22,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 import torch
 import torch.nn.functional as F
 
-from ._checks import check_choice, check_images
+from ._checks import check_choice, check_images, check_normalisation
 
 __all__ = [
     "to_uint8",
@@ -37,6 +37,39 @@ __all__ = [
 _FINE_GRAINED_NEIGHBOURHOODS = (12, 24, 48, 28, 56, 112)
 
 
+def _quantised(
+    x: torch.Tensor,
+    value_range: Optional[Tuple[float, float]] = None,
+    mean: Optional[Sequence[float]] = None,
+    std: Optional[Sequence[float]] = None,
+) -> torch.Tensor:
+    """The 0-255 integer values of :func:`to_uint8`, held in float32 (or uint8 input as is).
+
+    Keeping float avoids a uint8 round trip when the values feed float arithmetic next.
+    """
+    check_normalisation(value_range, mean, std, channels=x.shape[1])
+    if x.dtype == torch.uint8:
+        return x
+    xf = x.float()
+    if mean is not None and std is not None:
+        m = torch.as_tensor(mean, dtype=torch.float32, device=x.device).reshape(1, -1, 1, 1)
+        s = torch.as_tensor(std, dtype=torch.float32, device=x.device).reshape(1, -1, 1, 1)
+        # 255 * (x * std + mean) in two passes.
+        scaled = torch.mul(xf, s * 255.0).add_(m * 255.0)
+    elif value_range is not None:
+        lo, hi = float(value_range[0]), float(value_range[1])
+        scaled = torch.sub(xf, lo).mul_(255.0 / (hi - lo))
+    else:
+        flat = xf.flatten(1)
+        lo = flat.amin(dim=1).reshape(-1, 1, 1, 1)
+        span = flat.amax(dim=1).reshape(-1, 1, 1, 1) - lo
+        # A constant image has span 0: scale it by 0 so it maps to zeros, never NaN.
+        gain = torch.where(span > 0, 255.0 / span.clamp(min=torch.finfo(torch.float32).tiny),
+                           torch.zeros_like(span))
+        scaled = torch.sub(xf, lo).mul_(gain)
+    return scaled.round_().clamp_(0, 255)
+
+
 def to_uint8(
     x: torch.Tensor,
     value_range: Optional[Tuple[float, float]] = None,
@@ -49,43 +82,24 @@ def to_uint8(
     normalisation it was given (``x * std + mean`` is in [0, 1]), its ``value_range`` (lo, hi), or
     else per image min-max. A constant image maps to zeros.
     """
-    if x.dtype == torch.uint8:
-        return x
-    xf = x.float()
-    if mean is not None or std is not None:
-        if mean is None or std is None:
-            raise ValueError("Expected both mean and std for a normalised input, but got only one instead.")
-        m = torch.as_tensor(mean, dtype=torch.float32, device=x.device).reshape(1, -1, 1, 1)
-        s = torch.as_tensor(std, dtype=torch.float32, device=x.device).reshape(1, -1, 1, 1)
-        unit = xf * s + m
-    elif value_range is not None:
-        lo, hi = float(value_range[0]), float(value_range[1])
-        if not hi > lo:
-            raise ValueError(f"Expected value_range (lo, hi) with hi > lo, but got {value_range} instead.")
-        unit = (xf - lo) / (hi - lo)
-    else:
-        flat = xf.flatten(1)
-        lo = flat.amin(dim=1).reshape(-1, 1, 1, 1)
-        span = (flat.amax(dim=1).reshape(-1, 1, 1, 1) - lo)
-        # A constant image has span 0: divide by 1 instead so it maps to zeros, never NaN.
-        unit = (xf - lo) / torch.where(span > 0, span, torch.ones_like(span))
-    return (unit * 255.0).round_().clamp_(0, 255).to(torch.uint8)
+    return _quantised(x, value_range, mean, std).to(torch.uint8)
 
 
 def rgb_to_gray_u8(x_u8: torch.Tensor) -> torch.Tensor:
-    """OpenCV's fixed-point BGR2GRAY of an RGB (or grey) uint8 batch: ``(B, C, H, W) -> (B, H, W)``.
+    """OpenCV's fixed-point BGR2GRAY of an RGB (or grey) batch of 0-255 integers (uint8, or float
+    holding integers): ``(B, C, H, W) -> (B, H, W)``.
 
     Returned as float32 holding exact integers 0..255 (float keeps the later ops vectorised).
     """
     if x_u8.shape[1] == 1:
-        return x_u8[:, 0].to(torch.float32)
+        return x_u8[:, 0].to(torch.float32, copy=True)
     if x_u8.shape[1] != 3:
         raise ValueError(
             f"Expected 1 (grey) or 3 (RGB) channels, but got {x_u8.shape[1]} instead."
         )
     # cv::cvtColor's 8-bit weights: 0.299, 0.587, 0.114 in 15-bit fixed point, rounding term 2**14.
     # Every partial sum is an integer below 2**24, so float32 computes the integer formula exactly.
-    acc = x_u8[:, 0].to(torch.float32).mul_(9798.0).add_(16384.0)
+    acc = torch.mul(x_u8[:, 0].to(torch.float32), 9798.0).add_(16384.0)
     acc.add_(x_u8[:, 1].to(torch.float32), alpha=19235.0)
     acc.add_(x_u8[:, 2].to(torch.float32), alpha=3735.0)
     return acc.mul_(1.0 / 32768.0).floor_()
@@ -112,7 +126,7 @@ def fine_grained(
 ) -> torch.Tensor:
     """Fine-grained static saliency (Montabone & Soto 2010) of a batch, as OpenCV computes it."""
     check_images(x, validate)
-    gray = _blur121_u8(_blur121_u8(rgb_to_gray_u8(to_uint8(x, value_range, mean, std))))
+    gray = _blur121_u8(_blur121_u8(rgb_to_gray_u8(_quantised(x, value_range, mean, std))))
     b, h, w = gray.shape
     dev = gray.device
 
@@ -304,7 +318,7 @@ def spectral_residual(
 ) -> torch.Tensor:
     """Spectral-residual static saliency (Hou & Zhang 2007) of a batch, as OpenCV 4.x computes it."""
     check_images(x, validate)
-    gray = rgb_to_gray_u8(to_uint8(x, value_range, mean, std))
+    gray = rgb_to_gray_u8(_quantised(x, value_range, mean, std))
     b, h, w = gray.shape
     dev = gray.device
     small = resize_linear_exact_u8(gray, (64, 64))
@@ -348,6 +362,8 @@ def saliency_map(
 ) -> torch.Tensor:
     """Saliency maps ``(B, H, W)`` in [0, 1] by a named detector or a callable ``f(x) -> (B, H, W)``."""
     if callable(method):
-        return method(x)
+        from ._checks import check_saliency_maps
+
+        return check_saliency_maps(method(x), x)
     check_choice("method", method, tuple(DETECTORS))
     return DETECTORS[method](x, value_range=value_range, mean=mean, std=std, validate=validate)
