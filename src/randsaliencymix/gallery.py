@@ -109,10 +109,10 @@ def draw_gallery(
         panels = [
             ("target", lambda ax: show(ax, x[i])),
             ("source", lambda ax: show(ax, x[s])),
-            ("target fine-grained", lambda ax: ax.imshow(maps_fg[i], cmap="inferno", vmin=0, vmax=1)),
-            ("target spectral", lambda ax: ax.imshow(maps_sr[i], cmap="inferno", vmin=0, vmax=1)),
-            ("source fine-grained", lambda ax: ax.imshow(maps_fg[s], cmap="inferno", vmin=0, vmax=1)),
-            ("source spectral", lambda ax: ax.imshow(maps_sr[s], cmap="inferno", vmin=0, vmax=1)),
+            ("target fine-grained", lambda ax: ax.imshow(maps_fg[i].numpy(), cmap="inferno", vmin=0, vmax=1)),
+            ("target spectral", lambda ax: ax.imshow(maps_sr[i].numpy(), cmap="inferno", vmin=0, vmax=1)),
+            ("source fine-grained", lambda ax: ax.imshow(maps_fg[s].numpy(), cmap="inferno", vmin=0, vmax=1)),
+            ("source spectral", lambda ax: ax.imshow(maps_sr[s].numpy(), cmap="inferno", vmin=0, vmax=1)),
         ]
         for j, (title, draw) in enumerate(panels):
             ax = axes[i, j]

@@ -65,6 +65,7 @@ class MixParams:
     applied: torch.Tensor  # (B,) bool: the sample is mixed at all (probability p)
     source_weight: torch.Tensor  # (B,) float64: label weight of the source, as applied
     shifted: bool = False  # static: some patch lands away from its source coordinates
+    blended: bool = True  # static: some share may lie strictly between 0 and 1 (else a hard paste)
 
     @property
     def batch_size(self) -> int:
@@ -127,8 +128,14 @@ def apply_mix(x: torch.Tensor, y: torch.Tensor, params: MixParams) -> Tuple[torc
     share = source_share(params, h, w, work_dtype)
     sources = _aligned_sources(x, params)
     # lerp is exact at weights 0 and 1, so a hard paste copies pixels bit for bit.
-    # An expanded weight is markedly faster than lerp's own broadcasting of a (B, 1, H, W) one.
-    mixed = torch.lerp(x.to(work_dtype), sources.to(work_dtype), share.expand(b, x.shape[1], h, w))
+    if params.blended:
+        # (1 - s) x + s src, not lerp: lerp's x + s (src - x) overflows for large values of opposite
+        # sign (0 * inf = NaN), while this form is exact at s = 0 and s = 1 and bounded between.
+        share = share.expand(b, x.shape[1], h, w)
+        mixed = torch.mul(x.to(work_dtype), 1.0 - share).addcmul_(sources.to(work_dtype), share)
+    else:
+        # Every share is 0 or 1: a pure selection, bit exact in any dtype.
+        mixed = torch.where(share > 0.5, sources, x)
     if x.dtype == torch.uint8:
         mixed = mixed.round_().clamp_(0, 255)
     mixed = mixed.to(x.dtype)
@@ -260,7 +267,7 @@ class NoMix(_Mixer):
             perm=torch.arange(n, device=dev), lam=zeros + 1.0, src_boxes=_empty_boxes(n, dev),
             dst_boxes=_empty_boxes(n, dev), eta=zeros + 1.0,
             mixup=torch.zeros(n, dtype=torch.bool, device=dev),
-            applied=torch.zeros(n, dtype=torch.bool, device=dev), source_weight=zeros,
+            applied=torch.zeros(n, dtype=torch.bool, device=dev), source_weight=zeros, blended=False,
         )
 
 
@@ -317,7 +324,7 @@ class CutMix(_Mixer):
             perm=perm, lam=lam, src_boxes=boxes, dst_boxes=boxes,
             eta=torch.ones(n, dtype=torch.float64, device=dev),
             mixup=torch.zeros(n, dtype=torch.bool, device=dev), applied=applied,
-            source_weight=_box_area_share(boxes, height, width),
+            source_weight=_box_area_share(boxes, height, width), blended=False,
         )
 
 
@@ -379,7 +386,7 @@ class SaliencyMix(_Mixer):
             perm=perm, lam=lam, src_boxes=boxes, dst_boxes=boxes,
             eta=torch.ones(n, dtype=torch.float64, device=dev),
             mixup=torch.zeros(n, dtype=torch.bool, device=dev), applied=applied,
-            source_weight=_box_area_share(boxes, height, width),
+            source_weight=_box_area_share(boxes, height, width), blended=False,
         )
 
     def _maps(self, x: torch.Tensor, saliency: Optional[torch.Tensor]) -> torch.Tensor:
@@ -489,7 +496,8 @@ def _sample_corner(weights: Optional[torch.Tensor], valid_rows: torch.Tensor, va
     """Flat index of a corner drawn with probability proportional to ``weights`` (B, H, W) over the
     valid rectangle (``None`` = uniform). Two stages, row then column, so the only full pass
     over the grid is one batched matrix-vector product for the row marginals."""
-    vr, vc = valid_rows.float(), valid_cols.float()
+    dtype = torch.float32 if weights is None else weights.dtype
+    vr, vc = valid_rows.to(dtype), valid_cols.to(dtype)
     if weights is None:
         row = _inverse_cdf(vr, generator)
         col = _inverse_cdf(vc, generator)
@@ -648,7 +656,7 @@ class RandSaliencyMix(_Mixer):
         return MixParams(
             perm=perm, lam=lam, src_boxes=box(src_corner), dst_boxes=box(dst_corner),
             eta=eta, mixup=mixup & applied, applied=applied, source_weight=weight,
-            shifted=self.paste != "same",
+            shifted=self.paste != "same", blended=self.eta != 1.0 or self.mixup_prob > 0,
         )
 
 
@@ -687,7 +695,7 @@ class RandomChoiceMix(_Mixer):
         applied = (rnd.uniform(n if self.mode == "sample" else 1, generator, dev) < self.p).expand(n)
         merged = {}
         for f in fields(MixParams):
-            if f.name == "shifted":
+            if f.name in ("shifted", "blended"):
                 continue
             stacked = torch.stack([getattr(q, f.name) for q in all_params])  # (n_ops, B, ...)
             index = choice.reshape(1, n, *([1] * (stacked.ndim - 2))).expand(1, *stacked.shape[1:])
@@ -695,4 +703,5 @@ class RandomChoiceMix(_Mixer):
         merged["applied"] = merged["applied"] & applied
         merged["source_weight"] = torch.where(applied, merged["source_weight"], torch.zeros_like(merged["source_weight"]))
         merged["mixup"] = merged["mixup"] & applied
-        return MixParams(**merged, shifted=any(q.shifted for q in all_params))
+        return MixParams(**merged, shifted=any(q.shifted for q in all_params),
+                         blended=any(q.blended for q in all_params))
