@@ -271,14 +271,18 @@ class NoMix(_Mixer):
         )
 
 
-class MixUp(_Mixer):
-    """MixUp (Zhang et al., 2018): ``x' = lam x + (1 - lam) x[perm]``, the same for the labels."""
+class _BatchOrSampleMixer(_Mixer):
+    """An operator whose lam (and box) and coin are drawn per batch or per sample (``mode``)."""
 
     def __init__(self, alpha: float = 1.0, num_classes: Optional[int] = None, p: float = 1.0,
                  mode: str = "batch", label_smoothing: float = 0.0, validate: Optional[bool] = None) -> None:
         super().__init__(num_classes, p, label_smoothing, validate)
         self.alpha = check_positive("alpha", alpha)
         self.mode = check_choice("mode", mode, ("batch", "sample"))
+
+
+class MixUp(_BatchOrSampleMixer):
+    """MixUp (Zhang et al., 2018): ``x' = lam x + (1 - lam) x[perm]``, the same for the labels."""
 
     def _sample(self, x: torch.Tensor, generator: torch.Generator, **kw: object) -> MixParams:
         n, dev = x.shape[0], x.device
@@ -294,18 +298,12 @@ class MixUp(_Mixer):
         )
 
 
-class CutMix(_Mixer):
+class CutMix(_BatchOrSampleMixer):
     """CutMix (Yun et al., 2019): a random box of the source pasted at the same place.
 
     ``mode="batch"`` is the official code (one lam, box and coin per batch); ``"sample"`` draws
     them per sample. ``lam`` is recomputed from the clipped box.
     """
-
-    def __init__(self, alpha: float = 1.0, num_classes: Optional[int] = None, p: float = 1.0,
-                 mode: str = "batch", label_smoothing: float = 0.0, validate: Optional[bool] = None) -> None:
-        super().__init__(num_classes, p, label_smoothing, validate)
-        self.alpha = check_positive("alpha", alpha)
-        self.mode = check_choice("mode", mode, ("batch", "sample"))
 
     def _sample(self, x: torch.Tensor, generator: torch.Generator, **kw: object) -> MixParams:
         n, dev = x.shape[0], x.device
