@@ -1,8 +1,17 @@
-"""``rsmix``: the command-line tool. ``rsmix show`` draws the gallery."""
+"""``rsmix``: the command-line tool.
+
+* ``rsmix show``: the gallery of saliency maps and operator outputs;
+* ``rsmix train``: one training run (flags, and/or a YAML config);
+* ``rsmix eval``: a checkpoint's errors, NLL and ECE on any supported dataset;
+* ``rsmix compare``: methods x seeds, resumable, with tables and plots.
+
+Bad input is reported in one line naming the problem and the accepted values, exit code 2.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -27,6 +36,111 @@ def _cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+_TRAIN_FLAGS = {
+    # flag: (config key, type, help)
+    "--data": ("data", str, "procedural[:N[:M]], cifar10, cifar100, a CIFAR folder/.tar.gz, an ImageFolder or .tar[.gz]"),
+    "--data-root": ("data_root", str, "folder holding cifar10/cifar100 archives"),
+    "--train-fraction": ("train_fraction", float, "class-balanced share of the training set (low-data regime)"),
+    "--val-fraction": ("val_fraction", float, "share of the training set held out for validation"),
+    "--split-seed": ("split_seed", int, "seed of the validation split (the same for every run)"),
+    "--model": ("model", str, "resnet18, preact_resnet18, wrn28_10, fast_cnn"),
+    "--method": ("method", str, "none, mixup, cutmix, saliencymix, saliencymix_per_sample, randsaliencymix"),
+    "--epochs": ("epochs", int, "training epochs"),
+    "--batch-size": ("batch_size", int, "batch size per process"),
+    "--lr": ("lr", float, "peak learning rate"),
+    "--weight-decay": ("weight_decay", float, "weight decay"),
+    "--schedule": ("schedule", str, "cosine or multistep"),
+    "--warmup-epochs": ("warmup_epochs", float, "linear warm-up length"),
+    "--label-smoothing": ("label_smoothing", float, "label smoothing"),
+    "--seed": ("seed", int, "seed of the model, shuffling and mixing"),
+    "--device": ("device", str, "cpu or cuda"),
+    "--threads": ("threads", int, "torch CPU threads (0: default)"),
+}
+
+
+def _add_train_flags(parser: argparse.ArgumentParser) -> None:
+    for flag, (_, kind, text) in _TRAIN_FLAGS.items():
+        parser.add_argument(flag, type=kind, default=None, help=text)
+    parser.add_argument("--mix-opt", action="append", default=[], metavar="KEY=VALUE",
+                        help="operator option, e.g. --mix-opt alpha=1.0 (repeatable)")
+    parser.add_argument("--config", default=None, help="YAML (or JSON) file of config keys; flags override it")
+    parser.add_argument("--test", action="store_true", default=None,
+                        help="evaluate the test split once, after the last epoch")
+    parser.add_argument("--amp", action="store_true", default=None, help="mixed precision (CUDA)")
+    parser.add_argument("--channels-last", action="store_true", default=None, help="channels_last tensors")
+    parser.add_argument("--download", action="store_true", default=None, help="download CIFAR if missing")
+
+
+def _resolve_config(args: argparse.Namespace, extra: Optional[dict] = None) -> "object":
+    import yaml
+
+    from .train import TrainConfig, UsageError
+
+    values: dict = {}
+    if args.config is not None:
+        path = Path(args.config)
+        if not path.is_file():
+            raise UsageError(f"config file {path} does not exist")
+        loaded = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise UsageError(f"config file {path} must hold a mapping of config keys")
+        values.update(loaded)
+    for flag, (key, _, _) in _TRAIN_FLAGS.items():
+        value = getattr(args, flag.lstrip("-").replace("-", "_"))
+        if value is not None:
+            values[key] = value
+    for key in ("test", "amp", "channels_last", "download"):
+        if getattr(args, key) is not None:
+            values[key] = getattr(args, key)
+    if args.mix_opt:
+        mix = dict(values.get("mix") or {})
+        for item in args.mix_opt:
+            key, eq, value = item.partition("=")
+            if not eq:
+                raise UsageError(f"--mix-opt {item!r}: expected KEY=VALUE")
+            mix[key] = yaml.safe_load(value)
+        values["mix"] = mix
+    values.update(extra or {})
+    return TrainConfig.from_dict(values)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .train import train
+
+    cfg = _resolve_config(args)
+    result = train(cfg, Path(args.out), resume=args.resume, progress=not args.no_progress)  # type: ignore[arg-type]
+    if result:
+        shown = {k: round(v, 3) if isinstance(v, float) else v for k, v in result.items() if k != "versions"}
+        print(json.dumps(shown, sort_keys=True))
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from .train import evaluate_checkpoint
+
+    metrics = evaluate_checkpoint(Path(args.checkpoint), args.data, args.split, args.data_root, args.device)
+    print(json.dumps({k: round(v, 4) for k, v in metrics.items()}, sort_keys=True))
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import compare
+    from .train import UsageError
+
+    cfg = _resolve_config(args, {"method": "none"} if args.method is None else None)
+    if args.seeds:
+        try:
+            seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+        except ValueError as exc:
+            raise UsageError(f"--seeds {args.seeds!r}: expected comma-separated integers") from exc
+    else:
+        seeds = list(range(args.n_seeds))
+    methods = [m.strip() for m in args.methods.split(";" if ";" in args.methods else ",") if m.strip()]
+    summary = compare(cfg, methods, seeds, Path(args.out), jobs=args.jobs, reference=args.reference)  # type: ignore[arg-type]
+    print(summary["table"])
+    return 1 if summary["failed"] else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rsmix", description="Saliency-guided mix augmentation.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -38,12 +152,50 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--limit", type=int, default=4, help="how many images of --images to use")
     show.add_argument("--seed", type=int, default=0, help="seed of the operators' generator")
     show.set_defaults(func=_cmd_show)
+
+    tr = sub.add_parser("train", help="train one run")
+    _add_train_flags(tr)
+    tr.add_argument("--out", required=True, help="run folder (config, log.jsonl, checkpoint, metrics)")
+    tr.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
+    tr.add_argument("--no-progress", action="store_true", help="no progress bar")
+    tr.set_defaults(func=_cmd_train)
+
+    ev = sub.add_parser("eval", help="evaluate a checkpoint")
+    ev.add_argument("--checkpoint", required=True, help="run folder or checkpoint.pt")
+    ev.add_argument("--data", required=True, help="dataset source, as for train")
+    ev.add_argument("--split", default="test", help="split to evaluate (default: test)")
+    ev.add_argument("--data-root", default=None)
+    ev.add_argument("--device", default="cpu")
+    ev.set_defaults(func=_cmd_eval)
+
+    cm = sub.add_parser("compare", help="methods x seeds, with tables and plots")
+    _add_train_flags(cm)
+    cm.add_argument("--methods", default="none,mixup,cutmix,saliencymix,randsaliencymix",
+                    help="comma-separated methods; a variant is NAME=METHOD:key=value,key=value "
+                         "(separate several such specs with ';')")
+    cm.add_argument("--seeds", default=None, help="comma-separated seeds (default: 0..n-seeds-1)")
+    cm.add_argument("--n-seeds", type=int, default=1)
+    cm.add_argument("--jobs", type=int, default=1, help="runs at once")
+    cm.add_argument("--reference", default=None, help="method for paired differences (default: the first)")
+    cm.add_argument("--out", required=True, help="study folder")
+    cm.set_defaults(func=_cmd_compare)
     return parser
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except Exception as exc:  # one line, exit 2, for the errors a user can fix
+        from .train import UsageError
+
+        if isinstance(exc, (UsageError, FileNotFoundError)) or type(exc).__name__ in ("DataError",):
+            print(f"rsmix {args.command}: error: {exc}", file=sys.stderr)
+            return 2
+        if isinstance(exc, (ValueError, TypeError)) and str(exc).startswith("Expected"):
+            print(f"rsmix {args.command}: error: {exc}", file=sys.stderr)
+            return 2
+        raise
 
 
 if __name__ == "__main__":  # pragma: no cover

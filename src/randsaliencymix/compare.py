@@ -1,0 +1,221 @@
+"""``rsmix compare``: methods x seeds with the same seeds for every method, resumable, then tables
+(mean ± std, 95% CI, paired differences to a reference method) and plots.
+
+Each run lives in ``OUT/runs/<name>_s<seed>`` and is trained by a child process, so a crashed run
+loses no other result; a run with a ``metrics.json`` is finished and skipped on the next call, and
+an unfinished one resumes from its checkpoint.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from .train import METHODS, TrainConfig, UsageError, atomic_write_bytes, atomic_write_json
+
+# Two-sided 95% Student t quantiles for n - 1 degrees of freedom (1..30), then the normal limit.
+_T95 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
+        2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
+        2.052, 2.048, 2.045, 2.042]
+
+
+def t95(dof: int) -> float:
+    return _T95[dof - 1] if 1 <= dof <= len(_T95) else 1.96
+
+
+def mean_std_ci(values: Sequence[float]) -> Tuple[float, float, float]:
+    """Mean, sample standard deviation and the half-width of the 95% t confidence interval."""
+    n = len(values)
+    if n == 0:
+        return math.nan, math.nan, math.nan
+    m = sum(values) / n
+    if n == 1:
+        return m, math.nan, math.nan
+    sd = math.sqrt(sum((v - m) ** 2 for v in values) / (n - 1))
+    return m, sd, t95(n - 1) * sd / math.sqrt(n)
+
+
+def parse_method(spec: str) -> Tuple[str, str, Dict[str, Any]]:
+    """``name`` or ``name=method:key=value,key=value`` -> (display name, method, options)."""
+    import yaml
+
+    if "=" in spec.split(":")[0]:
+        name, rest = spec.split("=", 1)
+    else:
+        name, rest = spec.split(":")[0], spec
+    method, _, opts = rest.partition(":")
+    if method not in METHODS:
+        raise UsageError(f"unknown method {method!r} in {spec!r}; accepted: {', '.join(METHODS)}")
+    options: Dict[str, Any] = {}
+    for item in filter(None, opts.split(",")):
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise UsageError(f"bad option {item!r} in {spec!r}; expected key=value")
+        options[key.strip()] = yaml.safe_load(value)
+    return name, method, options
+
+
+def run_dir(out: Path, name: str, seed: int) -> Path:
+    return out / "runs" / f"{name}_s{seed}"
+
+
+def _launch(cfg: TrainConfig, directory: Path, quiet: bool) -> int:
+    directory.mkdir(parents=True, exist_ok=True)
+    request = directory / "request.json"
+    atomic_write_json(asdict(cfg), request)
+    cmd = [sys.executable, "-m", "randsaliencymix", "train", "--config", str(request),
+           "--out", str(directory), "--resume", "--no-progress"]
+    with open(directory / "stdout.log", "ab") as log:
+        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())
+    if not quiet:
+        status = "done" if proc.returncode == 0 else f"FAILED (exit {proc.returncode}, see {directory}/stdout.log)"
+        print(f"  {directory.name}: {status}", flush=True)
+    return proc.returncode
+
+
+def compare(base: TrainConfig, methods: Sequence[str], seeds: Sequence[int], out: Path, jobs: int = 1,
+            reference: Optional[str] = None, quiet: bool = False) -> Dict[str, Any]:
+    out = Path(out)
+    specs = [parse_method(m) for m in methods]
+    names = [s[0] for s in specs]
+    if len(set(names)) != len(names):
+        raise UsageError(f"method names must be unique, got {names}")
+    if reference is not None and reference not in names:
+        raise UsageError(f"reference {reference!r} is not among the methods {names}")
+    todo = []
+    for name, method, options in specs:
+        for seed in seeds:
+            cfg = replace(base, method=method, mix=dict(options), seed=seed)
+            cfg.check()
+            directory = run_dir(out, name, seed)
+            if (directory / "metrics.json").exists():
+                continue
+            todo.append((cfg, directory))
+    if not quiet:
+        print(f"{len(specs) * len(seeds) - len(todo)} runs finished, {len(todo)} to run", flush=True)
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        codes = list(pool.map(lambda item: _launch(item[0], item[1], quiet), todo))
+    failed = sum(c != 0 for c in codes)
+    summary = summarise(out, names, seeds, reference or names[0])
+    summary["failed"] = failed
+    return summary
+
+
+def _metric_key(rows: List[Dict[str, Any]]) -> str:
+    return "test_top1_err" if rows and all("test_top1_err" in r for r in rows) else "val_top1_err"
+
+
+def summarise(out: Path, names: Sequence[str], seeds: Sequence[int], reference: str) -> Dict[str, Any]:
+    """Write results.csv, results.md and the plots from the finished runs in ``out``."""
+    rows: List[Dict[str, Any]] = []
+    for name in names:
+        for seed in seeds:
+            path = run_dir(out, name, seed) / "metrics.json"
+            if path.exists():
+                metrics = json.loads(path.read_text())
+                metrics.pop("versions", None)
+                rows.append({"name": name, **metrics, "seed": seed})
+    keys = ["name", "method", "seed"] + sorted({k for r in rows for k in r} - {"name", "method", "seed"})
+    lines = [",".join(keys)]
+    for r in rows:
+        lines.append(",".join("" if r.get(k) is None else str(r.get(k)) for k in keys))
+    atomic_write_bytes(out / "results.csv", ("\n".join(lines) + "\n").encode())
+
+    metric = _metric_key(rows)
+    by_name = {n: {r["seed"]: r for r in rows if r["name"] == n} for n in names}
+    ref = by_name.get(reference, {})
+    table = [f"Metric: `{metric}` (%, lower is better); mean ± std over seeds, 95% t-interval; "
+             f"paired difference to `{reference}` over the seeds both finished.", "",
+             "| method | runs | error | 95% CI | val top-1 err | NLL | ECE | "
+             f"Δ vs {reference} (paired) | minutes/run |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    summary: Dict[str, Any] = {"metric": metric, "methods": {}}
+    for n in names:
+        runs = list(by_name[n].values())
+        if not runs:
+            table.append(f"| {n} | 0 | | | | | | | |")
+            continue
+        m, sd, ci = mean_std_ci([r[metric] for r in runs])
+        vm, vsd, _ = mean_std_ci([r["val_top1_err"] for r in runs if "val_top1_err" in r])
+        prefix = "test" if metric.startswith("test") else "val"
+        nll, _, _ = mean_std_ci([r[f"{prefix}_nll"] for r in runs if f"{prefix}_nll" in r])
+        ece, _, _ = mean_std_ci([r[f"{prefix}_ece"] for r in runs if f"{prefix}_ece" in r])
+        minutes, _, _ = mean_std_ci([r.get("train_seconds", math.nan) / 60 for r in runs])
+        shared = sorted(set(by_name[n]) & set(ref))
+        if n == reference or not shared:
+            delta = "—"
+            dm = dci = math.nan
+        else:
+            diffs = [by_name[n][s][metric] - ref[s][metric] for s in shared]
+            dm, _, dci = mean_std_ci(diffs)
+            delta = f"{dm:+.2f} ± {dci:.2f}" if not math.isnan(dci) else f"{dm:+.2f}"
+        table.append(f"| {n} | {len(runs)} | {m:.2f} ± {sd:.2f} | [{m - ci:.2f}, {m + ci:.2f}] | "
+                     f"{vm:.2f} ± {vsd:.2f} | {nll:.3f} | {ece:.2f} | {delta} | {minutes:.1f} |"
+                     .replace("nan", "n/a"))
+        summary["methods"][n] = {"runs": len(runs), "mean": m, "std": sd, "ci95": ci,
+                                 "paired_diff": dm, "paired_ci95": dci}
+    table.append("")
+    table.append("A paired difference whose interval contains 0 is within noise at this number of seeds.")
+    atomic_write_bytes(out / "results.md", ("\n".join(table) + "\n").encode())
+    _plots(out, names, seeds, by_name, metric)
+    summary["table"] = "\n".join(table)
+    return summary
+
+
+def _plots(out: Path, names: Sequence[str], seeds: Sequence[int], by_name: Dict[str, Dict[int, Any]],
+           metric: str) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:  # pragma: no cover - plots need the viz extra
+        return
+    fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(names), 3.2))
+    means, cis = [], []
+    for n in names:
+        m, _, ci = mean_std_ci([r[metric] for r in by_name[n].values()])
+        means.append(m)
+        cis.append(0 if math.isnan(ci) else ci)
+    ax.bar(range(len(names)), means, yerr=cis, capsize=4, color="#4c72b0")
+    ax.set_xticks(range(len(names)))
+    ax.set_xticklabels(names, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel(f"{metric} (%)")
+    finite = [m for m in means if not math.isnan(m)]
+    if finite:
+        ax.set_ylim(max(0, min(finite) - 3 * max(cis + [0.5])), max(finite) + 3 * max(cis + [0.5]))
+    ax.set_title("final error, mean ± 95% CI over seeds", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out / "final_error.png", dpi=120)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    for n in names:
+        curves: Dict[int, List[float]] = {}
+        for seed in seeds:
+            log = run_dir(out, n, seed) / "log.jsonl"
+            if not log.exists():
+                continue
+            for line in log.read_text().splitlines():
+                if line.strip():
+                    rec = json.loads(line)
+                    if "val_top1_err" in rec:
+                        curves.setdefault(rec["epoch"], []).append(rec["val_top1_err"])
+        if curves:
+            epochs = sorted(curves)
+            ax.plot([e + 1 for e in epochs], [sum(curves[e]) / len(curves[e]) for e in epochs], label=n)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("val top-1 error (%)")
+    ax.legend(fontsize=7)
+    ax.set_title("validation curves (mean over seeds)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out / "val_curves.png", dpi=120)
+    plt.close(fig)

@@ -1,0 +1,488 @@
+"""Training and evaluation of one run: ``rsmix train`` and ``rsmix eval``.
+
+A run is a folder: ``config.json`` (the resolved configuration), ``log.jsonl`` (one line per epoch),
+``checkpoint.pt`` (written atomically after every epoch; ``--resume`` continues from it to the
+same result as an uninterrupted run on CPU) and ``metrics.json`` (the final numbers).
+
+Hyper-parameters and epochs are never chosen on the test split: the validation split is carved
+from the training set, and the test split is evaluated once, after the last epoch, when asked.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Optional, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .data import ArrayDataset, class_balanced_subset, load_dataset, train_val_split
+from .loss import soft_target_cross_entropy
+from .mixing import CutMix, MixUp, NoMix, RandSaliencyMix, SaliencyMix, _Mixer
+from .models import MODEL_NAMES, build_model
+
+METHODS = ("none", "mixup", "cutmix", "saliencymix", "saliencymix_per_sample", "randsaliencymix")
+SCHEDULES = ("cosine", "multistep")
+CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR_STD = (0.2470, 0.2435, 0.2616)
+
+
+class UsageError(ValueError):
+    """A bad command line or configuration: reported in one line, exit code 2."""
+
+
+@dataclass
+class TrainConfig:
+    data: str = "procedural:5000:1000"
+    data_root: Optional[str] = None
+    download: bool = False
+    train_fraction: float = 1.0  # class-balanced subset of the training set (low-data regime)
+    val_fraction: float = 0.1
+    split_seed: int = 0  # the same validation split for every method and seed
+    model: str = "fast_cnn"
+    method: str = "none"
+    mix: Dict[str, Any] = field(default_factory=dict)  # operator options, e.g. {"alpha": 1.0}
+    epochs: int = 10
+    batch_size: int = 256
+    lr: float = 0.2
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"
+    milestones: List[float] = field(default_factory=lambda: [0.5, 0.75])  # fractions of training
+    lr_decay: float = 0.2
+    warmup_epochs: float = 1.0
+    label_smoothing: float = 0.0
+    crop_padding: int = 4
+    flip: bool = True
+    seed: int = 0
+    device: str = "cpu"
+    amp: bool = False
+    channels_last: bool = False
+    test: bool = False  # evaluate the test split once, after the last epoch
+    threads: int = 0  # torch threads on CPU; 0 = torch's default
+
+    @classmethod
+    def from_dict(cls, values: Dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise UsageError(f"unknown config keys {unknown}; accepted: {sorted(known)}")
+        cfg = cls(**values)
+        cfg.check()
+        return cfg
+
+    def check(self) -> None:
+        if self.method not in METHODS:
+            raise UsageError(f"unknown method {self.method!r}; accepted: {', '.join(METHODS)}")
+        if self.model not in MODEL_NAMES:
+            raise UsageError(f"unknown model {self.model!r}; accepted: {', '.join(MODEL_NAMES)}")
+        if self.schedule not in SCHEDULES:
+            raise UsageError(f"unknown schedule {self.schedule!r}; accepted: {', '.join(SCHEDULES)}")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise UsageError(f"epochs and batch_size must be >= 1, got {self.epochs} and {self.batch_size}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise UsageError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if not 0.0 < self.train_fraction <= 1.0:
+            raise UsageError(f"train_fraction must be in (0, 1], got {self.train_fraction}")
+        if self.method == "none" and self.mix:
+            raise UsageError(f"method 'none' takes no mixing options, got {sorted(self.mix)}")
+        if self.amp and not self.device.startswith("cuda"):
+            raise UsageError("amp needs a CUDA device (--device cuda)")
+        try:
+            build_mixer(self.method, 10, self.mix)
+        except (TypeError, ValueError) as exc:
+            raise UsageError(f"bad options for method {self.method!r}: {exc}") from exc
+
+
+def build_mixer(method: str, num_classes: int, options: Dict[str, Any], label_smoothing: float = 0.0,
+                mean: Tuple[float, ...] = CIFAR_MEAN, std: Tuple[float, ...] = CIFAR_STD) -> _Mixer:
+    """The operator of a method name with its options; saliency operators get the normalisation."""
+    opts = dict(options)
+    common = dict(num_classes=num_classes, label_smoothing=label_smoothing)
+    if method == "none":
+        return NoMix(**common)
+    if method == "mixup":
+        return MixUp(**common, **opts)
+    if method == "cutmix":
+        return CutMix(**common, **opts)
+    if method == "saliencymix":
+        opts.setdefault("mode", "official")
+        return SaliencyMix(**common, **opts)
+    if method == "saliencymix_per_sample":
+        return SaliencyMix(**common, mode="per_sample", mean=mean, std=std, **opts)
+    if method == "randsaliencymix":
+        return RandSaliencyMix(**common, mean=mean, std=std, **opts)
+    raise UsageError(f"unknown method {method!r}; accepted: {', '.join(METHODS)}")
+
+
+# ------------------------------------------------------------------------------------------
+# Data on the device
+# ------------------------------------------------------------------------------------------
+
+
+def normalise(x_u8: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    return (x_u8.float().div_(255.0) - mean) / std
+
+
+def random_crop_flip(x_u8: torch.Tensor, padding: int, flip: bool, generator: torch.Generator) -> torch.Tensor:
+    """Batched random crop with zero padding and horizontal flip, one gather for the batch."""
+    b, c, h, w = x_u8.shape
+    dev = x_u8.device
+    if padding > 0:
+        x_u8 = F.pad(x_u8, (padding, padding, padding, padding))
+    dr = torch.randint(0, 2 * padding + 1, (b, 1), generator=generator, device=dev)
+    dc = torch.randint(0, 2 * padding + 1, (b, 1), generator=generator, device=dev)
+    rows = torch.arange(h, device=dev) + dr
+    cols = torch.arange(w, device=dev)
+    if flip:
+        flipped = torch.rand(b, 1, generator=generator, device=dev) < 0.5
+        cols = torch.where(flipped, w - 1 - cols, cols)
+    cols = cols + dc
+    channels = torch.arange(c, device=dev)
+    return x_u8[torch.arange(b, device=dev)[:, None, None, None], channels[None, :, None, None],
+                rows[:, None, :, None], cols[:, None, None, :]]
+
+
+def epoch_batches(n: int, batch_size: int, generator: torch.Generator, rank: int = 0, world: int = 1,
+                  device: torch.device = torch.device("cpu")) -> Iterator[torch.Tensor]:
+    """Index batches of one shuffled epoch. With several processes every rank draws the same
+    permutation and takes its share of each global batch (incomplete last batch dropped)."""
+    order = torch.randperm(n, generator=generator, device=device)
+    global_batch = batch_size * world
+    for start in range(0, n - global_batch + 1, global_batch):
+        yield order[start + rank * batch_size: start + (rank + 1) * batch_size]
+
+
+# ------------------------------------------------------------------------------------------
+# Metrics
+# ------------------------------------------------------------------------------------------
+
+
+def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> float:
+    """ECE with equal-width confidence bins (Guo et al., 2017)."""
+    conf, pred = probs.max(dim=1)
+    correct = (pred == labels).double()
+    edges = torch.linspace(0, 1, bins + 1, dtype=probs.dtype)
+    index = torch.bucketize(conf, edges[1:-1], right=False)
+    total = torch.zeros(bins, dtype=torch.float64).index_add_(0, index, torch.ones_like(correct))
+    acc = torch.zeros(bins, dtype=torch.float64).index_add_(0, index, correct)
+    confs = torch.zeros(bins, dtype=torch.float64).index_add_(0, index, conf.double())
+    gap = (acc - confs).abs()
+    return float(gap.sum() / max(len(labels), 1))
+
+
+@torch.no_grad()
+def predict(model: nn.Module, images_u8: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
+            batch_size: int = 500, device: torch.device = torch.device("cpu"),
+            channels_last: bool = False) -> torch.Tensor:
+    """Logits of a uint8 image set, in order, in float32 on the CPU."""
+    model.eval()
+    out = []
+    for start in range(0, images_u8.shape[0], batch_size):
+        x = normalise(images_u8[start:start + batch_size].to(device), mean, std)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        out.append(model(x).float().cpu())
+    return torch.cat(out)
+
+
+def classification_metrics(logits: torch.Tensor, labels: torch.Tensor) -> Dict[str, float]:
+    labels = labels.cpu()
+    k = min(5, logits.shape[1])
+    top = logits.topk(k, dim=1).indices
+    top1 = (top[:, 0] == labels).double().mean()
+    topk = (top == labels[:, None]).any(dim=1).double().mean()
+    return {
+        "top1_err": float(1 - top1) * 100,
+        "top5_err": float(1 - topk) * 100,
+        "nll": float(F.cross_entropy(logits, labels)),
+        "ece": expected_calibration_error(torch.softmax(logits.double(), dim=1), labels) * 100,
+    }
+
+
+# ------------------------------------------------------------------------------------------
+# Run folder helpers
+# ------------------------------------------------------------------------------------------
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_save(obj: Any, path: Path) -> None:
+    """torch.save through a temporary file and a rename: a kill never leaves a broken file."""
+    import io
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def atomic_write_json(obj: Any, path: Path) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+
+
+class Progress:
+    """A one-line progress bar with ETA on stderr (silent when not a terminal or disabled)."""
+
+    def __init__(self, total: int, enabled: bool, prefix: str = "") -> None:
+        self.total, self.enabled, self.prefix = total, enabled, prefix
+        self.start = time.perf_counter()
+        self.done = 0
+
+    def update(self, done: int, note: str = "") -> None:
+        self.done = done
+        if not self.enabled:
+            return
+        elapsed = time.perf_counter() - self.start
+        eta = elapsed / max(done, 1) * (self.total - done)
+        width = 24
+        fill = int(width * done / max(self.total, 1))
+        sys.stderr.write(f"\r{self.prefix} [{'#' * fill}{'.' * (width - fill)}] {done}/{self.total} "
+                         f"{elapsed:5.0f}s eta {eta:5.0f}s {note}   ")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\n")
+
+
+def lr_at(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
+    """Learning rate at an optimiser step: linear warm-up, then cosine or step decay."""
+    total = cfg.epochs * steps_per_epoch
+    warm = int(cfg.warmup_epochs * steps_per_epoch)
+    if step < warm:
+        return cfg.lr * (step + 1) / warm
+    if cfg.schedule == "cosine":
+        progress = (step - warm) / max(total - warm, 1)
+        return cfg.lr * 0.5 * (1 + math.cos(math.pi * progress))
+    passed = sum(step >= m * total for m in cfg.milestones)
+    return cfg.lr * cfg.lr_decay ** passed
+
+
+# ------------------------------------------------------------------------------------------
+# Training
+# ------------------------------------------------------------------------------------------
+
+
+def _distributed() -> Tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() and os.environ.get("RSMIX_BACKEND") != "gloo" else "gloo"
+        dist.init_process_group(backend)
+    return dist.get_rank(), dist.get_world_size()
+
+
+def load_splits(cfg: TrainConfig) -> Tuple[ArrayDataset, ArrayDataset]:
+    """(train, val): the validation split is carved from the training set with split_seed."""
+    full = load_dataset(cfg.data, "train", root=cfg.data_root, download=cfg.download)
+    if cfg.val_fraction > 0:
+        train_ds, val_ds = train_val_split(full, cfg.val_fraction, seed=cfg.split_seed)
+    else:
+        train_ds, val_ds = full, full.subset(torch.arange(0))
+    if cfg.train_fraction < 1.0:
+        train_ds = class_balanced_subset(train_ds, cfg.train_fraction, seed=cfg.split_seed)
+    return train_ds, val_ds
+
+
+def train(cfg: TrainConfig, out_dir: Path, resume: bool = False, progress: bool = True) -> Dict[str, Any]:
+    """Train one run into ``out_dir``; returns the final metrics (also in ``metrics.json``)."""
+    cfg.check()
+    out_dir = Path(out_dir)
+    rank, world = _distributed()
+    main_process = rank == 0
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    device = torch.device(cfg.device)
+    if device.type == "cuda" and world > 1:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+
+    train_ds, val_ds = load_splits(cfg)
+    num_classes = train_ds.num_classes
+    channels = train_ds.images.shape[1]
+    mean = torch.tensor(CIFAR_MEAN[:channels] if channels == 3 else (0.5,), device=device).reshape(1, -1, 1, 1)
+    std = torch.tensor(CIFAR_STD[:channels] if channels == 3 else (0.25,), device=device).reshape(1, -1, 1, 1)
+    images = train_ds.images.to(device)
+    labels = train_ds.labels.to(device)
+
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model, num_classes).to(device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    ddp_model: nn.Module = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        ddp_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (no_decay if p.ndim <= 1 else decay).append(p)
+    optimizer = torch.optim.SGD(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
+    scaler = torch.amp.GradScaler("cuda") if cfg.amp else None
+    mixer = build_mixer(cfg.method, num_classes, cfg.mix, cfg.label_smoothing,
+                        tuple(mean.flatten().tolist()), tuple(std.flatten().tolist()))
+
+    # Shuffling draws the same on every rank (each takes its share); mixing differs per rank.
+    data_gen = torch.Generator(device=device).manual_seed(cfg.seed * 1_000_003 + 1)
+    mix_gen = torch.Generator(device=device).manual_seed(cfg.seed * 1_000_003 + 2 + rank)
+    steps_per_epoch = images.shape[0] // (cfg.batch_size * world)
+    if steps_per_epoch < 1:
+        raise UsageError(f"batch_size {cfg.batch_size} x {world} processes exceeds the "
+                         f"{images.shape[0]} training images")
+
+    checkpoint_path = out_dir / "checkpoint.pt"
+    log_path = out_dir / "log.jsonl"
+    start_epoch, elapsed_before = 0, 0.0
+    if resume and checkpoint_path.exists():
+        state = torch.load(checkpoint_path, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        data_gen.set_state(state["data_gen"].to(data_gen.device) if device.type != "cpu" else state["data_gen"])
+        mix_gen.set_state(state["mix_gen"][rank] if isinstance(state["mix_gen"], list) else state["mix_gen"])
+        torch.set_rng_state(state["torch_rng"])
+        start_epoch, elapsed_before = int(state["epoch"]), float(state["elapsed"])
+        if scaler is not None and "scaler" in state:
+            scaler.load_state_dict(state["scaler"])
+    if main_process:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(asdict(cfg), out_dir / "config.json")
+        # Keep only the epochs the checkpoint covers: a crash after logging loses nothing else.
+        kept = []
+        if start_epoch > 0 and log_path.exists():
+            kept = [line for line in log_path.read_text().splitlines()
+                    if line.strip() and json.loads(line)["epoch"] < start_epoch]
+        atomic_write_bytes(log_path, "".join(line + "\n" for line in kept).encode())
+
+    bar = Progress(cfg.epochs * steps_per_epoch, progress and main_process and sys.stderr.isatty(),
+                   prefix=f"{cfg.method} s{cfg.seed}")
+    history: List[Dict[str, Any]] = []
+    for epoch in range(start_epoch, cfg.epochs):
+        t0 = time.perf_counter()
+        ddp_model.train()
+        loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+        for i, index in enumerate(epoch_batches(images.shape[0], cfg.batch_size, data_gen, rank, world, device)):
+            step = epoch * steps_per_epoch + i
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(cfg, step, steps_per_epoch)
+            x8 = random_crop_flip(images[index], cfg.crop_padding, cfg.flip, data_gen)
+            x = normalise(x8, mean, std)
+            if cfg.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            x, y = mixer(x, labels[index], generator=mix_gen)
+            with torch.autocast(device.type, enabled=cfg.amp):
+                logits = ddp_model(x)
+            loss = soft_target_cross_entropy(logits.float(), y)
+            optimizer.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                loss.backward()
+                optimizer.step()
+            loss_sum += loss.detach()
+            bar.update(step + 1, f"loss {float(loss):.3f}" if bar.enabled and i % 20 == 0 else "")
+        seconds = time.perf_counter() - t0
+        record: Dict[str, Any] = {"epoch": epoch, "train_loss": float(loss_sum) / steps_per_epoch,
+                                  "lr": lr_at(cfg, (epoch + 1) * steps_per_epoch - 1, steps_per_epoch),
+                                  "seconds": seconds}
+        if main_process and val_ds.images.shape[0] > 0:
+            logits = predict(model, val_ds.images, mean, std, device=device, channels_last=cfg.channels_last)
+            record.update({f"val_{k}": v for k, v in classification_metrics(logits, val_ds.labels).items()})
+        history.append(record)
+        if main_process:
+            with open(log_path, "a") as fh:
+                fh.write(json.dumps(record) + "\n")
+            mix_states: Any = mix_gen.get_state()
+            if world > 1:
+                import torch.distributed as dist
+
+                gathered: List[Any] = [None] * world
+                dist.all_gather_object(gathered, mix_gen.get_state().cpu())
+                mix_states = gathered
+            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                     "data_gen": data_gen.get_state(), "mix_gen": mix_states,
+                     "torch_rng": torch.get_rng_state(), "epoch": epoch + 1,
+                     "elapsed": elapsed_before + sum(r["seconds"] for r in history), "config": asdict(cfg)}
+            if scaler is not None:
+                state["scaler"] = scaler.state_dict()
+            atomic_save(state, checkpoint_path)
+        elif world > 1:
+            import torch.distributed as dist
+
+            dist.all_gather_object([None] * world, mix_gen.get_state().cpu())
+    bar.close()
+
+    result: Dict[str, Any] = {}
+    if main_process:
+        lines = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+        last = lines[-1] if lines else {}
+        result = {k: v for k, v in last.items() if k.startswith("val_")}
+        result["train_loss"] = last.get("train_loss")
+        result["epochs"] = cfg.epochs
+        result["train_seconds"] = sum(line["seconds"] for line in lines)
+        result["train_images"] = int(images.shape[0])
+        result["val_images"] = int(val_ds.images.shape[0])
+        if cfg.test:
+            test_ds = load_dataset(cfg.data, "test", root=cfg.data_root, download=cfg.download)
+            logits = predict(model, test_ds.images, mean, std, device=device, channels_last=cfg.channels_last)
+            result.update({f"test_{k}": v for k, v in classification_metrics(logits, test_ds.labels).items()})
+            result["test_images"] = int(test_ds.images.shape[0])
+        result["method"], result["seed"], result["model"] = cfg.method, cfg.seed, cfg.model
+        result["versions"] = {"torch": torch.__version__, "python": sys.version.split()[0]}
+        atomic_write_json(result, out_dir / "metrics.json")
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+    return result
+
+
+def evaluate_checkpoint(run: Path, data: str, split: str = "test", data_root: Optional[str] = None,
+                        device: str = "cpu") -> Dict[str, float]:
+    """Top-1/top-5 error, NLL and ECE of a run's checkpoint on a split of any supported dataset."""
+    run = Path(run)
+    path = run / "checkpoint.pt" if run.is_dir() else run
+    if not path.exists():
+        raise UsageError(f"no checkpoint at {path}")
+    state = torch.load(path, map_location=device, weights_only=False)
+    cfg = TrainConfig.from_dict(state["config"])
+    ds = load_dataset(data, split, root=data_root)
+    model = build_model(cfg.model, ds.num_classes).to(device)
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        raise UsageError(f"checkpoint {path} does not fit {ds.num_classes} classes of {data}: "
+                         f"{str(exc).splitlines()[0]}") from exc
+    channels = ds.images.shape[1]
+    mean = torch.tensor(CIFAR_MEAN[:channels] if channels == 3 else (0.5,), device=device).reshape(1, -1, 1, 1)
+    std = torch.tensor(CIFAR_STD[:channels] if channels == 3 else (0.25,), device=device).reshape(1, -1, 1, 1)
+    logits = predict(model, ds.images, mean, std, device=torch.device(device))
+    return classification_metrics(logits, ds.labels)
