@@ -71,7 +71,8 @@ def _add_train_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--download", action="store_true", default=None, help="download CIFAR if missing")
 
 
-def _resolve_config(args: argparse.Namespace, extra: Optional[dict] = None) -> "object":
+def _resolve_config(args: argparse.Namespace, extra: Optional[dict] = None,
+                    shared_mix: Optional[dict] = None) -> "object":
     import yaml
 
     from .train import TrainConfig, UsageError
@@ -81,7 +82,13 @@ def _resolve_config(args: argparse.Namespace, extra: Optional[dict] = None) -> "
         path = Path(args.config)
         if not path.is_file():
             raise UsageError(f"config file {path} does not exist")
-        loaded = yaml.safe_load(path.read_text()) or {}
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            where = getattr(exc, "problem_mark", None)
+            at = f" (line {where.line + 1})" if where is not None else ""
+            raise UsageError(f"config file {path} is not valid YAML{at}: "
+                             f"{getattr(exc, 'problem', None) or str(exc).splitlines()[0]}") from None
         if not isinstance(loaded, dict):
             raise UsageError(f"config file {path} must hold a mapping of config keys")
         values.update(loaded)
@@ -98,9 +105,17 @@ def _resolve_config(args: argparse.Namespace, extra: Optional[dict] = None) -> "
             key, eq, value = item.partition("=")
             if not eq:
                 raise UsageError(f"--mix-opt {item!r}: expected KEY=VALUE")
-            mix[key] = yaml.safe_load(value)
+            try:
+                mix[key] = yaml.safe_load(value)
+            except yaml.YAMLError:
+                raise UsageError(f"--mix-opt {item!r}: the value is not a valid YAML scalar") from None
         values["mix"] = mix
     values.update(extra or {})
+    if shared_mix is not None:  # compare: the options go to every mixing method's runs, not the base
+        mix = values.pop("mix", None) or {}
+        if not isinstance(mix, dict):
+            raise UsageError(f"config key 'mix' must be a mapping, got {mix!r}")
+        shared_mix.update(mix)
     return TrainConfig.from_dict(values)
 
 
@@ -127,7 +142,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from .compare import compare
     from .train import UsageError
 
-    cfg = _resolve_config(args, {"method": "none"} if args.method is None else None)
+    shared_mix: dict = {}
+    cfg = _resolve_config(args, {"method": "none"} if args.method is None else None, shared_mix)
     if args.seeds:
         try:
             seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
@@ -136,7 +152,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     else:
         seeds = list(range(args.n_seeds))
     methods = [m.strip() for m in args.methods.split(";" if ";" in args.methods else ",") if m.strip()]
-    summary = compare(cfg, methods, seeds, Path(args.out), jobs=args.jobs, reference=args.reference)  # type: ignore[arg-type]
+    summary = compare(cfg, methods, seeds, Path(args.out), jobs=args.jobs, reference=args.reference,  # type: ignore[arg-type]
+                      shared_mix=shared_mix)
     print(summary["table"])
     return 1 if summary["failed"] else 0
 
@@ -189,10 +206,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     except Exception as exc:  # one line, exit 2, for the errors a user can fix
         from .train import UsageError
 
-        if isinstance(exc, (UsageError, FileNotFoundError)) or type(exc).__name__ in ("DataError",):
-            print(f"rsmix {args.command}: error: {exc}", file=sys.stderr)
-            return 2
-        if isinstance(exc, (ValueError, TypeError)) and str(exc).startswith("Expected"):
+        # Bad input from the user (options, paths, data files) is a ValueError/UsageError with a
+        # message naming the problem; a TypeError counts when it is a validation message.
+        user_error = isinstance(exc, (UsageError, FileNotFoundError, ValueError)) or (
+            isinstance(exc, TypeError) and str(exc).startswith("Expected"))
+        if user_error:
             print(f"rsmix {args.command}: error: {exc}", file=sys.stderr)
             return 2
         raise

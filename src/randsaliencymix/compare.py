@@ -19,7 +19,8 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from .train import METHODS, TrainConfig, UsageError, atomic_write_bytes, atomic_write_json
+from .train import (METHODS, TrainConfig, UsageError, atomic_write_bytes, atomic_write_json, check_device,
+                    load_splits)
 
 # Two-sided 95% Student t quantiles for n - 1 degrees of freedom (1..30), then the normal limit.
 _T95 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
@@ -82,7 +83,10 @@ def _launch(cfg: TrainConfig, directory: Path, quiet: bool) -> int:
 
 
 def compare(base: TrainConfig, methods: Sequence[str], seeds: Sequence[int], out: Path, jobs: int = 1,
-            reference: Optional[str] = None, quiet: bool = False) -> Dict[str, Any]:
+            reference: Optional[str] = None, quiet: bool = False,
+            shared_mix: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """Train every method x seed not yet finished in ``out`` and summarise. ``shared_mix`` (the
+    ``--mix-opt`` options) goes to every method but ``none``; a variant's own options win."""
     out = Path(out)
     specs = [parse_method(m) for m in methods]
     names = [s[0] for s in specs]
@@ -93,12 +97,20 @@ def compare(base: TrainConfig, methods: Sequence[str], seeds: Sequence[int], out
     todo = []
     for name, method, options in specs:
         for seed in seeds:
-            cfg = replace(base, method=method, mix=dict(options), seed=seed)
+            mix = dict(options) if method == "none" else {**(shared_mix or {}), **options}
+            cfg = replace(base, method=method, mix=mix, seed=seed)
             cfg.check()
             directory = run_dir(out, name, seed)
             if (directory / "metrics.json").exists():
                 continue
             todo.append((cfg, directory))
+    if todo:
+        # Bad data or a batch larger than the training set fails every run: say so once, before
+        # any run folder is made.
+        check_device(base)
+        train_images = load_splits(base)[0].images.shape[0]
+        if train_images < base.batch_size:
+            raise UsageError(f"batch_size {base.batch_size} exceeds the {train_images} training images")
     if not quiet:
         print(f"{len(specs) * len(seeds) - len(todo)} runs finished, {len(todo)} to run", flush=True)
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:

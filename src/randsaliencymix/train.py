@@ -28,6 +28,7 @@ from .data import ArrayDataset, class_balanced_subset, load_dataset, train_val_s
 from .loss import soft_target_cross_entropy
 from .mixing import CutMix, MixUp, NoMix, RandSaliencyMix, SaliencyMix, _Mixer
 from .models import MODEL_NAMES, build_model
+from .pipeline import normalize, random_crop_flip
 
 METHODS = ("none", "mixup", "cutmix", "saliencymix", "saliencymix_per_sample", "randsaliencymix")
 SCHEDULES = ("cosine", "multistep")
@@ -76,6 +77,10 @@ class TrainConfig:
         unknown = sorted(set(values) - known)
         if unknown:
             raise UsageError(f"unknown config keys {unknown}; accepted: {sorted(known)}")
+        for f in fields(cls):
+            if f.name in values and not _has_type(values[f.name], str(f.type)):
+                raise UsageError(f"config key {f.name!r} must be {_TYPE_WORDS.get(str(f.type), f.type)}, "
+                                 f"got {values[f.name]!r}")
         cfg = cls(**values)
         cfg.check()
         return cfg
@@ -93,14 +98,82 @@ class TrainConfig:
             raise UsageError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if not 0.0 < self.train_fraction <= 1.0:
             raise UsageError(f"train_fraction must be in (0, 1], got {self.train_fraction}")
+        if not isinstance(self.mix, dict):
+            raise UsageError(f"mix must be a mapping of operator options, got {self.mix!r}")
         if self.method == "none" and self.mix:
             raise UsageError(f"method 'none' takes no mixing options, got {sorted(self.mix)}")
+        try:
+            torch.device(self.device)
+        except (RuntimeError, ValueError, TypeError):
+            raise UsageError(f"unknown device {self.device!r}; accepted: cpu, cuda, cuda:N") from None
         if self.amp and not self.device.startswith("cuda"):
             raise UsageError("amp needs a CUDA device (--device cuda)")
+        accepted = mix_option_names(self.method)
+        unknown = sorted(set(self.mix) - set(accepted))
+        if unknown:
+            raise UsageError(f"unknown options {unknown} for method {self.method!r}; "
+                             f"accepted: {', '.join(accepted) or 'none'}")
         try:
             build_mixer(self.method, 10, self.mix)
         except (TypeError, ValueError) as exc:
             raise UsageError(f"bad options for method {self.method!r}: {exc}") from exc
+
+
+_TYPE_WORDS = {"str": "a string", "Optional[str]": "a string or null", "bool": "true or false",
+               "int": "an integer", "float": "a number", "Dict[str, Any]": "a mapping",
+               "List[float]": "a list of numbers"}
+
+
+def _has_type(value: Any, annotation: str) -> bool:
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    checks = {
+        "str": isinstance(value, str),
+        "Optional[str]": value is None or isinstance(value, str),
+        "bool": isinstance(value, bool),
+        "int": isinstance(value, int) and not isinstance(value, bool),
+        "float": number,
+        "Dict[str, Any]": isinstance(value, dict),
+        "List[float]": isinstance(value, list) and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value),
+    }
+    return checks.get(annotation, True)
+
+
+_MIXER_CLASSES = {"none": NoMix, "mixup": MixUp, "cutmix": CutMix, "saliencymix": SaliencyMix,
+                  "saliencymix_per_sample": SaliencyMix, "randsaliencymix": RandSaliencyMix}
+
+
+def mix_option_names(method: str) -> List[str]:
+    """The ``--mix-opt`` keys a method accepts (its operator's options that the run does not set)."""
+    import inspect
+
+    cls = _MIXER_CLASSES.get(method)
+    if cls is None:
+        return []
+    fixed = {"self", "num_classes", "label_smoothing", "validate"}
+    if method in ("saliencymix_per_sample", "randsaliencymix"):
+        fixed |= {"mean", "std"}
+    if method == "saliencymix_per_sample":
+        fixed.add("mode")
+    return [name for name, param in inspect.signature(cls.__init__).parameters.items()
+            if name not in fixed and param.kind not in (param.VAR_POSITIONAL, param.VAR_KEYWORD)]
+
+
+def available_device(name: str) -> torch.device:
+    """``torch.device(name)``, or a UsageError when the name is bad or this machine lacks it."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError, TypeError):
+        raise UsageError(f"unknown device {name!r}; accepted: cpu, cuda, cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"device {name!r} is not available on this machine "
+                         "(torch.cuda.is_available() is False); accepted: cpu")
+    return device
+
+
+def check_device(cfg: TrainConfig) -> torch.device:
+    """The run's device, or a UsageError when this machine does not have it."""
+    return available_device(cfg.device)
 
 
 def build_mixer(method: str, num_classes: int, options: Dict[str, Any], label_smoothing: float = 0.0,
@@ -127,29 +200,6 @@ def build_mixer(method: str, num_classes: int, options: Dict[str, Any], label_sm
 # ------------------------------------------------------------------------------------------
 # Data on the device
 # ------------------------------------------------------------------------------------------
-
-
-def normalise(x_u8: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    return (x_u8.float().div_(255.0) - mean) / std
-
-
-def random_crop_flip(x_u8: torch.Tensor, padding: int, flip: bool, generator: torch.Generator) -> torch.Tensor:
-    """Batched random crop with zero padding and horizontal flip, one gather for the batch."""
-    b, c, h, w = x_u8.shape
-    dev = x_u8.device
-    if padding > 0:
-        x_u8 = F.pad(x_u8, (padding, padding, padding, padding))
-    dr = torch.randint(0, 2 * padding + 1, (b, 1), generator=generator, device=dev)
-    dc = torch.randint(0, 2 * padding + 1, (b, 1), generator=generator, device=dev)
-    rows = torch.arange(h, device=dev) + dr
-    cols = torch.arange(w, device=dev)
-    if flip:
-        flipped = torch.rand(b, 1, generator=generator, device=dev) < 0.5
-        cols = torch.where(flipped, w - 1 - cols, cols)
-    cols = cols + dc
-    channels = torch.arange(c, device=dev)
-    return x_u8[torch.arange(b, device=dev)[:, None, None, None], channels[None, :, None, None],
-                rows[:, None, :, None], cols[:, None, None, :]]
 
 
 def epoch_batches(n: int, batch_size: int, generator: torch.Generator, rank: int = 0, world: int = 1,
@@ -188,7 +238,7 @@ def predict(model: nn.Module, images_u8: torch.Tensor, mean: torch.Tensor, std: 
     model.eval()
     out = []
     for start in range(0, images_u8.shape[0], batch_size):
-        x = normalise(images_u8[start:start + batch_size].to(device), mean, std)
+        x = normalize(images_u8[start:start + batch_size].to(device), mean, std)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         out.append(model(x).float().cpu())
@@ -317,7 +367,7 @@ def train(cfg: TrainConfig, out_dir: Path, resume: bool = False, progress: bool 
     main_process = rank == 0
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
-    device = torch.device(cfg.device)
+    device = check_device(cfg)
     if device.type == "cuda" and world > 1:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)
@@ -362,6 +412,15 @@ def train(cfg: TrainConfig, out_dir: Path, resume: bool = False, progress: bool 
     start_epoch, elapsed_before = 0, 0.0
     if resume and checkpoint_path.exists():
         state = torch.load(checkpoint_path, map_location=device, weights_only=False)
+        # Only where the run executes may change on resume; anything else would silently make a
+        # different run (a changed epoch count changes the learning-rate schedule, say).
+        movable = {"device", "threads"}
+        saved = {k: v for k, v in state.get("config", {}).items() if k not in movable}
+        now = {k: v for k, v in asdict(cfg).items() if k not in movable}
+        changed = sorted(k for k in now if saved.get(k) != now[k])
+        if changed:
+            raise UsageError(f"--resume with a changed config ({', '.join(changed)}) in {out_dir}; "
+                             "use the original settings or a new --out folder")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         data_gen.set_state(state["data_gen"].to(data_gen.device) if device.type != "cpu" else state["data_gen"])
@@ -372,12 +431,21 @@ def train(cfg: TrainConfig, out_dir: Path, resume: bool = False, progress: bool 
             scaler.load_state_dict(state["scaler"])
     if main_process:
         out_dir.mkdir(parents=True, exist_ok=True)
+        # Temporary files of an atomic write that a kill interrupted.
+        for name in ("checkpoint.pt", "config.json", "log.jsonl", "metrics.json"):
+            for stale in out_dir.glob(f".{name}.*"):
+                stale.unlink(missing_ok=True)
         atomic_write_json(asdict(cfg), out_dir / "config.json")
-        # Keep only the epochs the checkpoint covers: a crash after logging loses nothing else.
+        # Keep only the epochs the checkpoint covers: a crash after logging loses nothing else
+        # (a line cut short by a kill is always past the checkpoint).
         kept = []
         if start_epoch > 0 and log_path.exists():
-            kept = [line for line in log_path.read_text().splitlines()
-                    if line.strip() and json.loads(line)["epoch"] < start_epoch]
+            for line in log_path.read_text().splitlines():
+                try:
+                    if json.loads(line)["epoch"] < start_epoch:
+                        kept.append(line)
+                except (ValueError, KeyError, TypeError):
+                    continue
         atomic_write_bytes(log_path, "".join(line + "\n" for line in kept).encode())
 
     bar = Progress(cfg.epochs * steps_per_epoch, progress and main_process and sys.stderr.isatty(),
@@ -391,8 +459,8 @@ def train(cfg: TrainConfig, out_dir: Path, resume: bool = False, progress: bool 
             step = epoch * steps_per_epoch + i
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(cfg, step, steps_per_epoch)
-            x8 = random_crop_flip(images[index], cfg.crop_padding, cfg.flip, data_gen)
-            x = normalise(x8, mean, std)
+            x8 = random_crop_flip(images[index], data_gen, cfg.crop_padding, cfg.flip)
+            x = normalize(x8, mean, std)
             if cfg.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             x, y = mixer(x, labels[index], generator=mix_gen)
@@ -472,7 +540,14 @@ def evaluate_checkpoint(run: Path, data: str, split: str = "test", data_root: Op
     path = run / "checkpoint.pt" if run.is_dir() else run
     if not path.exists():
         raise UsageError(f"no checkpoint at {path}")
-    state = torch.load(path, map_location=device, weights_only=False)
+    available_device(device)
+    try:
+        state = torch.load(path, map_location=device, weights_only=False)
+    except Exception as exc:  # a truncated or foreign file
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UsageError(f"cannot read the checkpoint {path}: {reason}") from None
+    if not isinstance(state, dict) or not {"config", "model"} <= set(state):
+        raise UsageError(f"{path} is not an rsmix checkpoint (no 'config' and 'model')")
     cfg = TrainConfig.from_dict(state["config"])
     ds = load_dataset(data, split, root=data_root)
     model = build_model(cfg.model, ds.num_classes).to(device)

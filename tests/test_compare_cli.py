@@ -1,0 +1,182 @@
+"""End-to-end tests of ``rsmix compare``: real, tiny runs (each a child process), tables and plots,
+resumability, method variants and bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import shutil
+from pathlib import Path
+from typing import Dict, List
+
+import pytest
+import torch
+
+from randsaliencymix import cli
+
+DATA = "procedural:300:100"
+TINY = ["--data", DATA, "--epochs", "1", "--batch-size", "32", "--threads", "1"]
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("RSMIX_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def compare(out: Path, *flags: str) -> int:
+    return cli.main(["compare", *TINY, *flags, "--out", str(out)])
+
+
+def metrics_mtimes(out: Path) -> Dict[str, int]:
+    return {p.parent.name: p.stat().st_mtime_ns for p in sorted((out / "runs").glob("*/metrics.json"))}
+
+
+def read_csv(out: Path) -> List[Dict[str, str]]:
+    with open(out / "results.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory: pytest.TempPathFactory):
+    """none and mixup x seeds 0 and 1, two runs at a time; (folder, what it printed)."""
+    out = tmp_path_factory.mktemp("study") / "study"
+    threads = torch.get_num_threads()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("OMP_NUM_THREADS", "1")
+        mp.setenv("RSMIX_CACHE", str(out.parent / "cache"))
+        mp.delenv("WORLD_SIZE", raising=False)
+        import io
+        from contextlib import redirect_stdout
+
+        buffer = io.StringIO()
+        with redirect_stdout(buffer):
+            rc = compare(out, "--methods", "none,mixup", "--seeds", "0,1", "--jobs", "2")
+    torch.set_num_threads(threads)
+    assert rc == 0, buffer.getvalue()
+    return out, buffer.getvalue()
+
+
+def test_compare_writes_runs_tables_and_plots(study) -> None:
+    out, printed = study
+    assert "0 runs finished, 4 to run" in printed
+    names = ["mixup_s0", "mixup_s1", "none_s0", "none_s1"]
+    assert sorted(p.name for p in (out / "runs").iterdir()) == names
+    for name in names:
+        run = out / "runs" / name
+        assert {"config.json", "log.jsonl", "checkpoint.pt", "metrics.json"} <= {p.name for p in run.iterdir()}
+        config = json.loads((run / "config.json").read_text())
+        method, seed = name.rsplit("_s", 1)
+        assert (config["method"], config["seed"], config["epochs"], config["data"]) == (method, int(seed), 1, DATA)
+
+    rows = read_csv(out)
+    assert len(rows) == 4
+    assert sorted((r["name"], r["method"], r["seed"]) for r in rows) == [
+        ("mixup", "mixup", "0"), ("mixup", "mixup", "1"), ("none", "none", "0"), ("none", "none", "1")]
+    for r in rows:
+        assert 0.0 <= float(r["val_top1_err"]) <= 100.0
+    # The same validation split for every run.
+    assert len({r["val_images"] for r in rows}) == 1
+
+    md = (out / "results.md").read_text()
+    assert "95% CI" in md and "Δ vs none (paired)" in md
+    table = {line.split("|")[1].strip(): line for line in md.splitlines() if line.startswith("| ")}
+    number = r"-?\d+\.\d+"
+    for name in ("none", "mixup"):
+        assert re.search(rf"\| {name} \| 2 \| {number} ± {number} \| \[{number}, {number}\] \|", table[name])
+    assert re.search(rf"\| [+-]\d+\.\d+( ± \d+\.\d+)? \|", table["mixup"])  # the paired difference
+    assert "| — |" in table["none"]  # the reference has none
+    assert md.strip().splitlines()[2] in printed  # the table is printed too
+
+    for plot in ("final_error.png", "val_curves.png"):
+        data = (out / plot).read_bytes()
+        assert data[:8] == PNG and len(data) > 1000
+
+
+def test_compare_again_skips_finished_runs_and_reruns_only_missing_ones(study, capsys: pytest.CaptureFixture) -> None:
+    out, _ = study
+    before = metrics_mtimes(out)
+    assert len(before) == 4
+    rows_before = read_csv(out)
+    capsys.readouterr()
+    assert compare(out, "--methods", "none,mixup", "--seeds", "0,1") == 0
+    assert "4 runs finished, 0 to run" in capsys.readouterr().out
+    assert metrics_mtimes(out) == before
+
+    old = json.loads((out / "runs" / "mixup_s1" / "metrics.json").read_text())
+    (out / "runs" / "mixup_s1" / "metrics.json").unlink()
+    assert compare(out, "--methods", "none,mixup", "--seeds", "0,1") == 0
+    printed = capsys.readouterr().out
+    assert "3 runs finished, 1 to run" in printed and "mixup_s1: done" in printed
+    after = metrics_mtimes(out)
+    assert after.keys() == before.keys()
+    assert [k for k in before if after[k] != before[k]] == ["mixup_s1"]
+    new = json.loads((out / "runs" / "mixup_s1" / "metrics.json").read_text())
+    for key in ("val_top1_err", "val_nll", "val_ece", "train_loss"):
+        assert new[key] == old[key]  # resumed from its final checkpoint: the same numbers
+    assert read_csv(out) == rows_before
+
+
+def test_compare_method_variants_land_in_the_run_config(study, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "variants"
+    (out / "runs").mkdir(parents=True)
+    shutil.copytree(study[0] / "runs" / "none_s0", out / "runs" / "none_s0")  # finished: skipped
+    capsys.readouterr()
+    assert compare(out, "--methods", "none;rsm=randsaliencymix:gamma=0,tau_src=2", "--seeds", "0",
+                   "--mix-opt", "alpha=0.5", "--mix-opt", "gamma=1") == 0
+    assert "1 runs finished, 1 to run" in capsys.readouterr().out
+    config = json.loads((out / "runs" / "rsm_s0" / "config.json").read_text())
+    # --mix-opt goes to every mixing method; the variant's own options win.
+    assert config["method"] == "randsaliencymix"
+    assert config["mix"] == {"alpha": 0.5, "gamma": 0, "tau_src": 2}
+    rows = read_csv(out)
+    assert [(r["name"], r["method"]) for r in rows] == [("none", "none"), ("rsm", "randsaliencymix")]
+    assert "| rsm | 1 |" in (out / "results.md").read_text()
+
+
+BAD_COMPARE = {
+    "unknown method": (["--methods", "none,foo"], ["'foo'", "randsaliencymix"]),
+    "unknown model": (["--methods", "none", "--model", "foo"], ["'foo'", "fast_cnn"]),
+    "unknown schedule": (["--methods", "none", "--schedule", "foo"], ["'foo'", "cosine"]),
+    "bad variant option": (["--methods", "none;r=randsaliencymix:gamma=5"], ["gamma", "[0, 1]"]),
+    "unknown variant option": (["--methods", "none;r=randsaliencymix:bogus=1"], ["'bogus'", "tau_src"]),
+    "negative alpha": (["--methods", "none,mixup", "--mix-opt", "alpha=-1"], ["'mixup'", "alpha", "> 0"]),
+    "shared option unknown to a method": (["--methods", "none,mixup", "--mix-opt", "tau_src=2"],
+                                          ["'tau_src'", "'mixup'", "alpha"]),
+    "missing data": (["--methods", "none", "--data", "{tmp}/missing"], ["missing", "procedural"]),
+    "empty data folder": (["--methods", "none", "--data", "{tmp}/empty"], ["empty", ".png"]),
+    "batch larger than the training set": (["--methods", "none", "--batch-size", "1000"], ["1000", "training images"]),
+    "amp on cpu": (["--methods", "none", "--amp"], ["amp", "cuda"]),
+    "unknown yaml key": (["--methods", "none", "--config", "{tmp}/unknown.yaml"], ["'epoch'", "'epochs'"]),
+    "bad seeds": (["--methods", "none", "--seeds", "0,x"], ["--seeds", "integers"]),
+    "duplicate names": (["--methods", "none,none"], ["unique"]),
+    "unknown reference": (["--methods", "none", "--reference", "mixup"], ["'mixup'", "none"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_COMPARE))
+def test_bad_compare_input_is_one_line_exit_2_and_writes_nothing(case: str, tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture) -> None:
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "unknown.yaml").write_text("epoch: 3\n")
+    flags, expected = BAD_COMPARE[case]
+    flags = [f.format(tmp=tmp_path) for f in flags]
+    out = tmp_path / "out"
+    before = set(tmp_path.iterdir())
+    rc = compare(out, "--seeds", "0", *flags)
+    captured = capsys.readouterr()
+    assert rc == 2
+    assert captured.out == ""
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("rsmix compare: error: "), captured.err
+    for fragment in expected:
+        assert fragment in lines[0], (fragment, lines[0])
+    assert not out.exists()
+    assert set(tmp_path.iterdir()) == before
