@@ -290,7 +290,11 @@ def test_bad_architecture_arguments():
         wrn_28_10(10, dropout=1.5)
     with pytest.raises(ValueError, match="Expected every width to be an int >= 1"):
         fast_cnn(10, widths=(32, 0))
-    with pytest.raises(TypeError, match="Expected widths as a non-empty sequence"):
+    with pytest.raises(ValueError, match="Expected at least one width"):
         fast_cnn(10, widths=())
+    with pytest.raises(TypeError, match="Expected widths as a sequence of ints, but got int instead"):
+        fast_cnn(10, widths=64)
+    with pytest.raises(ValueError, match="Expected stem_width to be an int >= 1"):
+        fast_cnn(10, stem_width=0)
     with pytest.raises(ValueError, match="Expected logit_scale > 0"):
         FastCNN(10, logit_scale=0.0)

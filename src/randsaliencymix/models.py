@@ -5,8 +5,9 @@
 * ``preact_resnet18`` - the same layout with pre-activation blocks (He et al., 2016, "Identity
   Mappings in Deep Residual Networks").
 * ``wrn28_10`` - Wide ResNet 28-10 (Zagoruyko & Komodakis, 2016), about 36.5M parameters.
-* ``fast_cnn`` - a small conv-pool-BN-ReLU network that trains CIFAR-10 to a useful accuracy in a
-  few minutes on a laptop CPU, for studies whose budget cannot afford the networks above.
+* ``fast_cnn`` - a small conv-pool-BN-ReLU network (0.3M parameters) for studies whose budget is
+  a few minutes of CPU: on 2 cores it trains at about 1,200 images/s (channels_last) and reaches
+  about 84% CIFAR-10 accuracy in 6 epochs, where ``resnet18`` trains at about 60 images/s.
 
 Every network maps ``(B, 3, H, W)`` float images to ``(B, num_classes)`` logits and ends in adaptive
 pooling, so it accepts sizes other than 32x32.
@@ -46,8 +47,10 @@ def _check_num_classes(num_classes: object) -> int:
 
 
 def _check_widths(widths: object) -> Tuple[int, ...]:
-    if isinstance(widths, (str, bytes)) or not isinstance(widths, Sequence) or len(widths) == 0:
-        raise TypeError(f"Expected widths as a non-empty sequence of ints, but got {widths!r} instead.")
+    if isinstance(widths, (str, bytes)) or not isinstance(widths, Sequence):
+        raise TypeError(f"Expected widths as a sequence of ints, but got {type(widths).__name__} instead.")
+    if len(widths) == 0:
+        raise ValueError("Expected at least one width, but got an empty sequence instead.")
     for w in widths:
         if isinstance(w, bool) or not isinstance(w, numbers.Integral) or w < 1:
             raise ValueError(f"Expected every width to be an int >= 1, but got {widths!r} instead.")
