@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[test,viz,bench]'
+	$(PY) -m pip install -q -e '.[test,viz,bench,train]'
 	touch $(STAMP)
 
 test: $(STAMP)
