@@ -168,11 +168,12 @@ class PreActBlock(nn.Module):
     """BN-ReLU-conv twice; the identity path carries the raw input, so nothing but additions
     separates a block's output from any later block (He et al., 2016, "full pre-activation")."""
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int = 1) -> None:
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1, dropout: float = 0.0) -> None:
         super().__init__()
         self.bn1 = nn.BatchNorm2d(in_channels)
         self.conv1 = _conv3x3(in_channels, out_channels, stride)
         self.bn2 = nn.BatchNorm2d(out_channels)
+        self.dropout = nn.Dropout(p=dropout) if dropout > 0 else nn.Identity()
         self.conv2 = _conv3x3(out_channels, out_channels)
         self.relu = nn.ReLU(inplace=False)
         # A projection shortcut reads the pre-activated input, as in the paper's projection blocks:
@@ -187,7 +188,7 @@ class PreActBlock(nn.Module):
         pre = self.relu(self.bn1(x))
         identity = x if self.shortcut is None else self.shortcut(pre)
         out = self.conv1(pre)
-        out = self.conv2(self.relu(self.bn2(out)))
+        out = self.conv2(self.dropout(self.relu(self.bn2(out))))
         return out + identity
 
 
@@ -242,30 +243,12 @@ def preact_resnet18(num_classes: int = 10) -> PreActResNet:
 # --------------------------------------------------------------------------------------------
 
 
-class WideBasicBlock(nn.Module):
+class WideBasicBlock(PreActBlock):
     """Pre-activation B(3,3) block with dropout between the two convs (Zagoruyko & Komodakis,
     2016): dropout there regularises the wide block without touching the identity path."""
 
     def __init__(self, in_channels: int, out_channels: int, stride: int, dropout: float) -> None:
-        super().__init__()
-        self.bn1 = nn.BatchNorm2d(in_channels)
-        self.conv1 = _conv3x3(in_channels, out_channels, stride)
-        self.bn2 = nn.BatchNorm2d(out_channels)
-        self.dropout = nn.Dropout(p=dropout) if dropout > 0 else nn.Identity()
-        self.conv2 = _conv3x3(out_channels, out_channels)
-        self.relu = nn.ReLU(inplace=False)
-        self.shortcut = (
-            _conv1x1(in_channels, out_channels, stride)
-            if stride != 1 or in_channels != out_channels
-            else None
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pre = self.relu(self.bn1(x))
-        identity = x if self.shortcut is None else self.shortcut(pre)
-        out = self.conv1(pre)
-        out = self.conv2(self.dropout(self.relu(self.bn2(out))))
-        return out + identity
+        super().__init__(in_channels, out_channels, stride, dropout)
 
 
 class WideResNet(nn.Module):
