@@ -1002,3 +1002,15 @@ def test_cli_missing_images_folder(tmp_path, capsys):
     assert main(["show", "--out", str(tmp_path / "g.png"), "--images", str(tmp_path / "missing")]) == 2
     assert "error" in capsys.readouterr().err
     assert not (tmp_path / "g.png").exists()
+
+
+def test_box_sides_match_numpy_for_lam_near_zero():
+    """torch.sqrt rounds sqrt(1 - 7e-17) up to 1.0; NumPy (the authors' code) does not."""
+    from randsaliencymix.mixing import _box_sides
+
+    lams = [7.022014369095704e-17, 1e-16, 3e-16, 0.0, 1e-12, 0.5, 1.0]
+    h, w = _box_sides(torch.tensor(lams, dtype=torch.float64), 8, 224)
+    expected_h = [int(8 * np.sqrt(1.0 - v)) for v in lams]
+    expected_w = [int(224 * np.sqrt(1.0 - v)) for v in lams]
+    assert h.tolist() == expected_h
+    assert w.tolist() == expected_w

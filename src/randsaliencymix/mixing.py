@@ -150,7 +150,12 @@ def apply_mix(x: torch.Tensor, y: torch.Tensor, params: MixParams) -> Tuple[torc
 
 def _box_sides(lam: torch.Tensor, height: int, width: int) -> Tuple[torch.Tensor, torch.Tensor]:
     """``h = int(H * sqrt(1 - lam))``, ``w = int(W * sqrt(1 - lam))`` as in the CutMix code."""
-    cut = torch.sqrt((1.0 - lam).clamp(min=0.0))
+    share = (1.0 - lam).clamp(min=0.0)
+    cut = torch.sqrt(share)
+    # torch's float64 sqrt is off by one ulp on ~1% of inputs; that changes an integer side only
+    # where the root rounds up to exactly 1 for lam in (0, ~1e-15). NumPy's correctly rounded root
+    # stays below 1 there, so the authors' code gets H - 1: match it.
+    cut = torch.where((cut >= 1.0) & (share < 1.0), torch.nextafter(torch.ones_like(cut), torch.zeros_like(cut)), cut)
     return (height * cut).floor().long(), (width * cut).floor().long()
 
 
