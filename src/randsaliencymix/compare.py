@@ -8,7 +8,6 @@ an unfinished one resumes from its checkpoint.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os

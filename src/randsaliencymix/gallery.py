@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .mixing import CutMix, MixUp, RandSaliencyMix, SaliencyMix, _Mixer
+from .mixing import CutMix, MixUp, RandSaliencyMix, SaliencyMix
 from .saliency import fine_grained, spectral_residual
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

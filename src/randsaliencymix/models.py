@@ -21,7 +21,7 @@ from typing import Callable, Dict, Sequence, Tuple
 import torch
 from torch import nn
 
-from ._checks import check_positive, check_probability
+from ._checks import check_num_classes, check_positive, check_probability
 
 __all__ = [
     "MODEL_NAMES",
@@ -39,11 +39,11 @@ __all__ = [
 
 
 def _check_num_classes(num_classes: object) -> int:
-    if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral):
-        raise TypeError(f"Expected num_classes to be an int, but got {type(num_classes).__name__} instead.")
-    if num_classes < 1:
-        raise ValueError(f"Expected num_classes >= 1, but got {num_classes} instead.")
-    return int(num_classes)
+    # A model needs a class count: the mixing operators' None ("labels are probabilities") is an error.
+    checked = check_num_classes(num_classes)
+    if checked is None:
+        raise TypeError("Expected num_classes to be an int, but got NoneType instead.")
+    return checked
 
 
 def _check_widths(widths: object) -> Tuple[int, ...]:
@@ -55,6 +55,15 @@ def _check_widths(widths: object) -> Tuple[int, ...]:
         if isinstance(w, bool) or not isinstance(w, numbers.Integral) or w < 1:
             raise ValueError(f"Expected every width to be an int >= 1, but got {widths!r} instead.")
     return tuple(int(w) for w in widths)
+
+
+def _check_stages(blocks_per_stage: Sequence[int], widths: object) -> Tuple[int, ...]:
+    widths = _check_widths(widths)
+    if len(blocks_per_stage) != len(widths):
+        raise ValueError(
+            f"Expected one block count per stage ({len(widths)}), but got {len(blocks_per_stage)} instead."
+        )
+    return widths
 
 
 def _conv3x3(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
@@ -127,12 +136,7 @@ class CifarResNet(nn.Module):
     ) -> None:
         super().__init__()
         num_classes = _check_num_classes(num_classes)
-        widths = _check_widths(widths)
-        if len(blocks_per_stage) != len(widths):
-            raise ValueError(
-                f"Expected one block count per stage ({len(widths)}), "
-                f"but got {len(blocks_per_stage)} instead."
-            )
+        widths = _check_stages(blocks_per_stage, widths)
         self.stem = nn.Sequential(_conv3x3(3, widths[0]), nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True))
         stages = []
         in_channels = widths[0]
@@ -204,12 +208,7 @@ class PreActResNet(nn.Module):
     ) -> None:
         super().__init__()
         num_classes = _check_num_classes(num_classes)
-        widths = _check_widths(widths)
-        if len(blocks_per_stage) != len(widths):
-            raise ValueError(
-                f"Expected one block count per stage ({len(widths)}), "
-                f"but got {len(blocks_per_stage)} instead."
-            )
+        widths = _check_stages(blocks_per_stage, widths)
         # The stem is a bare conv: the first block's BN-ReLU activates it.
         self.stem = _conv3x3(3, widths[0])
         stages = []

@@ -18,7 +18,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -28,12 +28,11 @@ from .data import ArrayDataset, class_balanced_subset, load_dataset, train_val_s
 from .loss import soft_target_cross_entropy
 from .mixing import CutMix, MixUp, NoMix, RandSaliencyMix, SaliencyMix, _Mixer
 from .models import MODEL_NAMES, build_model
-from .pipeline import normalize, random_crop_flip
+from .pipeline import CIFAR10_MEAN, CIFAR10_STD, normalize, random_crop_flip
 
 METHODS = ("none", "mixup", "cutmix", "saliencymix", "saliencymix_per_sample", "randsaliencymix")
 SCHEDULES = ("cosine", "multistep")
-CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
-CIFAR_STD = (0.2470, 0.2435, 0.2616)
+CIFAR_MEAN, CIFAR_STD = CIFAR10_MEAN, CIFAR10_STD
 
 
 class UsageError(ValueError):
@@ -223,11 +222,10 @@ def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, bins: 
     correct = (pred == labels).double()
     edges = torch.linspace(0, 1, bins + 1, dtype=probs.dtype)
     index = torch.bucketize(conf, edges[1:-1], right=False)
-    total = torch.zeros(bins, dtype=torch.float64).index_add_(0, index, torch.ones_like(correct))
     acc = torch.zeros(bins, dtype=torch.float64).index_add_(0, index, correct)
     confs = torch.zeros(bins, dtype=torch.float64).index_add_(0, index, conf.double())
-    gap = (acc - confs).abs()
-    return float(gap.sum() / max(len(labels), 1))
+    # Sum over bins of |accuracy - confidence| weighted by the bin's share = per-bin sums / N.
+    return float((acc - confs).abs().sum() / max(len(labels), 1))
 
 
 @torch.no_grad()
@@ -347,6 +345,14 @@ def _distributed() -> Tuple[int, int]:
     return dist.get_rank(), dist.get_world_size()
 
 
+def _normalisation(channels: int, device: Union[str, torch.device]) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(1, C, 1, 1) mean and std of the inputs: CIFAR-10's for colour, a generic pair for grey."""
+    mean = CIFAR_MEAN if channels == 3 else (0.5,)
+    std = CIFAR_STD if channels == 3 else (0.25,)
+    return (torch.tensor(mean, device=device).reshape(1, -1, 1, 1),
+            torch.tensor(std, device=device).reshape(1, -1, 1, 1))
+
+
 def load_splits(cfg: TrainConfig) -> Tuple[ArrayDataset, ArrayDataset]:
     """(train, val): the validation split is carved from the training set with split_seed."""
     full = load_dataset(cfg.data, "train", root=cfg.data_root, download=cfg.download)
@@ -375,8 +381,7 @@ def train(cfg: TrainConfig, out_dir: Path, resume: bool = False, progress: bool 
     train_ds, val_ds = load_splits(cfg)
     num_classes = train_ds.num_classes
     channels = train_ds.images.shape[1]
-    mean = torch.tensor(CIFAR_MEAN[:channels] if channels == 3 else (0.5,), device=device).reshape(1, -1, 1, 1)
-    std = torch.tensor(CIFAR_STD[:channels] if channels == 3 else (0.25,), device=device).reshape(1, -1, 1, 1)
+    mean, std = _normalisation(channels, device)
     images = train_ds.images.to(device)
     labels = train_ds.labels.to(device)
 
@@ -557,7 +562,6 @@ def evaluate_checkpoint(run: Path, data: str, split: str = "test", data_root: Op
         raise UsageError(f"checkpoint {path} does not fit {ds.num_classes} classes of {data}: "
                          f"{str(exc).splitlines()[0]}") from exc
     channels = ds.images.shape[1]
-    mean = torch.tensor(CIFAR_MEAN[:channels] if channels == 3 else (0.5,), device=device).reshape(1, -1, 1, 1)
-    std = torch.tensor(CIFAR_STD[:channels] if channels == 3 else (0.25,), device=device).reshape(1, -1, 1, 1)
+    mean, std = _normalisation(channels, device)
     logits = predict(model, ds.images, mean, std, device=torch.device(device))
     return classification_metrics(logits, ds.labels)
