@@ -100,6 +100,24 @@ def test_compare_writes_runs_tables_and_plots(study) -> None:
         assert data[:8] == PNG and len(data) > 1000
 
 
+def test_several_references_give_one_paired_column_each(study, tmp_path: Path) -> None:
+    from randsaliencymix.compare import summarise
+
+    out = tmp_path / "copy"
+    shutil.copytree(study[0], out)
+    summary = summarise(out, ["none", "mixup"], [0, 1], ["none", "mixup"])
+    md = (out / "results.md").read_text()
+    assert "Δ vs none (paired)" in md and "Δ vs mixup (paired)" in md
+    table = {line.split("|")[1].strip(): line.split("|") for line in md.splitlines() if line.startswith("| ")}
+    rows = {r["seed"]: r for r in read_csv(out) if r["name"] == "none"}
+    mixup_rows = {r["seed"]: r for r in read_csv(out) if r["name"] == "mixup"}
+    diff = sum(float(rows[s]["val_top1_err"]) - float(mixup_rows[s]["val_top1_err"]) for s in ("0", "1")) / 2
+    # none vs mixup is the negative of mixup vs none; each method's own column is a dash.
+    assert summary["methods"]["none"]["paired"]["mixup"]["diff"] == pytest.approx(diff)
+    assert summary["methods"]["mixup"]["paired"]["none"]["diff"] == pytest.approx(-diff)
+    assert table["none"][8].strip() == "—" and table["mixup"][9].strip() == "—"
+
+
 def test_compare_again_skips_finished_runs_and_reruns_only_missing_ones(study, capsys: pytest.CaptureFixture) -> None:
     out, _ = study
     before = metrics_mtimes(out)
@@ -158,6 +176,7 @@ BAD_COMPARE = {
     "bad seeds": (["--methods", "none", "--seeds", "0,x"], ["--seeds", "integers"]),
     "duplicate names": (["--methods", "none,none"], ["unique"]),
     "unknown reference": (["--methods", "none", "--reference", "mixup"], ["'mixup'", "none"]),
+    "unknown second reference": (["--methods", "none", "--reference", "none,cutmix"], ["'cutmix'", "none"]),
 }
 
 

@@ -52,6 +52,8 @@ _TRAIN_FLAGS = {
     "--schedule": ("schedule", str, "cosine or multistep"),
     "--warmup-epochs": ("warmup_epochs", float, "linear warm-up length"),
     "--label-smoothing": ("label_smoothing", float, "label smoothing"),
+    "--crop-padding": ("crop_padding", int, "padding of the random crop (0: no crop)"),
+    "--eval-every": ("eval_every", int, "validate every N epochs (always after the last)"),
     "--seed": ("seed", int, "seed of the model, shuffling and mixing"),
     "--device": ("device", str, "cpu or cuda"),
     "--threads": ("threads", int, "torch CPU threads (0: default)"),
@@ -66,6 +68,8 @@ def _add_train_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default=None, help="YAML (or JSON) file of config keys; flags override it")
     parser.add_argument("--test", action="store_true", default=None,
                         help="evaluate the test split once, after the last epoch")
+    parser.add_argument("--robustness", action="store_true", default=None,
+                        help="with --test: also score the test split under fixed occlusions and corruptions")
     parser.add_argument("--amp", action="store_true", default=None, help="mixed precision (CUDA)")
     parser.add_argument("--channels-last", action="store_true", default=None, help="channels_last tensors")
     parser.add_argument("--download", action="store_true", default=None, help="download CIFAR if missing")
@@ -96,7 +100,7 @@ def _resolve_config(args: argparse.Namespace, extra: Optional[dict] = None,
         value = getattr(args, flag.lstrip("-").replace("-", "_"))
         if value is not None:
             values[key] = value
-    for key in ("test", "amp", "channels_last", "download"):
+    for key in ("test", "robustness", "amp", "channels_last", "download"):
         if getattr(args, key) is not None:
             values[key] = getattr(args, key)
     if args.mix_opt:
@@ -133,7 +137,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from .train import evaluate_checkpoint
 
-    metrics = evaluate_checkpoint(Path(args.checkpoint), args.data, args.split, args.data_root, args.device)
+    metrics = evaluate_checkpoint(Path(args.checkpoint), args.data, args.split, args.data_root, args.device,
+                                  robustness=args.robustness, seed=args.seed)
     print(json.dumps({k: round(v, 4) for k, v in metrics.items()}, sort_keys=True))
     return 0
 
@@ -183,6 +188,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--split", default="test", help="split to evaluate (default: test)")
     ev.add_argument("--data-root", default=None)
     ev.add_argument("--device", default="cpu")
+    ev.add_argument("--robustness", action="store_true",
+                    help="also top-1 error and ECE under occlusion (1/4 and 1/2 side), Gaussian noise, "
+                         "blur, contrast and JPEG (fixed severities, see randsaliencymix.robustness)")
+    ev.add_argument("--seed", type=int, default=0, help="seed of the corruptions' noise and occluder positions")
     ev.set_defaults(func=_cmd_eval)
 
     cm = sub.add_parser("compare", help="methods x seeds, with tables and plots")
@@ -193,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     cm.add_argument("--seeds", default=None, help="comma-separated seeds (default: 0..n-seeds-1)")
     cm.add_argument("--n-seeds", type=int, default=1)
     cm.add_argument("--jobs", type=int, default=1, help="runs at once")
-    cm.add_argument("--reference", default=None, help="method for paired differences (default: the first)")
+    cm.add_argument("--reference", default=None, help="method(s) for paired differences, comma-separated (default: the first)")
     cm.add_argument("--out", required=True, help="study folder")
     cm.set_defaults(func=_cmd_compare)
     return parser

@@ -16,7 +16,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from .train import (METHODS, TrainConfig, UsageError, atomic_write_bytes, atomic_write_json, check_device,
                     load_splits)
@@ -82,17 +82,18 @@ def _launch(cfg: TrainConfig, directory: Path, quiet: bool) -> int:
 
 
 def compare(base: TrainConfig, methods: Sequence[str], seeds: Sequence[int], out: Path, jobs: int = 1,
-            reference: Optional[str] = None, quiet: bool = False,
+            reference: Union[None, str, Sequence[str]] = None, quiet: bool = False,
             shared_mix: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
     """Train every method x seed not yet finished in ``out`` and summarise. ``shared_mix`` (the
-    ``--mix-opt`` options) goes to every method but ``none``; a variant's own options win."""
+    ``--mix-opt`` options) goes to every method but ``none``; a variant's own options win.
+    ``reference``: one method name, or several (a comma-separated string or a list), for the
+    paired differences; the first method by default."""
     out = Path(out)
     specs = [parse_method(m) for m in methods]
     names = [s[0] for s in specs]
     if len(set(names)) != len(names):
         raise UsageError(f"method names must be unique, got {names}")
-    if reference is not None and reference not in names:
-        raise UsageError(f"reference {reference!r} is not among the methods {names}")
+    references = _references(reference, names)
     todo = []
     for name, method, options in specs:
         for seed in seeds:
@@ -115,17 +116,31 @@ def compare(base: TrainConfig, methods: Sequence[str], seeds: Sequence[int], out
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         codes = list(pool.map(lambda item: _launch(item[0], item[1], quiet), todo))
     failed = sum(c != 0 for c in codes)
-    summary = summarise(out, names, seeds, reference or names[0])
+    summary = summarise(out, names, seeds, references)
     summary["failed"] = failed
     return summary
+
+
+def _references(reference: Union[None, str, Sequence[str]], names: Sequence[str]) -> List[str]:
+    if reference is None:
+        return [names[0]]
+    wanted = [r.strip() for r in reference.split(",")] if isinstance(reference, str) else list(reference)
+    wanted = [r for r in wanted if r]
+    for r in wanted:
+        if r not in names:
+            raise UsageError(f"reference {r!r} is not among the methods {list(names)}")
+    return wanted or [names[0]]
 
 
 def _metric_key(rows: List[Dict[str, Any]]) -> str:
     return "test_top1_err" if rows and all("test_top1_err" in r for r in rows) else "val_top1_err"
 
 
-def summarise(out: Path, names: Sequence[str], seeds: Sequence[int], reference: str) -> Dict[str, Any]:
-    """Write results.csv, results.md and the plots from the finished runs in ``out``."""
+def summarise(out: Path, names: Sequence[str], seeds: Sequence[int],
+              reference: Union[str, Sequence[str]]) -> Dict[str, Any]:
+    """Write results.csv, results.md and the plots from the finished runs in ``out``; one
+    paired-difference column per reference method."""
+    references = [reference] if isinstance(reference, str) else list(reference)
     rows: List[Dict[str, Any]] = []
     for name in names:
         for seed in seeds:
@@ -142,17 +157,18 @@ def summarise(out: Path, names: Sequence[str], seeds: Sequence[int], reference: 
 
     metric = _metric_key(rows)
     by_name = {n: {r["seed"]: r for r in rows if r["name"] == n} for n in names}
-    ref = by_name.get(reference, {})
+    refs = ", ".join(f"`{r}`" for r in references)
     table = [f"Metric: `{metric}` (%, lower is better); mean ± std over seeds, 95% t-interval; "
-             f"paired difference to `{reference}` over the seeds both finished.", "",
+             f"paired difference (mean ± 95% t-interval half-width) to {refs} over the seeds both finished.",
+             "",
              "| method | runs | error | 95% CI | val top-1 err | NLL | ECE | "
-             f"Δ vs {reference} (paired) | minutes/run |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             + "".join(f"Δ vs {r} (paired) | " for r in references) + "minutes/run |",
+             "|---|---:|---:|---:|---:|---:|---:|" + "---:|" * len(references) + "---:|"]
     summary: Dict[str, Any] = {"metric": metric, "methods": {}}
     for n in names:
         runs = list(by_name[n].values())
         if not runs:
-            table.append(f"| {n} | 0 | | | | | | | |")
+            table.append(f"| {n} | 0 |" + " |" * (6 + len(references)))
             continue
         m, sd, ci = mean_std_ci([r[metric] for r in runs])
         vm, vsd, _ = mean_std_ci([r["val_top1_err"] for r in runs if "val_top1_err" in r])
@@ -160,19 +176,25 @@ def summarise(out: Path, names: Sequence[str], seeds: Sequence[int], reference: 
         nll, _, _ = mean_std_ci([r[f"{prefix}_nll"] for r in runs if f"{prefix}_nll" in r])
         ece, _, _ = mean_std_ci([r[f"{prefix}_ece"] for r in runs if f"{prefix}_ece" in r])
         minutes, _, _ = mean_std_ci([r.get("train_seconds", math.nan) / 60 for r in runs])
-        shared = sorted(set(by_name[n]) & set(ref))
-        if n == reference or not shared:
-            delta = "—"
-            dm = dci = math.nan
-        else:
-            diffs = [by_name[n][s][metric] - ref[s][metric] for s in shared]
-            dm, _, dci = mean_std_ci(diffs)
-            delta = f"{dm:+.2f} ± {dci:.2f}" if not math.isnan(dci) else f"{dm:+.2f}"
+        deltas, paired = [], {}
+        for reference_name in references:
+            ref = by_name.get(reference_name, {})
+            shared = sorted(set(by_name[n]) & set(ref))
+            if n == reference_name or not shared:
+                deltas.append("—")
+                dm = dci = math.nan
+            else:
+                diffs = [by_name[n][s][metric] - ref[s][metric] for s in shared]
+                dm, _, dci = mean_std_ci(diffs)
+                deltas.append(f"{dm:+.2f} ± {dci:.2f}" if not math.isnan(dci) else f"{dm:+.2f}")
+            paired[reference_name] = {"diff": dm, "ci95": dci}
         table.append(f"| {n} | {len(runs)} | {m:.2f} ± {sd:.2f} | [{m - ci:.2f}, {m + ci:.2f}] | "
-                     f"{vm:.2f} ± {vsd:.2f} | {nll:.3f} | {ece:.2f} | {delta} | {minutes:.1f} |"
-                     .replace("nan", "n/a"))
+                     f"{vm:.2f} ± {vsd:.2f} | {nll:.3f} | {ece:.2f} | " + "".join(d + " | " for d in deltas)
+                     + f"{minutes:.1f} |".replace("nan", "n/a"))
+        table[-1] = table[-1].replace("nan", "n/a")
+        first = paired[references[0]]
         summary["methods"][n] = {"runs": len(runs), "mean": m, "std": sd, "ci95": ci,
-                                 "paired_diff": dm, "paired_ci95": dci}
+                                 "paired_diff": first["diff"], "paired_ci95": first["ci95"], "paired": paired}
     table.append("")
     table.append("A paired difference whose interval contains 0 is within noise at this number of seeds.")
     atomic_write_bytes(out / "results.md", ("\n".join(table) + "\n").encode())

@@ -68,6 +68,8 @@ class TrainConfig:
     amp: bool = False
     channels_last: bool = False
     test: bool = False  # evaluate the test split once, after the last epoch
+    eval_every: int = 1  # validate every N epochs (and always after the last one)
+    robustness: bool = False  # with test: also score the test split under fixed corruptions
     threads: int = 0  # torch threads on CPU; 0 = torch's default
 
     @classmethod
@@ -93,6 +95,10 @@ class TrainConfig:
             raise UsageError(f"unknown schedule {self.schedule!r}; accepted: {', '.join(SCHEDULES)}")
         if self.epochs < 1 or self.batch_size < 1:
             raise UsageError(f"epochs and batch_size must be >= 1, got {self.epochs} and {self.batch_size}")
+        if self.robustness and not self.test:
+            raise UsageError("robustness needs test: the corruptions are scored on the test split")
+        if self.eval_every < 1:
+            raise UsageError(f"eval_every must be >= 1, got {self.eval_every}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise UsageError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if not 0.0 < self.train_fraction <= 1.0:
@@ -241,6 +247,21 @@ def predict(model: nn.Module, images_u8: torch.Tensor, mean: torch.Tensor, std: 
             x = x.contiguous(memory_format=torch.channels_last)
         out.append(model(x).float().cpu())
     return torch.cat(out)
+
+
+def corruption_metrics(model: nn.Module, images_u8: torch.Tensor, labels: torch.Tensor, mean: torch.Tensor,
+                       std: torch.Tensor, device: torch.device = torch.device("cpu"),
+                       channels_last: bool = False, seed: int = 0) -> Dict[str, Dict[str, float]]:
+    """Metrics under every corruption of ``robustness.CORRUPTIONS`` (the same images for every
+    model: the corruptions' randomness is seeded by ``seed``), plus their mean top-1 error."""
+    from .robustness import corrupted_sets
+
+    out: Dict[str, Dict[str, float]] = {}
+    for name, images in corrupted_sets(images_u8, seed=seed).items():
+        logits = predict(model, images, mean, std, device=device, channels_last=channels_last)
+        out[name] = classification_metrics(logits, labels)
+    out["corruption_mean"] = {"top1_err": sum(m["top1_err"] for m in out.values()) / len(out)}
+    return out
 
 
 def classification_metrics(logits: torch.Tensor, labels: torch.Tensor) -> Dict[str, float]:
@@ -486,7 +507,8 @@ def train(cfg: TrainConfig, out_dir: Path, resume: bool = False, progress: bool 
         record: Dict[str, Any] = {"epoch": epoch, "train_loss": float(loss_sum) / steps_per_epoch,
                                   "lr": lr_at(cfg, (epoch + 1) * steps_per_epoch - 1, steps_per_epoch),
                                   "seconds": seconds}
-        if main_process and val_ds.images.shape[0] > 0:
+        validate = (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs
+        if main_process and validate and val_ds.images.shape[0] > 0:
             logits = predict(model, val_ds.images, mean, std, device=device, channels_last=cfg.channels_last)
             record.update({f"val_{k}": v for k, v in classification_metrics(logits, val_ds.labels).items()})
         history.append(record)
@@ -527,6 +549,11 @@ def train(cfg: TrainConfig, out_dir: Path, resume: bool = False, progress: bool 
             test_ds = load_dataset(cfg.data, "test", root=cfg.data_root, download=cfg.download)
             logits = predict(model, test_ds.images, mean, std, device=device, channels_last=cfg.channels_last)
             result.update({f"test_{k}": v for k, v in classification_metrics(logits, test_ds.labels).items()})
+            if cfg.robustness:
+                scores = corruption_metrics(model, test_ds.images, test_ds.labels, mean, std, device,
+                                            cfg.channels_last)
+                result.update({f"test_{name}_{k}": v for name, m in scores.items() for k, v in m.items()
+                               if k in ("top1_err", "ece")})
             result["test_images"] = int(test_ds.images.shape[0])
         result["method"], result["seed"], result["model"] = cfg.method, cfg.seed, cfg.model
         result["versions"] = {"torch": torch.__version__, "python": sys.version.split()[0]}
@@ -539,8 +566,10 @@ def train(cfg: TrainConfig, out_dir: Path, resume: bool = False, progress: bool 
 
 
 def evaluate_checkpoint(run: Path, data: str, split: str = "test", data_root: Optional[str] = None,
-                        device: str = "cpu") -> Dict[str, float]:
-    """Top-1/top-5 error, NLL and ECE of a run's checkpoint on a split of any supported dataset."""
+                        device: str = "cpu", robustness: bool = False, seed: int = 0) -> Dict[str, float]:
+    """Top-1/top-5 error, NLL and ECE of a run's checkpoint on a split of any supported dataset;
+    with ``robustness``, also ``<corruption>_top1_err`` and ``<corruption>_ece`` for every fixed
+    corruption of ``robustness.CORRUPTIONS`` (seeded by ``seed``) and their mean top-1 error."""
     run = Path(run)
     path = run / "checkpoint.pt" if run.is_dir() else run
     if not path.exists():
@@ -564,4 +593,9 @@ def evaluate_checkpoint(run: Path, data: str, split: str = "test", data_root: Op
     channels = ds.images.shape[1]
     mean, std = _normalisation(channels, device)
     logits = predict(model, ds.images, mean, std, device=torch.device(device))
-    return classification_metrics(logits, ds.labels)
+    metrics = classification_metrics(logits, ds.labels)
+    if robustness:
+        scores = corruption_metrics(model, ds.images, ds.labels, mean, std, torch.device(device), seed=seed)
+        metrics.update({f"{name}_{k}": v for name, m in scores.items() for k, v in m.items()
+                        if k in ("top1_err", "ece")})
+    return metrics
