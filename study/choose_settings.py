@@ -82,7 +82,6 @@ def ablation_specs(rsm: Dict) -> List[str]:
     base = {"source": "peak", "paste": "same", "gamma": 0.0, "p": tuned["p"]}
     gamma = tuned["gamma"] if tuned["gamma"] > 0 else 0.5
     eta = tuned["eta"] if tuned["eta"] != 1.0 else "beta"
-    mixup_prob = tuned["mixup_prob"] if tuned["mixup_prob"] > 0 else 0.25
     other = "spectral" if tuned["detector"] == "fine_grained" else "fine_grained"
     return [
         spec("abl_base", "randsaliencymix", base),
@@ -90,7 +89,6 @@ def ablation_specs(rsm: Dict) -> List[str]:
         spec("abl_anti_saliency_paste", "randsaliencymix", {**base, "paste": "anti_saliency", "tau_dst": tuned["tau_dst"]}),
         spec("abl_saliency_labels", "randsaliencymix", {**base, "gamma": gamma}),
         spec("abl_blended_patch", "randsaliencymix", {**base, "eta": eta}),
-        spec("abl_mixup_switch", "randsaliencymix", {**base, "mixup_prob": mixup_prob}),
         spec(f"rsm_{other}", "randsaliencymix", {**rsm, "detector": other}),
     ]
 

@@ -75,6 +75,21 @@ def test_blur_keeps_a_constant_image_and_smooths_noise() -> None:
     assert gaussian_blur(x, 1.0).float().std() < 0.5 * x.float().std()
 
 
+def test_blur_matches_a_reflect_padded_convolution() -> None:
+    import torch.nn.functional as F
+
+    x = images(3, 3, 20, 27)
+    radius = 3
+    taps = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    kernel = torch.exp(-0.5 * taps ** 2)
+    kernel = kernel / kernel.sum()
+    y = x.float().reshape(-1, 1, 20, 27)
+    y = F.conv2d(F.pad(y, (radius, radius, 0, 0), mode="reflect"), kernel.view(1, 1, 1, -1))
+    y = F.conv2d(F.pad(y, (0, 0, radius, radius), mode="reflect"), kernel.view(1, 1, -1, 1))
+    expected = y.reshape(x.shape).round().clamp(0, 255)
+    assert (gaussian_blur(x, 1.0).float() - expected).abs().max() <= 1  # float summation order
+
+
 def test_noise_has_the_stated_standard_deviation_away_from_the_clip() -> None:
     x = torch.full((8, 3, 32, 32), 128, dtype=torch.uint8)
     out = gaussian_noise(x, 0.08, torch.Generator().manual_seed(0))
@@ -135,3 +150,20 @@ def test_train_and_eval_report_the_same_corrupted_scores(tmp_path: Path, monkeyp
     for name in CORRUPTIONS:
         assert evaluated[f"{name}_top1_err"] == pytest.approx(metrics[f"test_{name}_top1_err"], abs=1e-3)
         assert evaluated[f"{name}_ece"] == pytest.approx(metrics[f"test_{name}_ece"], abs=1e-3)
+
+
+def test_robustness_images_limits_the_scored_images(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.setenv("RSMIX_CACHE", str(tmp_path / "cache"))
+    run = tmp_path / "run"
+    data = "procedural:200:60"
+    assert cli.main(["train", "--data", data, "--epochs", "1", "--batch-size", "32", "--threads", "1",
+                     "--test", "--robustness", "--robustness-images", "7", "--out", str(run), "--no-progress"]) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    # On 7 images every error is a multiple of 100/7.
+    for name in CORRUPTIONS:
+        assert metrics[f"test_{name}_top1_err"] * 7 / 100 == pytest.approx(round(metrics[f"test_{name}_top1_err"] * 7 / 100))
+    capsys.readouterr()
+    assert cli.main(["eval", "--checkpoint", str(run), "--data", data, "--robustness", "--robustness-images", "7"]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    assert evaluated["jpeg_top1_err"] == pytest.approx(metrics["test_jpeg_top1_err"], abs=1e-3)

@@ -54,6 +54,7 @@ _TRAIN_FLAGS = {
     "--label-smoothing": ("label_smoothing", float, "label smoothing"),
     "--crop-padding": ("crop_padding", int, "padding of the random crop (0: no crop)"),
     "--eval-every": ("eval_every", int, "validate every N epochs (always after the last)"),
+    "--robustness-images": ("robustness_images", int, "score the corruptions on the first N test images (0: all)"),
     "--seed": ("seed", int, "seed of the model, shuffling and mixing"),
     "--device": ("device", str, "cpu or cuda"),
     "--threads": ("threads", int, "torch CPU threads (0: default)"),
@@ -138,7 +139,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from .train import evaluate_checkpoint
 
     metrics = evaluate_checkpoint(Path(args.checkpoint), args.data, args.split, args.data_root, args.device,
-                                  robustness=args.robustness, seed=args.seed)
+                                  robustness=args.robustness, seed=args.seed,
+                                  robustness_images=args.robustness_images)
     print(json.dumps({k: round(v, 4) for k, v in metrics.items()}, sort_keys=True))
     return 0
 
@@ -192,6 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="also top-1 error and ECE under occlusion (1/4 and 1/2 side), Gaussian noise, "
                          "blur, contrast and JPEG (fixed severities, see randsaliencymix.robustness)")
     ev.add_argument("--seed", type=int, default=0, help="seed of the corruptions' noise and occluder positions")
+    ev.add_argument("--robustness-images", type=int, default=0,
+                    help="score the corruptions on the first N images of the split (0: all)")
     ev.set_defaults(func=_cmd_eval)
 
     cm = sub.add_parser("compare", help="methods x seeds, with tables and plots")

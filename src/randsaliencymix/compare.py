@@ -95,8 +95,10 @@ def compare(base: TrainConfig, methods: Sequence[str], seeds: Sequence[int], out
         raise UsageError(f"method names must be unique, got {names}")
     references = _references(reference, names)
     todo = []
-    for name, method, options in specs:
-        for seed in seeds:
+    # Seed-major order: a study stopped part-way has every method for its first seeds, so its
+    # paired differences are usable.
+    for seed in seeds:
+        for name, method, options in specs:
             mix = dict(options) if method == "none" else {**(shared_mix or {}), **options}
             cfg = replace(base, method=method, mix=mix, seed=seed)
             cfg.check()

@@ -17,7 +17,6 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ._checks import check_images
 
@@ -51,17 +50,32 @@ def gaussian_noise(images: torch.Tensor, sigma: float, generator: Optional[torch
     return _to_u8(images.float() + noise * (sigma * 255.0))
 
 
+def _reflect_blur_matrix(size: int, kernel: torch.Tensor) -> torch.Tensor:
+    """``(size, size)`` matrix ``M`` with ``out = M @ x`` the 1-D convolution of ``x`` with
+    ``kernel`` under reflect-101 borders (``a b c | b a``)."""
+    radius = (kernel.numel() - 1) // 2
+    matrix = torch.zeros(size, size, dtype=kernel.dtype, device=kernel.device)
+    rows = torch.arange(size, device=kernel.device)
+    for k in range(-radius, radius + 1):
+        cols = rows + k
+        period = 2 * (size - 1) if size > 1 else 1
+        cols = cols.remainder(period)
+        cols = torch.where(cols >= size, period - cols, cols)
+        matrix.index_put_((rows, cols), kernel[k + radius].expand(size), accumulate=True)
+    return matrix
+
+
 def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur (radius ``ceil(3 sigma)``, reflected borders)."""
+    """Separable Gaussian blur (radius ``ceil(3 sigma)``, reflected borders), as two matrix
+    products: far faster on CPU than a single-channel convolution over a large batch."""
     radius = max(1, int(np.ceil(3 * sigma)))
     taps = torch.arange(-radius, radius + 1, dtype=torch.float32, device=images.device)
     kernel = torch.exp(-0.5 * (taps / sigma) ** 2)
     kernel = kernel / kernel.sum()
-    n, c, h, w = images.shape
-    x = images.float().reshape(n * c, 1, h, w)
-    x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="reflect"), kernel.view(1, 1, 1, -1))
-    x = F.conv2d(F.pad(x, (0, 0, radius, radius), mode="reflect"), kernel.view(1, 1, -1, 1))
-    return _to_u8(x.reshape(n, c, h, w))
+    h, w = images.shape[-2:]
+    rows = _reflect_blur_matrix(h, kernel)
+    cols = _reflect_blur_matrix(w, kernel)
+    return _to_u8(rows @ images.float() @ cols.T)
 
 
 def contrast(images: torch.Tensor, factor: float) -> torch.Tensor:

@@ -70,6 +70,7 @@ class TrainConfig:
     test: bool = False  # evaluate the test split once, after the last epoch
     eval_every: int = 1  # validate every N epochs (and always after the last one)
     robustness: bool = False  # with test: also score the test split under fixed corruptions
+    robustness_images: int = 0  # score the corruptions on the first N test images (0: all)
     threads: int = 0  # torch threads on CPU; 0 = torch's default
 
     @classmethod
@@ -97,6 +98,8 @@ class TrainConfig:
             raise UsageError(f"epochs and batch_size must be >= 1, got {self.epochs} and {self.batch_size}")
         if self.robustness and not self.test:
             raise UsageError("robustness needs test: the corruptions are scored on the test split")
+        if self.robustness_images < 0:
+            raise UsageError(f"robustness_images must be >= 0, got {self.robustness_images}")
         if self.eval_every < 1:
             raise UsageError(f"eval_every must be >= 1, got {self.eval_every}")
         if not 0.0 <= self.val_fraction < 1.0:
@@ -251,11 +254,14 @@ def predict(model: nn.Module, images_u8: torch.Tensor, mean: torch.Tensor, std: 
 
 def corruption_metrics(model: nn.Module, images_u8: torch.Tensor, labels: torch.Tensor, mean: torch.Tensor,
                        std: torch.Tensor, device: torch.device = torch.device("cpu"),
-                       channels_last: bool = False, seed: int = 0) -> Dict[str, Dict[str, float]]:
+                       channels_last: bool = False, seed: int = 0, limit: int = 0) -> Dict[str, Dict[str, float]]:
     """Metrics under every corruption of ``robustness.CORRUPTIONS`` (the same images for every
-    model: the corruptions' randomness is seeded by ``seed``), plus their mean top-1 error."""
+    model: the corruptions' randomness is seeded by ``seed``), plus their mean top-1 error; on the
+    first ``limit`` images only when ``limit > 0``."""
     from .robustness import corrupted_sets
 
+    if limit > 0:
+        images_u8, labels = images_u8[:limit], labels[:limit]
     out: Dict[str, Dict[str, float]] = {}
     for name, images in corrupted_sets(images_u8, seed=seed).items():
         logits = predict(model, images, mean, std, device=device, channels_last=channels_last)
@@ -551,7 +557,7 @@ def train(cfg: TrainConfig, out_dir: Path, resume: bool = False, progress: bool 
             result.update({f"test_{k}": v for k, v in classification_metrics(logits, test_ds.labels).items()})
             if cfg.robustness:
                 scores = corruption_metrics(model, test_ds.images, test_ds.labels, mean, std, device,
-                                            cfg.channels_last)
+                                            cfg.channels_last, limit=cfg.robustness_images)
                 result.update({f"test_{name}_{k}": v for name, m in scores.items() for k, v in m.items()
                                if k in ("top1_err", "ece")})
             result["test_images"] = int(test_ds.images.shape[0])
@@ -566,7 +572,8 @@ def train(cfg: TrainConfig, out_dir: Path, resume: bool = False, progress: bool 
 
 
 def evaluate_checkpoint(run: Path, data: str, split: str = "test", data_root: Optional[str] = None,
-                        device: str = "cpu", robustness: bool = False, seed: int = 0) -> Dict[str, float]:
+                        device: str = "cpu", robustness: bool = False, seed: int = 0,
+                        robustness_images: int = 0) -> Dict[str, float]:
     """Top-1/top-5 error, NLL and ECE of a run's checkpoint on a split of any supported dataset;
     with ``robustness``, also ``<corruption>_top1_err`` and ``<corruption>_ece`` for every fixed
     corruption of ``robustness.CORRUPTIONS`` (seeded by ``seed``) and their mean top-1 error."""
@@ -595,7 +602,8 @@ def evaluate_checkpoint(run: Path, data: str, split: str = "test", data_root: Op
     logits = predict(model, ds.images, mean, std, device=torch.device(device))
     metrics = classification_metrics(logits, ds.labels)
     if robustness:
-        scores = corruption_metrics(model, ds.images, ds.labels, mean, std, torch.device(device), seed=seed)
+        scores = corruption_metrics(model, ds.images, ds.labels, mean, std, torch.device(device), seed=seed,
+                                    limit=robustness_images)
         metrics.update({f"{name}_{k}": v for name, m in scores.items() for k, v in m.items()
                         if k in ("top1_err", "ece")})
     return metrics
