@@ -73,23 +73,22 @@ def spec(name: str, method: str, options: Dict) -> str:
 
 
 def ablation_specs(rsm: Dict) -> List[str]:
-    """Each idea alone on top of a per-sample SaliencyMix written as RandSaliencyMix options
-    (peak source, same coordinates, area labels, hard paste), each at its tuned value (or its
-    default when the tuning kept it); plus the tuned method with the other detector."""
-    tuned = {"tau_src": 1.0, "tau_dst": 1.0, "gamma": 0.5, "eta": "beta", "mixup_prob": 0.25,
-             "p": 1.0, "detector": "fine_grained"}
-    tuned.update(rsm)
-    base = {"source": "peak", "paste": "same", "gamma": 0.0, "p": tuned["p"]}
-    gamma = tuned["gamma"] if tuned["gamma"] > 0 else 0.5
-    eta = tuned["eta"] if tuned["eta"] != 1.0 else "beta"
-    other = "spectral" if tuned["detector"] == "fine_grained" else "fine_grained"
+    """Each idea switched on alone on top of per-sample SaliencyMix written as RandSaliencyMix
+    options (source window at the saliency peak, same coordinates, area labels, hard paste, the
+    tuned p), at its design value (the tuning may have switched it off); then the tuned method
+    with every saliency idea switched back on, with each detector. The base itself is the
+    saliencymix_per_sample rows of the low-data main runs (same p when the rule picks the same)."""
+    p = rsm.get("p", 1.0)
+    base = {"source": "peak", "paste": "same", "gamma": 0.0, "p": p}
+    all_ideas = {**rsm, "source": "saliency", "tau_src": 1.0, "paste": "anti_saliency", "tau_dst": 1.0,
+                 "gamma": 0.5}
     return [
-        spec("abl_base", "randsaliencymix", base),
-        spec("abl_random_source", "randsaliencymix", {**base, "source": "saliency", "tau_src": tuned["tau_src"]}),
-        spec("abl_anti_saliency_paste", "randsaliencymix", {**base, "paste": "anti_saliency", "tau_dst": tuned["tau_dst"]}),
-        spec("abl_saliency_labels", "randsaliencymix", {**base, "gamma": gamma}),
-        spec("abl_blended_patch", "randsaliencymix", {**base, "eta": eta}),
-        spec(f"rsm_{other}", "randsaliencymix", {**rsm, "detector": other}),
+        spec("abl_random_source", "randsaliencymix", {**base, "source": "saliency", "tau_src": 1.0}),
+        spec("abl_anti_saliency_paste", "randsaliencymix", {**base, "paste": "anti_saliency", "tau_dst": 1.0}),
+        spec("abl_saliency_labels", "randsaliencymix", {**base, "gamma": 1.0}),
+        spec("abl_blended_patch", "randsaliencymix", {**base, "eta": "beta"}),
+        spec("abl_all_ideas", "randsaliencymix", {**all_ideas, "detector": "fine_grained"}),
+        spec("abl_all_ideas_spectral", "randsaliencymix", {**all_ideas, "detector": "spectral"}),
     ]
 
 

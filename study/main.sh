@@ -21,6 +21,6 @@ $RSMIX compare --config study/preset.yaml --epochs 2 --warmup-epochs 0.4 --eval-
   --seeds 0,1,2,3,4 --jobs 2 --test --robustness --robustness-images 5000 \
   --reference saliencymix,cutmix --out study/full --methods "$SPECS"
 
-# Ablations: each idea alone on top of per-sample SaliencyMix, and the other detector.
+# Ablations: each idea alone on top of per-sample SaliencyMix; all ideas on, with each detector.
 $RSMIX compare --config study/preset.yaml --train-fraction 0.1 --epochs 15 --eval-every 5 \
-  --seeds 0,1,2 --jobs 2 --test --reference abl_base --out study/ablation_lowdata --methods "$ABLATION"
+  --seeds 0,1,2 --jobs 2 --test --out study/ablation_lowdata --methods "$ABLATION"
