@@ -134,19 +134,27 @@ def test_robustness_without_test_is_a_usage_error() -> None:
         TrainConfig(robustness=True).check()
 
 
-def test_train_and_eval_report_the_same_corrupted_scores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                         capsys: pytest.CaptureFixture) -> None:
+TINY_DATA = "procedural:200:60"
+
+
+def train_and_eval(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture,
+                   *extra: str):
+    """A one-epoch run with --test --robustness, then rsmix eval --robustness of its checkpoint
+    with the same extra flags: (train's metrics.json, eval's printed metrics)."""
     monkeypatch.setenv("RSMIX_CACHE", str(tmp_path / "cache"))
     run = tmp_path / "run"
-    data = "procedural:200:60"
-    assert cli.main(["train", "--data", data, "--epochs", "1", "--batch-size", "32", "--threads", "1",
-                     "--test", "--robustness", "--out", str(run), "--no-progress"]) == 0
-    metrics = json.loads((run / "metrics.json").read_text())
+    assert cli.main(["train", "--data", TINY_DATA, "--epochs", "1", "--batch-size", "32", "--threads", "1",
+                     "--test", "--robustness", *extra, "--out", str(run), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert cli.main(["eval", "--checkpoint", str(run), "--data", TINY_DATA, "--robustness", *extra]) == 0
+    return json.loads((run / "metrics.json").read_text()), json.loads(capsys.readouterr().out)
+
+
+def test_train_and_eval_report_the_same_corrupted_scores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture) -> None:
+    metrics, evaluated = train_and_eval(tmp_path, monkeypatch, capsys)
     for name in list(CORRUPTIONS) + ["corruption_mean"]:
         assert 0 <= metrics[f"test_{name}_top1_err"] <= 100
-    capsys.readouterr()
-    assert cli.main(["eval", "--checkpoint", str(run), "--data", data, "--robustness"]) == 0
-    evaluated = json.loads(capsys.readouterr().out)
     for name in CORRUPTIONS:
         assert evaluated[f"{name}_top1_err"] == pytest.approx(metrics[f"test_{name}_top1_err"], abs=1e-3)
         assert evaluated[f"{name}_ece"] == pytest.approx(metrics[f"test_{name}_ece"], abs=1e-3)
@@ -154,16 +162,9 @@ def test_train_and_eval_report_the_same_corrupted_scores(tmp_path: Path, monkeyp
 
 def test_robustness_images_limits_the_scored_images(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                     capsys: pytest.CaptureFixture) -> None:
-    monkeypatch.setenv("RSMIX_CACHE", str(tmp_path / "cache"))
-    run = tmp_path / "run"
-    data = "procedural:200:60"
-    assert cli.main(["train", "--data", data, "--epochs", "1", "--batch-size", "32", "--threads", "1",
-                     "--test", "--robustness", "--robustness-images", "7", "--out", str(run), "--no-progress"]) == 0
-    metrics = json.loads((run / "metrics.json").read_text())
+    metrics, evaluated = train_and_eval(tmp_path, monkeypatch, capsys, "--robustness-images", "7")
     # On 7 images every error is a multiple of 100/7.
     for name in CORRUPTIONS:
-        assert metrics[f"test_{name}_top1_err"] * 7 / 100 == pytest.approx(round(metrics[f"test_{name}_top1_err"] * 7 / 100))
-    capsys.readouterr()
-    assert cli.main(["eval", "--checkpoint", str(run), "--data", data, "--robustness", "--robustness-images", "7"]) == 0
-    evaluated = json.loads(capsys.readouterr().out)
+        share = metrics[f"test_{name}_top1_err"] * 7 / 100
+        assert share == pytest.approx(round(share))
     assert evaluated["jpeg_top1_err"] == pytest.approx(metrics["test_jpeg_top1_err"], abs=1e-3)
