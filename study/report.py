@@ -158,13 +158,28 @@ def environment() -> str:
     ])
 
 
+def budget() -> str:
+    lines = ["| stage | folder | runs | training CPU-minutes (sum) | minutes per run (mean) |", "|---|---|---:|---:|---:|"]
+    total = 0.0
+    for stage, folder in [("tuning", "tuning_lowdata"), ("low-data main", "lowdata"), ("full main", "full"),
+                          ("ablations", "ablation_lowdata"), ("longer schedule", "lowdata_30ep")]:
+        seconds = [float(r["train_seconds"]) for r in rows(folder) if r.get("train_seconds")]
+        total += sum(seconds)
+        mean = f"{sum(seconds) / len(seconds) / 60:.1f}" if seconds else "n/a"
+        lines.append(f"| {stage} | `study/{folder}` | {len(seconds)} | {sum(seconds) / 60:.0f} | {mean} |")
+    lines.append(f"| all | | | {total / 60:.0f} | |")
+    return "\n".join(lines)
+
+
 BLOCKS = {
     "environment": environment,
+    "budget": budget,
     "tuning": tuning_table,
     "main_full": lambda: main_table("full"),
     "main_lowdata": lambda: main_table("lowdata"),
     "robustness_full": lambda: robustness_table("full"),
     "ablation": ablation_table,
+    "longer": lambda: main_table("lowdata_30ep"),
 }
 
 
