@@ -97,7 +97,7 @@ def main_table(folder: str, references: Sequence[str] = ("saliencymix", "cutmix"
     return "\n".join(lines)
 
 
-def robustness_table(folder: str, reference: str = "saliencymix") -> str:
+def robustness_table(folder: str, references: Sequence[str] = ("saliencymix", "cutmix")) -> str:
     table = rows(folder)
     names = list(dict.fromkeys(r["name"] for r in table))
     if not table or not any("test_corruption_mean_top1_err" in r for r in table):
@@ -105,12 +105,13 @@ def robustness_table(folder: str, reference: str = "saliencymix") -> str:
     columns = ["test_top1_err"] + [f"test_{c}_top1_err" for c in CORRUPTIONS] + ["test_corruption_mean_top1_err"]
     titles = ["clean"] + list(CORRUPTIONS) + ["mean of corruptions"]
     data = {c: by_name(table, c) for c in columns}
-    lines = ["| method | " + " | ".join(titles) + f" | Δ mean vs {reference} (paired) |",
-             "|---|" + "---:|" * (len(titles) + 1)]
+    lines = ["| method | " + " | ".join(titles) + "".join(f" | Δ mean vs {r} (paired)" for r in references) + " |",
+             "|---|" + "---:|" * (len(titles) + len(references))]
+    mean_col = data[columns[-1]]
     for n in names:
         cells = [fmt(data[c].get(n, {}).values()) for c in columns]
-        delta = "—" if n == reference else paired(data[columns[-1]].get(n, {}), data[columns[-1]].get(reference, {}))
-        lines.append(f"| {n} | " + " | ".join(cells) + f" | {delta} |")
+        cells += ["—" if n == r else paired(mean_col.get(n, {}), mean_col.get(r, {})) for r in references]
+        lines.append(f"| {n} | " + " | ".join(cells) + " |")
     ece_cols = [f"test_{c}_ece" for c in CORRUPTIONS]
     ece = {c: by_name(table, c) for c in ece_cols}
     lines += ["", "ECE (%) under each corruption (mean ± std over seeds):", "",
