@@ -172,7 +172,25 @@ def budget() -> str:
     return "\n".join(lines)
 
 
+def headline() -> str:
+    """The README's table: test error and paired differences in both regimes."""
+    full, low = rows("full"), rows("lowdata")
+    if not full or not low:
+        return "_the study has not finished_"
+    lines = ["| method | full: test err (%) | Δ vs SaliencyMix | Δ vs CutMix | low-data: test err (%) | "
+             "Δ vs SaliencyMix | Δ vs CutMix |", "|---|---:|---:|---:|---:|---:|---:|"]
+    f_err, l_err = by_name(full, "test_top1_err"), by_name(low, "test_top1_err")
+    for n in dict.fromkeys(r["name"] for r in full):
+        cells = []
+        for err in (f_err, l_err):
+            cells.append(fmt(err.get(n, {}).values()))
+            cells += ["—" if n == r else paired(err.get(n, {}), err.get(r, {})) for r in ("saliencymix", "cutmix")]
+        lines.append(f"| {n} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 BLOCKS = {
+    "headline": headline,
     "environment": environment,
     "budget": budget,
     "tuning": tuning_table,
@@ -192,6 +210,6 @@ def fill(text: str) -> str:
 
 
 if __name__ == "__main__":
-    path = ROOT / "RESULTS.md"
-    path.write_text(fill(path.read_text()))
-    print(f"filled {path}")
+    for path in (ROOT / "RESULTS.md", ROOT / "README.md"):
+        path.write_text(fill(path.read_text()))
+        print(f"filled {path}")

@@ -394,6 +394,7 @@ MIX_OPS: Dict[str, Callable[[], object]] = {
     "saliencymix_per_sample": lambda: SaliencyMix(num_classes=K, mode="per_sample"),
     "saliencymix_spectral": lambda: SaliencyMix(num_classes=K, mode="per_sample", detector="spectral"),
     "rsm_default": lambda: RandSaliencyMix(num_classes=K),
+    "rsm_design": lambda: design_rsm(),
     "rsm_area_blend": lambda: RandSaliencyMix(num_classes=K, eta="beta", mixup_prob=0.3, gamma=0.0,
                                               paste="uniform", detector="spectral"),
     "rsm_peak_same": lambda: RandSaliencyMix(num_classes=K, source="peak", paste="same", eta=0.5, gamma=1.0),
@@ -406,8 +407,18 @@ MIX_OPS: Dict[str, Callable[[], object]] = {
     "nomix": lambda: NoMix(num_classes=K),
 }
 # Operators whose label weights are not the area of the applied mask by design (saliency labels).
-SALIENCY_LABELS = {"rsm_default", "rsm_peak_same", "rsm_saliency_paste"}
+SALIENCY_LABELS = {"rsm_design", "rsm_peak_same", "rsm_saliency_paste"}
 
+
+
+# The saliency-on design values (the defaults before the study chose the library's): every
+# saliency idea switched on, a hard paste applied to every sample, so that tests of the saliency
+# geometry and labels see every sample patched.
+DESIGN = dict(p=1.0, tau_src=1.0, tau_dst=1.0, eta=1.0, mixup_prob=0.0, gamma=0.5)
+
+
+def design_rsm(**options) -> RandSaliencyMix:
+    return RandSaliencyMix(**{"num_classes": K, **DESIGN, **options})
 
 def op_smoothing(op) -> float:
     return float(getattr(op, "label_smoothing", 0.0))
@@ -501,7 +512,7 @@ def test_given_perm_is_used(name):
 def test_apply_mix_functional_matches_operator():
     x = mix_images(8, 6, 3, 16, 16)
     y = mix_labels(8, 6, "prob32")
-    op = RandSaliencyMix(num_classes=K, eta="beta", mixup_prob=0.3)
+    op = design_rsm(eta="beta", mixup_prob=0.3)
     params = op.sample_params(x, generator=mix_gen(0), saliency=mix_maps(0, 6, 16, 16))
     a = op.apply(x, y, params)
     b = apply_mix(x, y, params)
@@ -542,7 +553,7 @@ def test_batch_mode_one_draw_sample_mode_varies():
     assert bool((po.lam == po.lam[0]).all()) and bool((po.dst_boxes == po.dst_boxes[0]).all())
     pp = SaliencyMix(num_classes=K, mode="per_sample").sample_params(x, generator=mix_gen(1))
     assert len(set(pp.lam.tolist())) > 1
-    pr = RandSaliencyMix(num_classes=K).sample_params(x, generator=mix_gen(1))
+    pr = design_rsm().sample_params(x, generator=mix_gen(1))
     assert len(set(pr.lam.tolist())) > 1
 
 
@@ -674,7 +685,7 @@ def box_sum(m: torch.Tensor, box) -> float:
 def test_randsaliencymix_saliency_label_weights(b, h, w, seed, source, paste, eta, gamma, mixup_prob, alpha):
     x = mix_images(seed, b, 3, h, w)
     maps = mix_maps(seed, b, h, w)
-    op = RandSaliencyMix(num_classes=K, alpha=alpha, source=source, paste=paste, eta=eta, gamma=gamma,
+    op = design_rsm(alpha=alpha, source=source, paste=paste, eta=eta, gamma=gamma,
                          mixup_prob=mixup_prob, tau_src=2.0, tau_dst=2.0)
     params = op.sample_params(x, generator=mix_gen(seed), saliency=maps)
     check_rsm_geometry(params, h, w, paste)
@@ -700,7 +711,7 @@ def test_randsaliencymix_gamma1_eta1_weight(source, paste):
     x = mix_images(31, b, 3, h, w)
     for seed in range(4):
         maps = mix_maps(seed, b, h, w)
-        op = RandSaliencyMix(num_classes=K, source=source, paste=paste, eta=1.0, gamma=1.0)
+        op = design_rsm(source=source, paste=paste, eta=1.0, gamma=1.0)
         params = op.sample_params(x, generator=mix_gen(seed), saliency=maps)
         norm = maps.double() / maps.double().sum((1, 2), keepdim=True)
         for i in range(b):
@@ -717,7 +728,7 @@ def test_randsaliencymix_falls_back_to_area_when_no_saliency_is_involved():
     x = mix_images(40, b, 3, h, w)
     maps = torch.zeros(b, h, w)
     maps[:, 4, 4] = 1.0  # every map: all its mass on one pixel
-    op = RandSaliencyMix(num_classes=K, source="uniform", paste="saliency", tau_dst=50.0, gamma=1.0,
+    op = design_rsm(source="uniform", paste="saliency", tau_dst=50.0, gamma=1.0,
                          alpha=0.5)
     hits = 0
     for seed in range(10):
@@ -741,7 +752,7 @@ def test_randsaliencymix_peak_source_takes_the_heaviest_window():
     x = mix_images(50, b, 3, h, w)
     for seed in range(3):
         maps = mix_maps(seed, b, h, w)
-        op = RandSaliencyMix(num_classes=K, source="peak", paste="uniform")
+        op = design_rsm(source="peak", paste="uniform")
         params = op.sample_params(x, generator=mix_gen(seed), saliency=maps)
         norm = maps.double() / maps.double().sum((1, 2), keepdim=True)
         for i in range(b):
@@ -756,21 +767,21 @@ def test_randsaliencymix_gamma0_area_mixup_and_eta_options():
     x = mix_images(60, b, 3, h, w)
     maps = mix_maps(60, b, h, w)
     # gamma = 0 with blends and MixUp samples: exact area weights.
-    op = RandSaliencyMix(num_classes=K, gamma=0.0, eta="beta", mixup_prob=0.4, p=0.8)
+    op = design_rsm(gamma=0.0, eta="beta", mixup_prob=0.4, p=0.8)
     params = op.sample_params(x, generator=mix_gen(0), saliency=maps)
     check_area_weights(params, h, w)
     assert bool(((params.eta >= 0) & (params.eta <= 1)).all())
     assert len(set(params.eta.tolist())) > 1
     assert bool(params.mixup.any()) and bool((params.applied & ~params.mixup).any())
     # mixup_prob = 1: every applied sample is a MixUp with weight 1 - lam.
-    op = RandSaliencyMix(num_classes=K, mixup_prob=1.0, gamma=1.0)
+    op = design_rsm(mixup_prob=1.0, gamma=1.0)
     params = op.sample_params(x, generator=mix_gen(1), saliency=maps)
     assert torch.equal(params.mixup, params.applied) and bool(params.applied.all())
     torch.testing.assert_close(params.source_weight, 1 - params.lam, atol=1e-12, rtol=0)
     share = source_share(params, h, w, torch.float64)
     torch.testing.assert_close(share, (1 - params.lam).reshape(b, 1, 1, 1).expand(b, 1, h, w), atol=1e-12, rtol=0)
     # eta = 0.5 fixed: half blends inside the box.
-    op = RandSaliencyMix(num_classes=K, eta=0.5, gamma=0.0)
+    op = design_rsm(eta=0.5, gamma=0.0)
     params = op.sample_params(x, generator=mix_gen(2), saliency=maps)
     assert bool((params.eta == 0.5).all())
     y = mix_labels(2, b, "index")
@@ -798,9 +809,9 @@ def test_randsaliencymix_corner_law_end_to_end(side, tau, anti):
     g = mix_gen(81)
     maps = torch.rand(b, h, w, generator=g) ** 6
     if side == "src":
-        op = RandSaliencyMix(num_classes=K, source="saliency", tau_src=tau, paste="uniform", eps=eps, alpha=2.0)
+        op = design_rsm(source="saliency", tau_src=tau, paste="uniform", eps=eps, alpha=2.0)
     else:
-        op = RandSaliencyMix(num_classes=K, source="uniform", paste="anti_saliency" if anti else "saliency",
+        op = design_rsm(source="uniform", paste="anti_saliency" if anti else "saliency",
                              tau_dst=tau, eps=eps, alpha=2.0)
     params = op.sample_params(x, generator=mix_gen(82), saliency=maps)
     norm = (maps.double() / maps.double().sum((1, 2), keepdim=True)).numpy()
@@ -928,7 +939,7 @@ def test_randomchoice_per_sample_picks_several_ops():
     x = mix_images(70, b, 3, h, w)
     y = mix_labels(70, b, "index")
     maps = mix_maps(70, b, h, w)
-    ops = [MixUp(mode="sample"), CutMix(mode="sample"), RandSaliencyMix(gamma=0.0, paste="uniform")]
+    ops = [MixUp(mode="sample"), CutMix(mode="sample"), design_rsm(num_classes=None, gamma=0.0, paste="uniform")]
     op = RandomChoiceMix(ops, mode="sample", num_classes=K)
     _, _, params = run_and_check(op, x, y, maps=maps, seed=0)
     assert bool(params.mixup.any()) and bool((~params.mixup).any())
@@ -1014,3 +1025,29 @@ def test_box_sides_match_numpy_for_lam_near_zero():
     expected_w = [int(224 * np.sqrt(1.0 - v)) for v in lams]
     assert h.tolist() == expected_h
     assert w.tolist() == expected_w
+
+
+@pytest.mark.parametrize("options", [
+    dict(tau_src=0.0, tau_dst=0.0, gamma=0.0),
+    dict(source="uniform", paste="uniform", gamma=0.0, eta="beta", mixup_prob=0.3),
+    dict(source="uniform", paste="same", gamma=0.0),
+])
+def test_rsm_without_saliency_skips_the_detector_and_draws_the_same(options) -> None:
+    def refuse(x: torch.Tensor) -> torch.Tensor:
+        raise AssertionError("the detector must not run when no draw or label uses saliency")
+
+    x = torch.rand(6, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    y = torch.arange(6) % 4
+    skipping = RandSaliencyMix(num_classes=4, detector=refuse, **options)
+    assert not skipping.uses_saliency
+    xs, ys = skipping(x, y, generator=torch.Generator().manual_seed(1))
+    # The same draws as with real maps given explicitly: the maps change nothing here.
+    maps = torch.rand(6, 16, 16, generator=torch.Generator().manual_seed(2))
+    xm, ym = RandSaliencyMix(num_classes=4, **options)(x, y, generator=torch.Generator().manual_seed(1), saliency=maps)
+    assert torch.equal(xs, xm) and torch.equal(ys, ym)
+
+
+def test_rsm_with_any_saliency_setting_runs_the_detector() -> None:
+    for options in (dict(tau_src=1.0, tau_dst=0.0, gamma=0.0), dict(tau_src=0.0, tau_dst=1.0, gamma=0.0),
+                    dict(tau_src=0.0, tau_dst=0.0, gamma=0.5), dict(source="peak", tau_dst=0.0, gamma=0.0)):
+        assert RandSaliencyMix(num_classes=4, **options).uses_saliency

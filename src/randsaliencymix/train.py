@@ -599,11 +599,14 @@ def evaluate_checkpoint(run: Path, data: str, split: str = "test", data_root: Op
                          f"{str(exc).splitlines()[0]}") from exc
     channels = ds.images.shape[1]
     mean, std = _normalisation(channels, device)
-    logits = predict(model, ds.images, mean, std, device=torch.device(device))
+    # The run's memory format, so that the scores match the ones the run itself reported.
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    logits = predict(model, ds.images, mean, std, device=torch.device(device), channels_last=cfg.channels_last)
     metrics = classification_metrics(logits, ds.labels)
     if robustness:
-        scores = corruption_metrics(model, ds.images, ds.labels, mean, std, torch.device(device), seed=seed,
-                                    limit=robustness_images)
+        scores = corruption_metrics(model, ds.images, ds.labels, mean, std, torch.device(device),
+                                    cfg.channels_last, seed=seed, limit=robustness_images)
         metrics.update({f"{name}_{k}": v for name, m in scores.items() for k, v in m.items()
                         if k in ("top1_err", "ece")})
     return metrics
