@@ -150,6 +150,7 @@ def _rows() -> List[Row]:
     from randsaliencymix import reference, saliency
 
     norm = dict(mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    on = rsm.SALIENCY_ON  # every saliency idea switched on (the defaults before the study)
 
     def op_call(make: Callable[[], torch.nn.Module], with_maps: bool = False):
         def build(ctx):
@@ -196,14 +197,17 @@ def _rows() -> List[Row]:
             op_call(lambda: rsm.SaliencyMix(num_classes=k, mode="official", **norm)), "cv_fg"),
         Row("smix_ps", "`SaliencyMix(mode=\"per_sample\")`", "operator",
             op_call(lambda: rsm.SaliencyMix(num_classes=k, mode="per_sample", **norm)), "cv_fg"),
-        Row("rsm", "`RandSaliencyMix()` (default)", "operator",
-            op_call(lambda: rsm.RandSaliencyMix(num_classes=k, **norm)), "cv_fg"),
-        Row("rsm_beta", "`RandSaliencyMix(eta=\"beta\", mixup_prob=0.3)`", "operator",
-            op_call(lambda: rsm.RandSaliencyMix(num_classes=k, eta="beta", mixup_prob=0.3, **norm)), "cv_fg"),
-        Row("rsm_sr", "`RandSaliencyMix(detector=\"spectral\")`", "operator",
-            op_call(lambda: rsm.RandSaliencyMix(num_classes=k, detector="spectral", **norm)), "cv_sr"),
-        Row("rsm_maps", "`RandSaliencyMix()` given maps (sampling + apply only)", "operator",
-            op_call(lambda: rsm.RandSaliencyMix(num_classes=k, **norm), with_maps=True)),
+        Row("rsm", "`RandSaliencyMix(**SALIENCY_ON)`", "operator",
+            op_call(lambda: rsm.RandSaliencyMix(num_classes=k, **on, **norm)), "cv_fg"),
+        Row("rsm_beta", "`RandSaliencyMix(**SALIENCY_ON, eta=\"beta\", mixup_prob=0.3)`", "operator",
+            op_call(lambda: rsm.RandSaliencyMix(num_classes=k, **{**on, "eta": "beta", "mixup_prob": 0.3},
+                                                **norm)), "cv_fg"),
+        Row("rsm_sr", "`RandSaliencyMix(**SALIENCY_ON, detector=\"spectral\")`", "operator",
+            op_call(lambda: rsm.RandSaliencyMix(num_classes=k, detector="spectral", **on, **norm)), "cv_sr"),
+        Row("rsm_maps", "`RandSaliencyMix(**SALIENCY_ON)` given maps (sampling + apply only)", "operator",
+            op_call(lambda: rsm.RandSaliencyMix(num_classes=k, **on, **norm), with_maps=True)),
+        Row("rsm_default", "`RandSaliencyMix()` (the study's defaults: no saliency, detector skipped)", "operator",
+            op_call(lambda: rsm.RandSaliencyMix(num_classes=k, **norm))),
         Row("k_cutmix", "kornia `RandomCutMixV2`", "kornia",
             kornia_call("RandomCutMixV2", use_correct_lambda=True)),
         Row("k_mixup", "kornia `RandomMixUpV2`", "kornia", kornia_call("RandomMixUpV2")),

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from randsaliencymix import SALIENCY_ON
 from randsaliencymix.data import load_dataset
 from randsaliencymix.loss import soft_target_cross_entropy
 from randsaliencymix.models import build_model
@@ -61,7 +62,8 @@ def main(argv=None) -> int:
         torch.manual_seed(0)
         model = build_model(args.model, ds.num_classes).to(dev)
         opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True)
-        mixer = build_mixer(method, ds.num_classes, {})
+        # RandSaliencyMix with its saliency ideas on: its defaults skip the detector (CutMix's cost).
+        mixer = build_mixer(method, ds.num_classes, dict(SALIENCY_ON) if method == "randsaliencymix" else {})
         gen = torch.Generator(device=dev).manual_seed(0)
         t_data, t_mix, t_step = [], [], []
         for step in range(args.steps + 2):

@@ -411,14 +411,13 @@ SALIENCY_LABELS = {"rsm_design", "rsm_peak_same", "rsm_saliency_paste"}
 
 
 
-# The saliency-on design values (the defaults before the study chose the library's): every
-# saliency idea switched on, a hard paste applied to every sample, so that tests of the saliency
-# geometry and labels see every sample patched.
-DESIGN = dict(p=1.0, tau_src=1.0, tau_dst=1.0, eta=1.0, mixup_prob=0.0, gamma=0.5)
-
-
+# SALIENCY_ON (the defaults before the study chose the library's): every saliency idea switched
+# on, a hard paste applied to every sample, so that tests of the saliency geometry and labels see
+# every sample patched.
 def design_rsm(**options) -> RandSaliencyMix:
-    return RandSaliencyMix(**{"num_classes": K, **DESIGN, **options})
+    from randsaliencymix import SALIENCY_ON
+
+    return RandSaliencyMix(**{"num_classes": K, **SALIENCY_ON, **options})
 
 def op_smoothing(op) -> float:
     return float(getattr(op, "label_smoothing", 0.0))

@@ -58,6 +58,8 @@ OP_NAMES = list(OPS)
 WITH_ALPHA = ["MixUp", "CutMix", "SaliencyMix-official", "SaliencyMix-per_sample", "RandSaliencyMix"]
 WITH_P = WITH_ALPHA + ["RandomChoiceMix"]
 SALIENCY_OPS = ["SaliencyMix-per_sample", "RandSaliencyMix"]
+# RandSaliencyMix's defaults use no saliency (the detector is skipped); these switch it on.
+SALIENCY_ON: Dict[str, Dict[str, Any]] = {"RandSaliencyMix": {"tau_src": 1.0}}
 
 DETECTOR_CALLS: Dict[str, Callable[..., torch.Tensor]] = {
     "fine_grained": fine_grained,
@@ -186,7 +188,13 @@ def test_detector_rejects_channel_count(det, channels, dtype):
 def test_saliency_operator_rejects_channel_count(op_name, channels):
     with pytest.raises(ValueError, match=_exact(
             f"Expected 1 (grey) or 3 (RGB) channels, but got {channels} instead.")):
-        OPS[op_name]()(_x(c=channels), _y())
+        OPS[op_name](**SALIENCY_ON.get(op_name, {}))(_x(c=channels), _y())
+
+
+@pytest.mark.parametrize("channels", [2, 4])
+def test_randsaliencymix_without_saliency_takes_any_channel_count(channels):
+    x, y = OPS["RandSaliencyMix"]()(_x(c=channels), _y())
+    assert x.shape[1] == channels and torch.allclose(y.sum(dim=1), torch.ones(y.shape[0]))
 
 
 @pytest.mark.parametrize("value_range", [(1.0, 0.0), (0.5, 0.5), (255, 0)])
@@ -607,7 +615,7 @@ def test_std_must_be_positive():
 def test_callable_detector_output_is_checked():
     from randsaliencymix import RandSaliencyMix
 
-    op = RandSaliencyMix(num_classes=10, detector=lambda t: torch.rand(4, 8))
+    op = RandSaliencyMix(num_classes=10, tau_src=1.0, detector=lambda t: torch.rand(4, 8))
     with pytest.raises(ValueError, match=r"Expected saliency maps of shape \(B, H, W\)"):
         op(torch.rand(4, 3, 8, 8), torch.arange(4))
 
