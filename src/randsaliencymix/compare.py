@@ -190,10 +190,9 @@ def summarise(out: Path, names: Sequence[str], seeds: Sequence[int],
                 dm, _, dci = mean_std_ci(diffs)
                 deltas.append(f"{dm:+.2f} ± {dci:.2f}" if not math.isnan(dci) else f"{dm:+.2f}")
             paired[reference_name] = {"diff": dm, "ci95": dci}
-        table.append(f"| {n} | {len(runs)} | {m:.2f} ± {sd:.2f} | [{m - ci:.2f}, {m + ci:.2f}] | "
+        table.append((f"| {n} | {len(runs)} | {m:.2f} ± {sd:.2f} | [{m - ci:.2f}, {m + ci:.2f}] | "
                      f"{vm:.2f} ± {vsd:.2f} | {nll:.3f} | {ece:.2f} | " + "".join(d + " | " for d in deltas)
-                     + f"{minutes:.1f} |".replace("nan", "n/a"))
-        table[-1] = table[-1].replace("nan", "n/a")
+                     + f"{minutes:.1f} |").replace("nan", "n/a"))
         first = paired[references[0]]
         summary["methods"][n] = {"runs": len(runs), "mean": m, "std": sd, "ci95": ci,
                                  "paired_diff": first["diff"], "paired_ci95": first["ci95"], "paired": paired}
