@@ -76,6 +76,20 @@ def _conv1x1(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(in_channels, out_channels, kernel_size=1, stride=stride, bias=False)
 
 
+def _stages(block: Callable[[int, int, int], nn.Module], in_channels: int, widths: Sequence[int],
+            blocks_per_stage: Sequence[int]) -> Tuple[nn.Sequential, int]:
+    """Stages of ``block(in, out, stride)``; the first block of every stage after the first halves
+    the resolution. Returns the stages and their output channels."""
+    stages = []
+    for i, (width, n_blocks) in enumerate(zip(widths, blocks_per_stage)):
+        blocks = []
+        for j in range(n_blocks):
+            blocks.append(block(in_channels, width, 2 if i > 0 and j == 0 else 1))
+            in_channels = width
+        stages.append(nn.Sequential(*blocks))
+    return nn.Sequential(*stages), in_channels
+
+
 def _init_weights(model: nn.Module) -> None:
     """He (Kaiming) normal convs, unit-scale zero-shift BatchNorm, zero linear bias.
 
@@ -138,16 +152,7 @@ class CifarResNet(nn.Module):
         num_classes = _check_num_classes(num_classes)
         widths = _check_stages(blocks_per_stage, widths)
         self.stem = nn.Sequential(_conv3x3(3, widths[0]), nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True))
-        stages = []
-        in_channels = widths[0]
-        for i, (width, n_blocks) in enumerate(zip(widths, blocks_per_stage)):
-            stride = 1 if i == 0 else 2
-            blocks = []
-            for j in range(n_blocks):
-                blocks.append(BasicBlock(in_channels, width, stride if j == 0 else 1))
-                in_channels = width
-            stages.append(nn.Sequential(*blocks))
-        self.stages = nn.Sequential(*stages)
+        self.stages, in_channels = _stages(BasicBlock, widths[0], widths, blocks_per_stage)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(in_channels, num_classes)
         _init_weights(self)
@@ -211,16 +216,7 @@ class PreActResNet(nn.Module):
         widths = _check_stages(blocks_per_stage, widths)
         # The stem is a bare conv: the first block's BN-ReLU activates it.
         self.stem = _conv3x3(3, widths[0])
-        stages = []
-        in_channels = widths[0]
-        for i, (width, n_blocks) in enumerate(zip(widths, blocks_per_stage)):
-            stride = 1 if i == 0 else 2
-            blocks = []
-            for j in range(n_blocks):
-                blocks.append(PreActBlock(in_channels, width, stride if j == 0 else 1))
-                in_channels = width
-            stages.append(nn.Sequential(*blocks))
-        self.stages = nn.Sequential(*stages)
+        self.stages, in_channels = _stages(PreActBlock, widths[0], widths, blocks_per_stage)
         self.final_bn = nn.BatchNorm2d(in_channels)
         self.relu = nn.ReLU(inplace=True)
         self.pool = nn.AdaptiveAvgPool2d(1)
@@ -269,16 +265,9 @@ class WideResNet(nn.Module):
         blocks_per_group = (depth - 4) // 6
         widths = (16 * widen_factor, 32 * widen_factor, 64 * widen_factor)
         self.stem = _conv3x3(3, 16)
-        groups = []
-        in_channels = 16
-        for i, width in enumerate(widths):
-            stride = 1 if i == 0 else 2
-            blocks = []
-            for j in range(blocks_per_group):
-                blocks.append(WideBasicBlock(in_channels, width, stride if j == 0 else 1, dropout))
-                in_channels = width
-            groups.append(nn.Sequential(*blocks))
-        self.groups = nn.Sequential(*groups)
+        self.groups, in_channels = _stages(
+            lambda cin, cout, stride: WideBasicBlock(cin, cout, stride, dropout), 16, widths,
+            [blocks_per_group] * len(widths))
         self.final_bn = nn.BatchNorm2d(in_channels)
         self.relu = nn.ReLU(inplace=True)
         self.pool = nn.AdaptiveAvgPool2d(1)
