@@ -80,7 +80,7 @@ def make_batch_u8(batch: int, side: int, seed: int = 0) -> Tuple[torch.Tensor, s
         h, w = img.shape[:2]
         s = int(rng.uniform(0.5, 1.0) * min(h, w))
         top, left = int(rng.integers(0, h - s + 1)), int(rng.integers(0, w - s + 1))
-        crop = img[top:top + s, left:left + s]
+        crop = img[top : top + s, left : left + s]
         if rng.random() < 0.5:
             crop = crop[:, ::-1]
         t = torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1).float()[None]
@@ -161,6 +161,7 @@ def _rows() -> List[Row]:
                 maps = ctx["maps"]
                 return lambda: op(x, y, generator=gen, saliency=maps)
             return lambda: op(x, y, generator=gen)
+
         return build
 
     def kornia_call(name: str, **kw):
@@ -170,52 +171,120 @@ def _rows() -> List[Row]:
             op = getattr(K, name)(data_keys=["input", "class"], **kw)
             x, y = ctx["x"], ctx["y"]
             return lambda: op(x, y)
+
         return build
 
     k = NUM_CLASSES
     return [
-        Row("clone", "`x.clone()` (memory floor)", "floor", lambda c: (lambda: c["x"].clone())),
-        Row("fg_u8", "`fine_grained(x8)` (uint8)", "batched detector",
-            lambda c: (lambda: saliency.fine_grained(c["x8"])), "cv_fg"),
-        Row("sr_u8", "`spectral_residual(x8)` (uint8)", "batched detector",
-            lambda c: (lambda: saliency.spectral_residual(c["x8"])), "cv_sr"),
-        Row("fg_f", "`fine_grained(x, mean, std)` (float, incl. to uint8)", "batched detector",
-            lambda c: (lambda: saliency.fine_grained(c["x"], **norm)), "cv_fg"),
-        Row("sr_f", "`spectral_residual(x, mean, std)` (float, incl. to uint8)", "batched detector",
-            lambda c: (lambda: saliency.spectral_residual(c["x"], **norm)), "cv_sr"),
-        Row("cv_fg", "OpenCV loop `opencv_saliency(x8, \"fine_grained\")`", "OpenCV per image",
-            lambda c: (lambda: reference.opencv_saliency(c["x8"], "fine_grained")), "cv_fg"),
-        Row("cv_sr", "OpenCV loop `opencv_saliency(x8, \"spectral\")`", "OpenCV per image",
-            lambda c: (lambda: reference.opencv_saliency(c["x8"], "spectral")), "cv_sr"),
-        Row("mixup", "`MixUp(mode=\"batch\")`", "operator",
-            op_call(lambda: rsm.MixUp(num_classes=k, mode="batch"))),
-        Row("cutmix_b", "`CutMix(mode=\"batch\")`", "operator",
-            op_call(lambda: rsm.CutMix(num_classes=k, mode="batch"))),
-        Row("cutmix_s", "`CutMix(mode=\"sample\")`", "operator",
-            op_call(lambda: rsm.CutMix(num_classes=k, mode="sample"))),
-        Row("smix_off", "`SaliencyMix(mode=\"official\")` (1 OpenCV map / batch)", "operator",
-            op_call(lambda: rsm.SaliencyMix(num_classes=k, mode="official", **norm)), "cv_fg"),
-        Row("smix_ps", "`SaliencyMix(mode=\"per_sample\")`", "operator",
-            op_call(lambda: rsm.SaliencyMix(num_classes=k, mode="per_sample", **norm)), "cv_fg"),
-        Row("rsm", "`RandSaliencyMix(**SALIENCY_ON)`", "operator",
-            op_call(lambda: rsm.RandSaliencyMix(num_classes=k, **on, **norm)), "cv_fg"),
-        Row("rsm_beta", "`RandSaliencyMix(**SALIENCY_ON, eta=\"beta\", mixup_prob=0.3)`", "operator",
-            op_call(lambda: rsm.RandSaliencyMix(num_classes=k, **{**on, "eta": "beta", "mixup_prob": 0.3},
-                                                **norm)), "cv_fg"),
-        Row("rsm_sr", "`RandSaliencyMix(**SALIENCY_ON, detector=\"spectral\")`", "operator",
-            op_call(lambda: rsm.RandSaliencyMix(num_classes=k, detector="spectral", **on, **norm)), "cv_sr"),
-        Row("rsm_maps", "`RandSaliencyMix(**SALIENCY_ON)` given maps (sampling + apply only)", "operator",
-            op_call(lambda: rsm.RandSaliencyMix(num_classes=k, **on, **norm), with_maps=True)),
-        Row("rsm_default", "`RandSaliencyMix()` (the study's defaults: no saliency, detector skipped)", "operator",
-            op_call(lambda: rsm.RandSaliencyMix(num_classes=k, **norm))),
-        Row("k_cutmix", "kornia `RandomCutMixV2`", "kornia",
-            kornia_call("RandomCutMixV2", use_correct_lambda=True)),
+        Row("clone", "`x.clone()` (memory floor)", "floor", lambda c: lambda: c["x"].clone()),
+        Row(
+            "fg_u8",
+            "`fine_grained(x8)` (uint8)",
+            "batched detector",
+            lambda c: lambda: saliency.fine_grained(c["x8"]),
+            "cv_fg",
+        ),
+        Row(
+            "sr_u8",
+            "`spectral_residual(x8)` (uint8)",
+            "batched detector",
+            lambda c: lambda: saliency.spectral_residual(c["x8"]),
+            "cv_sr",
+        ),
+        Row(
+            "fg_f",
+            "`fine_grained(x, mean, std)` (float, incl. to uint8)",
+            "batched detector",
+            lambda c: lambda: saliency.fine_grained(c["x"], **norm),
+            "cv_fg",
+        ),
+        Row(
+            "sr_f",
+            "`spectral_residual(x, mean, std)` (float, incl. to uint8)",
+            "batched detector",
+            lambda c: lambda: saliency.spectral_residual(c["x"], **norm),
+            "cv_sr",
+        ),
+        Row(
+            "cv_fg",
+            'OpenCV loop `opencv_saliency(x8, "fine_grained")`',
+            "OpenCV per image",
+            lambda c: lambda: reference.opencv_saliency(c["x8"], "fine_grained"),
+            "cv_fg",
+        ),
+        Row(
+            "cv_sr",
+            'OpenCV loop `opencv_saliency(x8, "spectral")`',
+            "OpenCV per image",
+            lambda c: lambda: reference.opencv_saliency(c["x8"], "spectral"),
+            "cv_sr",
+        ),
+        Row("mixup", '`MixUp(mode="batch")`', "operator", op_call(lambda: rsm.MixUp(num_classes=k, mode="batch"))),
+        Row("cutmix_b", '`CutMix(mode="batch")`', "operator", op_call(lambda: rsm.CutMix(num_classes=k, mode="batch"))),
+        Row(
+            "cutmix_s", '`CutMix(mode="sample")`', "operator", op_call(lambda: rsm.CutMix(num_classes=k, mode="sample"))
+        ),
+        Row(
+            "smix_off",
+            '`SaliencyMix(mode="official")` (1 OpenCV map / batch)',
+            "operator",
+            op_call(lambda: rsm.SaliencyMix(num_classes=k, mode="official", **norm)),
+            "cv_fg",
+        ),
+        Row(
+            "smix_ps",
+            '`SaliencyMix(mode="per_sample")`',
+            "operator",
+            op_call(lambda: rsm.SaliencyMix(num_classes=k, mode="per_sample", **norm)),
+            "cv_fg",
+        ),
+        Row(
+            "rsm",
+            "`RandSaliencyMix(**SALIENCY_ON)`",
+            "operator",
+            op_call(lambda: rsm.RandSaliencyMix(num_classes=k, **on, **norm)),
+            "cv_fg",
+        ),
+        Row(
+            "rsm_beta",
+            '`RandSaliencyMix(**SALIENCY_ON, eta="beta", mixup_prob=0.3)`',
+            "operator",
+            op_call(lambda: rsm.RandSaliencyMix(num_classes=k, **{**on, "eta": "beta", "mixup_prob": 0.3}, **norm)),
+            "cv_fg",
+        ),
+        Row(
+            "rsm_sr",
+            '`RandSaliencyMix(**SALIENCY_ON, detector="spectral")`',
+            "operator",
+            op_call(lambda: rsm.RandSaliencyMix(num_classes=k, detector="spectral", **on, **norm)),
+            "cv_sr",
+        ),
+        Row(
+            "rsm_maps",
+            "`RandSaliencyMix(**SALIENCY_ON)` given maps (sampling + apply only)",
+            "operator",
+            op_call(lambda: rsm.RandSaliencyMix(num_classes=k, **on, **norm), with_maps=True),
+        ),
+        Row(
+            "rsm_default",
+            "`RandSaliencyMix()` (the study's defaults: no saliency, detector skipped)",
+            "operator",
+            op_call(lambda: rsm.RandSaliencyMix(num_classes=k, **norm)),
+        ),
+        Row("k_cutmix", "kornia `RandomCutMixV2`", "kornia", kornia_call("RandomCutMixV2", use_correct_lambda=True)),
         Row("k_mixup", "kornia `RandomMixUpV2`", "kornia", kornia_call("RandomMixUpV2")),
     ]
 
 
-def run_workload(batch: int, side: int, device: torch.device, repeats: int, min_repeat_s: float,
-                 rows: List[Row], log: Callable[[str], None]) -> Tuple[Dict[str, Result], str]:
+def run_workload(
+    batch: int,
+    side: int,
+    device: torch.device,
+    repeats: int,
+    min_repeat_s: float,
+    rows: List[Row],
+    log: Callable[[str], None],
+) -> Tuple[Dict[str, Result], str]:
     from randsaliencymix import saliency
 
     x8_cpu, content = make_batch_u8(batch, side, seed=side)
@@ -225,7 +294,7 @@ def run_workload(batch: int, side: int, device: torch.device, repeats: int, min_
     ctx: Dict[str, object] = {"x8": x8, "x": x, "y": y, "device": device}
     try:
         ctx["maps"] = saliency.fine_grained(x, mean=IMAGENET_MEAN, std=IMAGENET_STD)
-    except Exception as exc:  # noqa: BLE001 - reported in the table, not fatal
+    except Exception as exc:
         ctx["maps"] = None
         log(f"  precomputing maps failed: {type(exc).__name__}: {exc}")
     results: Dict[str, Result] = {}
@@ -238,7 +307,7 @@ def run_workload(batch: int, side: int, device: torch.device, repeats: int, min_
                 warnings.simplefilter("ignore")
                 fn = row.build(ctx)
                 res = time_call(fn, repeats, device, min_repeat_s)
-        except Exception as exc:  # noqa: BLE001 - a failing row is recorded, the run goes on
+        except Exception as exc:
             msg = f"{type(exc).__name__}: {exc}".replace("\n", " ").replace("|", "/")
             res = Result(error=msg[:160])
         results[row.key] = res
@@ -266,8 +335,7 @@ def _ratio(num: Optional[float], den: Optional[float]) -> str:
     return f"{q:.2f}×" if q < 100 else f"{q:.0f}×"
 
 
-def render_table(rows: List[Row], workloads: List[Tuple[int, int, float]],
-                 results: List[Dict[str, Result]]) -> str:
+def render_table(rows: List[Row], workloads: List[Tuple[int, int, float]], results: List[Dict[str, Result]]) -> str:
     head = ["Method"]
     for b, s, _ in workloads:
         w = f"B={b}, 3×{s}×{s}"
@@ -286,27 +354,28 @@ def render_table(rows: List[Row], workloads: List[Tuple[int, int, float]],
     return "\n".join(lines)
 
 
-def render_spread(rows: List[Row], workloads: List[Tuple[int, int, float]],
-                  results: List[Dict[str, Result]]) -> str:
+def render_spread(rows: List[Row], workloads: List[Tuple[int, int, float]], results: List[Dict[str, Result]]) -> str:
     head = ["Method"] + [f"B={b}, {s}²: min – max ms (calls/repeat)" for b, s, _ in workloads]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * len(workloads)) + "|"]
     for row in rows:
         cells = [row.label]
         for res in results:
             r = res[row.key]
-            cells.append("–" if r.error else
-                         f"{min(r.samples) * 1e3:.3f} – {max(r.samples) * 1e3:.3f} ({r.inner})")
+            cells.append("–" if r.error else f"{min(r.samples) * 1e3:.3f} – {max(r.samples) * 1e3:.3f} ({r.inner})")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def render_targets(workloads: List[Tuple[int, int, float]], results: List[Dict[str, Result]],
-                   device: torch.device) -> Tuple[str, List[str]]:
+def render_targets(
+    workloads: List[Tuple[int, int, float]], results: List[Dict[str, Result]], device: torch.device
+) -> Tuple[str, List[str]]:
     lines, verdicts = [], []
     gpu = device.type == "cuda"
     cpu_targets = ", ".join(f"≥ {t:g}× at {s}²" for _, s, t in workloads) + " on CPU"
-    lines.append("Speed-up of the batched `fine_grained` (uint8 batch) over the OpenCV per-image loop "
-                 f"(target {cpu_targets if not gpu else f'≥ {GPU_DETECTOR_TARGET:g}× on GPU'}):\n")
+    lines.append(
+        "Speed-up of the batched `fine_grained` (uint8 batch) over the OpenCV per-image loop "
+        f"(target {cpu_targets if not gpu else f'≥ {GPU_DETECTOR_TARGET:g}× on GPU'}):\n"
+    )
     for (b, s, cpu_target), res in zip(workloads, results):
         target = GPU_DETECTOR_TARGET if gpu else cpu_target
         cv, fg = res["cv_fg"], res["fg_u8"]
@@ -316,12 +385,16 @@ def render_targets(workloads: List[Tuple[int, int, float]], results: List[Dict[s
         else:
             sp = cv.median_s / fg.median_s
             verdict = "MET" if sp >= target else "NOT MET"
-            text = (f"- B={b}, {s}²: OpenCV loop {cv.median_s * 1e3:.2f} ms / batched {fg.median_s * 1e3:.2f} ms"
-                    f" = **{sp:.2f}×** (target ≥ {target:g}×): **{verdict}**")
+            text = (
+                f"- B={b}, {s}²: OpenCV loop {cv.median_s * 1e3:.2f} ms / batched {fg.median_s * 1e3:.2f} ms"
+                f" = **{sp:.2f}×** (target ≥ {target:g}×): **{verdict}**"
+            )
         verdicts.append(f"detector speed-up B={b} {s}²: {verdict}")
         lines.append(text)
-    lines.append("\n`RandSaliencyMix()` step (default, float batch, maps computed inside) ÷ `fine_grained` "
-                 f"on the same float batch (incl. the uint8 conversion) (target ≤ {STEP_OVER_DETECTOR_TARGET}×):\n")
+    lines.append(
+        "\n`RandSaliencyMix()` step (default, float batch, maps computed inside) ÷ `fine_grained` "
+        f"on the same float batch (incl. the uint8 conversion) (target ≤ {STEP_OVER_DETECTOR_TARGET}×):\n"
+    )
     for (b, s, _), res in zip(workloads, results):
         step, det = res["rsm"], res["fg_f"]
         if step.error or det.error:
@@ -330,8 +403,10 @@ def render_targets(workloads: List[Tuple[int, int, float]], results: List[Dict[s
         else:
             q = step.median_s / det.median_s
             verdict = "MET" if q <= STEP_OVER_DETECTOR_TARGET else "NOT MET"
-            text = (f"- B={b}, {s}²: step {step.median_s * 1e3:.2f} ms / detector {det.median_s * 1e3:.2f} ms"
-                    f" = **{q:.2f}×** (target ≤ {STEP_OVER_DETECTOR_TARGET}×): **{verdict}**")
+            text = (
+                f"- B={b}, {s}²: step {step.median_s * 1e3:.2f} ms / detector {det.median_s * 1e3:.2f} ms"
+                f" = **{q:.2f}×** (target ≤ {STEP_OVER_DETECTOR_TARGET}×): **{verdict}**"
+            )
             maps = res["rsm_maps"]
             if maps.error is None:
                 text += f"; sampling + apply alone (maps given): {maps.median_s * 1e3:.2f} ms"
@@ -355,17 +430,19 @@ def _version(module: str) -> str:
     try:
         mod = __import__(module)
         return str(getattr(mod, "__version__", "?"))
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         return f"not available ({type(exc).__name__})"
 
 
 def _git_state() -> str:
     root = Path(__file__).resolve().parent.parent
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
-                              text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "src"], cwd=root, capture_output=True,
-                               text=True, timeout=10).stdout.strip()
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "src"], cwd=root, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
     if not head:
@@ -423,9 +500,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--out", type=Path, default=None, help="markdown file to write (e.g. BENCHMARKS.md)")
     ap.add_argument("--repeats", type=int, default=None, help="timed repeats per row (default 5; 1 with --quick)")
     ap.add_argument("--quick", action="store_true", help="smoke run: tiny batches, 1 repeat")
-    ap.add_argument("--min-repeat-s", type=float, default=None,
-                    help=f"loop calls shorter than this within one repeat and average them "
-                         f"(default {MIN_REPEAT_S}; 0 with --quick)")
+    ap.add_argument(
+        "--min-repeat-s",
+        type=float,
+        default=None,
+        help=f"loop calls shorter than this within one repeat and average them "
+        f"(default {MIN_REPEAT_S}; 0 with --quick)",
+    )
     ap.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -446,8 +527,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     content = ""
     for b, s, _ in workloads:
         print(f"B={b} x 3x{s}x{s} on {device}, {repeats} repeat(s):", flush=True)
-        res, content = run_workload(b, s, device, repeats, min_repeat_s, rows,
-                                    lambda m: print(m, flush=True))
+        res, content = run_workload(b, s, device, repeats, min_repeat_s, rows, lambda m: print(m, flush=True))
         results.append(res)
     total_s = time.perf_counter() - t_start
 

@@ -68,32 +68,44 @@ def main(argv=None) -> int:
         t_data, t_mix, t_step = [], [], []
         for step in range(args.steps + 2):
             index = torch.randint(0, images.shape[0], (args.batch_size,), generator=gen, device=dev)
-            sync(); t0 = time.perf_counter()
+            sync()
+            t0 = time.perf_counter()
             x = normalize(random_crop_flip(images[index], gen), mean, std)
-            sync(); t1 = time.perf_counter()
+            sync()
+            t1 = time.perf_counter()
             x, y = mixer(x, labels[index], generator=gen)
-            sync(); t2 = time.perf_counter()
+            sync()
+            t2 = time.perf_counter()
             loss = soft_target_cross_entropy(model(x), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            sync(); t3 = time.perf_counter()
+            sync()
+            t3 = time.perf_counter()
             if step >= 2:  # warm-up steps are not timed
-                t_data.append(t1 - t0); t_mix.append(t2 - t1); t_step.append(t3 - t2)
+                t_data.append(t1 - t0)
+                t_mix.append(t2 - t1)
+                t_step.append(t3 - t2)
         d, m, s = (statistics.median(v) * 1e3 for v in (t_data, t_mix, t_step))
         total = d + m + s
         rows.append((method, args.batch_size / total * 1e3, d, m, s, 100 * m / total, 100 * d / total))
-        print(f"{method:24s} {rows[-1][1]:8.0f} img/s  data {d:6.1f} ms  mix {m:6.1f} ms  "
-              f"model {s:7.1f} ms  mix share {rows[-1][5]:4.1f}%", flush=True)
+        print(
+            f"{method:24s} {rows[-1][1]:8.0f} img/s  data {d:6.1f} ms  mix {m:6.1f} ms  "
+            f"model {s:7.1f} ms  mix share {rows[-1][5]:4.1f}%",
+            flush=True,
+        )
 
     cmd = "python benchmarks/train_step.py " + " ".join(argv if argv is not None else sys.argv[1:])
     lines = [
-        "# Training-step benchmark", "",
-        f"Command: `{cmd}`  ", f"Date: {_dt.datetime.now().isoformat(timespec='seconds')}  ",
+        "# Training-step benchmark",
+        "",
+        f"Command: `{cmd}`  ",
+        f"Date: {_dt.datetime.now().isoformat(timespec='seconds')}  ",
         f"Hardware: {_cpu_name()}, {torch.get_num_threads()} torch threads, device {dev}  ",
         f"Versions: python {platform.python_version()}, torch {torch.__version__}  ",
         f"Model `{args.model}`, batch {args.batch_size}, 3x32x32 procedural images, median of "
-        f"{args.steps} steps after 2 warm-up steps.", "",
+        f"{args.steps} steps after 2 warm-up steps.",
+        "",
         "| method | images/s | input pipeline ms | mixing ms | fwd+bwd+step ms | mixing share | pipeline share |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
@@ -102,11 +114,14 @@ def main(argv=None) -> int:
     lines += ["", "## Targets", ""]
     for method, _, _, _, _, share, _ in rows:
         if method != "none":
-            lines.append(f"- {method}: mixing {share:.1f}% of the step (target <= 5%): "
-                         f"**{'MET' if share <= 5 else 'NOT MET'}**")
+            lines.append(
+                f"- {method}: mixing {share:.1f}% of the step (target <= 5%): **{'MET' if share <= 5 else 'NOT MET'}**"
+            )
     worst = max(r[6] for r in rows)
-    lines.append(f"- input pipeline at most {worst:.1f}% of a step (not the bottleneck when well under "
-                 f"50%): **{'MET' if worst < 50 else 'NOT MET'}**")
+    lines.append(
+        f"- input pipeline at most {worst:.1f}% of a step (not the bottleneck when well under "
+        f"50%): **{'MET' if worst < 50 else 'NOT MET'}**"
+    )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text("\n".join(lines) + "\n")
     print(f"wrote {args.out}")

@@ -79,7 +79,11 @@ def test_compare_writes_runs_tables_and_plots(study) -> None:
     rows = read_csv(out)
     assert len(rows) == 4
     assert sorted((r["name"], r["method"], r["seed"]) for r in rows) == [
-        ("mixup", "mixup", "0"), ("mixup", "mixup", "1"), ("none", "none", "0"), ("none", "none", "1")]
+        ("mixup", "mixup", "0"),
+        ("mixup", "mixup", "1"),
+        ("none", "none", "0"),
+        ("none", "none", "1"),
+    ]
     for r in rows:
         assert 0.0 <= float(r["val_top1_err"]) <= 100.0
     # The same validation split for every run.
@@ -91,7 +95,7 @@ def test_compare_writes_runs_tables_and_plots(study) -> None:
     number = r"-?\d+\.\d+"
     for name in ("none", "mixup"):
         assert re.search(rf"\| {name} \| 2 \| {number} ± {number} \| \[{number}, {number}\] \|", table[name])
-    assert re.search(rf"\| [+-]\d+\.\d+( ± \d+\.\d+)? \|", table["mixup"])  # the paired difference
+    assert re.search(r"\| [+-]\d+\.\d+( ± \d+\.\d+)? \|", table["mixup"])  # the paired difference
     assert "| — |" in table["none"]  # the reference has none
     assert md.strip().splitlines()[2] in printed  # the table is printed too
 
@@ -147,8 +151,20 @@ def test_compare_method_variants_land_in_the_run_config(study, tmp_path: Path, c
     (out / "runs").mkdir(parents=True)
     shutil.copytree(study[0] / "runs" / "none_s0", out / "runs" / "none_s0")  # finished: skipped
     capsys.readouterr()
-    assert compare(out, "--methods", "none;rsm=randsaliencymix:gamma=0,tau_src=2", "--seeds", "0",
-                   "--mix-opt", "alpha=0.5", "--mix-opt", "gamma=1") == 0
+    assert (
+        compare(
+            out,
+            "--methods",
+            "none;rsm=randsaliencymix:gamma=0,tau_src=2",
+            "--seeds",
+            "0",
+            "--mix-opt",
+            "alpha=0.5",
+            "--mix-opt",
+            "gamma=1",
+        )
+        == 0
+    )
     assert "1 runs finished, 1 to run" in capsys.readouterr().out
     config = json.loads((out / "runs" / "rsm_s0" / "config.json").read_text())
     # --mix-opt goes to every mixing method; the variant's own options win.
@@ -166,8 +182,10 @@ BAD_COMPARE = {
     "bad variant option": (["--methods", "none;r=randsaliencymix:gamma=5"], ["gamma", "[0, 1]"]),
     "unknown variant option": (["--methods", "none;r=randsaliencymix:bogus=1"], ["'bogus'", "tau_src"]),
     "negative alpha": (["--methods", "none,mixup", "--mix-opt", "alpha=-1"], ["'mixup'", "alpha", "> 0"]),
-    "shared option unknown to a method": (["--methods", "none,mixup", "--mix-opt", "tau_src=2"],
-                                          ["'tau_src'", "'mixup'", "alpha"]),
+    "shared option unknown to a method": (
+        ["--methods", "none,mixup", "--mix-opt", "tau_src=2"],
+        ["'tau_src'", "'mixup'", "alpha"],
+    ),
     "missing data": (["--methods", "none", "--data", "{tmp}/missing"], ["missing", "procedural"]),
     "empty data folder": (["--methods", "none", "--data", "{tmp}/empty"], ["empty", ".png"]),
     "batch larger than the training set": (["--methods", "none", "--batch-size", "1000"], ["1000", "training images"]),
@@ -181,8 +199,9 @@ BAD_COMPARE = {
 
 
 @pytest.mark.parametrize("case", sorted(BAD_COMPARE))
-def test_bad_compare_input_is_one_line_exit_2_and_writes_nothing(case: str, tmp_path: Path,
-                                                                 capsys: pytest.CaptureFixture) -> None:
+def test_bad_compare_input_is_one_line_exit_2_and_writes_nothing(
+    case: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     (tmp_path / "empty").mkdir()
     (tmp_path / "unknown.yaml").write_text("epoch: 3\n")
     flags, expected = BAD_COMPARE[case]

@@ -82,19 +82,30 @@ def make_cifar(root: Path, name: str, per_batch: int = 8, seed: int = 0) -> Dict
             x = rng.integers(0, 256, size=(per_batch, 3072), dtype=np.uint8)
             y = rng.integers(0, n_classes, size=per_batch).tolist()
             if name == "cifar10":
-                batch = {b"batch_label": fname.encode(), b"labels": y, b"data": x,
-                         b"filenames": [f"{i}.png".encode() for i in range(per_batch)]}
+                batch = {
+                    b"batch_label": fname.encode(),
+                    b"labels": y,
+                    b"data": x,
+                    b"filenames": [f"{i}.png".encode() for i in range(per_batch)],
+                }
             else:
-                batch = {b"filenames": [b"x.png"] * per_batch, b"batch_label": fname.encode(),
-                         b"fine_labels": y, b"coarse_labels": [v // 5 for v in y], b"data": x}
+                batch = {
+                    b"filenames": [b"x.png"] * per_batch,
+                    b"batch_label": fname.encode(),
+                    b"fine_labels": y,
+                    b"coarse_labels": [v // 5 for v in y],
+                    b"data": x,
+                }
             (folder / fname).write_bytes(_pickle_bytes(batch))
             arrays[f"{split}_x"].append(x)
             arrays[f"{split}_y"].append(np.asarray(y))
     if name == "cifar10":
         meta = {b"label_names": [c.encode() for c in CIFAR10_CLASSES], b"num_vis": 3072}
     else:
-        meta = {b"fine_label_names": [f"fine{i:02d}".encode() for i in range(100)],
-                b"coarse_label_names": [f"coarse{i:02d}".encode() for i in range(20)]}
+        meta = {
+            b"fine_label_names": [f"fine{i:02d}".encode() for i in range(100)],
+            b"coarse_label_names": [f"coarse{i:02d}".encode() for i in range(20)],
+        }
     (folder / spec.meta).write_bytes(_pickle_bytes(meta))
     return {k: np.concatenate(v) for k, v in arrays.items()}
 
@@ -106,8 +117,14 @@ def tar_folder(src: Path, archive: Path, arcname: str) -> Path:
     return archive
 
 
-def make_image_tree(root: Path, fmt: str = "png", splits=("train", "test"), per_class: int = 3,
-                    size: Tuple[int, int] = (12, 10), seed: int = 0) -> Dict[str, Dict[str, List[np.ndarray]]]:
+def make_image_tree(
+    root: Path,
+    fmt: str = "png",
+    splits=("train", "test"),
+    per_class: int = 3,
+    size: Tuple[int, int] = (12, 10),
+    seed: int = 0,
+) -> Dict[str, Dict[str, List[np.ndarray]]]:
     """``root/<split>/<class>/NN.<fmt>`` with random pixels; returns them by split and class."""
     rng = np.random.default_rng(seed)
     out: Dict[str, Dict[str, List[np.ndarray]]] = {}
@@ -234,8 +251,9 @@ def test_cifar_refuses_a_pickle_that_runs_code(tmp_path: Path) -> None:
 def test_download_cifar_good_and_bad_checksum(tmp_path: Path, http_root) -> None:
     served, base, requests = http_root
     make_cifar(tmp_path / "src", "cifar10")
-    archive = tar_folder(tmp_path / "src" / "cifar-10-batches-py", served / "cifar-10-python.tar.gz",
-                         "cifar-10-batches-py")
+    archive = tar_folder(
+        tmp_path / "src" / "cifar-10-batches-py", served / "cifar-10-python.tar.gz", "cifar-10-batches-py"
+    )
     good_md5 = hashlib.md5(archive.read_bytes()).hexdigest()
     url = f"{base}/cifar-10-python.tar.gz"
 
@@ -377,8 +395,9 @@ def test_corrupt_missing_and_empty_sources_are_errors(tmp_path: Path) -> None:
         load_dataset("no-such-dataset", "train")
 
 
-def test_decoded_splits_are_cached_by_content(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                              _private_cache: Path) -> None:
+def test_decoded_splits_are_cached_by_content(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, _private_cache: Path
+) -> None:
     make_image_tree(tmp_path / "d", splits=("train",), per_class=3)
     archive = tar_folder(tmp_path / "d", tmp_path / "d.tar.gz", "d")
     calls = []
@@ -447,8 +466,9 @@ def _imbalanced(n_per_class=(40, 25, 13, 7)) -> ArrayDataset:
     labels = torch.cat([torch.full((n,), k) for k, n in enumerate(n_per_class)])
     labels = labels[torch.randperm(labels.numel(), generator=torch.Generator().manual_seed(3))]
     images = torch.arange(labels.numel(), dtype=torch.int64).remainder(256).to(torch.uint8)
-    return ArrayDataset(images.view(-1, 1, 1, 1).expand(-1, 3, 2, 2).clone(), labels,
-                        [f"c{k}" for k in range(len(n_per_class))])
+    return ArrayDataset(
+        images.view(-1, 1, 1, 1).expand(-1, 3, 2, 2).clone(), labels, [f"c{k}" for k in range(len(n_per_class))]
+    )
 
 
 def test_train_val_split_is_disjoint_stratified_and_seeded() -> None:
@@ -542,7 +562,9 @@ def _distinct_images(n: int, size: int = 8) -> torch.Tensor:
     return torch.randint(1, 256, (n, 3, size, size), generator=g, dtype=torch.uint8)
 
 
-def _match_crop(out: torch.Tensor, image: torch.Tensor, padding: int, mode: str = "zeros") -> List[Tuple[int, int, bool]]:
+def _match_crop(
+    out: torch.Tensor, image: torch.Tensor, padding: int, mode: str = "zeros"
+) -> List[Tuple[int, int, bool]]:
     """Every (top, left, flipped) whose crop of the padded image equals ``out``."""
     if mode == "zeros":
         padded = torch.nn.functional.pad(image, (padding,) * 4)
@@ -552,7 +574,7 @@ def _match_crop(out: torch.Tensor, image: torch.Tensor, padding: int, mode: str 
     found = []
     for top in range(2 * padding + 1):
         for left in range(2 * padding + 1):
-            crop = padded[:, top:top + h, left:left + w]
+            crop = padded[:, top : top + h, left : left + w]
             for flipped in (False, True):
                 if torch.equal(crop.flip(2) if flipped else crop, out):
                     found.append((top, left, flipped))
@@ -635,7 +657,7 @@ def test_crop_flip_matches_explicit_padding() -> None:
     out = crop_flip(images, corners, flips, 2)
     for k in range(6):
         top, left = corners[k].tolist()
-        crop = padded[k, :, top:top + 5, left:left + 5]
+        crop = padded[k, :, top : top + 5, left : left + 5]
         assert torch.equal(out[k], crop.flip(2) if flips[k] else crop)
 
 
@@ -668,8 +690,7 @@ def test_make_dataloader_same_semantics_and_worker_independent() -> None:
             assert found
             flips += found[0][2]
     assert 5 < flips < 35
-    with_workers = make_dataloader(images, ids, 16, torch.Generator().manual_seed(0), crop_padding=2,
-                                   num_workers=2)
+    with_workers = make_dataloader(images, ids, 16, torch.Generator().manual_seed(0), crop_padding=2, num_workers=2)
     for (xa, ya), (xb, yb) in zip(first, with_workers):
         assert torch.equal(ya, yb) and torch.equal(xa, xb)
     evaluation = make_dataloader(images, ids, 16, train=False, mean=CIFAR10_MEAN, std=CIFAR10_STD)

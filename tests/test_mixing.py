@@ -56,8 +56,9 @@ def mix_gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(seed))
 
 
-def mix_images(seed: int, b: int, c: int, h: int, w: int, dtype: torch.dtype = torch.float32,
-               channels_last: bool = False) -> torch.Tensor:
+def mix_images(
+    seed: int, b: int, c: int, h: int, w: int, dtype: torch.dtype = torch.float32, channels_last: bool = False
+) -> torch.Tensor:
     g = mix_gen(seed)
     if dtype == torch.uint8:
         x = torch.randint(0, 256, (b, c, h, w), generator=g, dtype=torch.uint8)
@@ -135,8 +136,15 @@ def check_boxes_inside(params: MixParams, h: int, w: int) -> None:
     assert torch.equal(src[:, 3] - src[:, 1], dst[:, 3] - dst[:, 1])
 
 
-def check_mix(x: torch.Tensor, y: torch.Tensor, xm: torch.Tensor, ym: torch.Tensor, params: MixParams,
-              label_smoothing: float = 0.0, area_labels: bool = True) -> None:
+def check_mix(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    xm: torch.Tensor,
+    ym: torch.Tensor,
+    params: MixParams,
+    label_smoothing: float = 0.0,
+    area_labels: bool = True,
+) -> None:
     """Every invariant of one mixing step (see the module docstring of ``mixing``)."""
     b, c, h, w = x.shape
     # Params well-formed.
@@ -275,15 +283,19 @@ def check_centred_box_rule(params: MixParams, h: int, w: int) -> None:
 
 
 @MIX_SETTINGS
-@given(batch=mix_batches(), alpha=alphas, p=probs_p, mode=st.sampled_from(["official", "per_sample"]),
-       detector=st.sampled_from(["fine_grained", "spectral"]), give_maps=st.booleans())
+@given(
+    batch=mix_batches(),
+    alpha=alphas,
+    p=probs_p,
+    mode=st.sampled_from(["official", "per_sample"]),
+    detector=st.sampled_from(["fine_grained", "spectral"]),
+    give_maps=st.booleans(),
+)
 def test_saliencymix_invariants(batch, alpha, p, mode, detector, give_maps):
-    op = SaliencyMix(alpha=alpha, num_classes=K, p=p, mode=mode, detector=detector,
-                     label_smoothing=batch["smoothing"])
+    op = SaliencyMix(alpha=alpha, num_classes=K, p=p, mode=mode, detector=detector, label_smoothing=batch["smoothing"])
     x = batch["x"]
     maps = batch["maps"] if give_maps else None
-    _, _, params = run_and_check(op, x, batch["y"], maps=maps, seed=batch["seed"],
-                                 label_smoothing=batch["smoothing"])
+    _, _, params = run_and_check(op, x, batch["y"], maps=maps, seed=batch["seed"], label_smoothing=batch["smoothing"])
     check_centred_box_rule(params, x.shape[-2], x.shape[-1])
     if mode == "official":
         assert bool((params.lam == params.lam[0]).all())
@@ -291,20 +303,22 @@ def test_saliencymix_invariants(batch, alpha, p, mode, detector, give_maps):
         assert bool((params.dst_boxes == params.dst_boxes[0]).all())
 
 
-rsm_configs = st.fixed_dictionaries(dict(
-    alpha=alphas,
-    p=st.sampled_from([0.0, 0.7, 1.0]),
-    source=st.sampled_from(["saliency", "peak", "uniform"]),
-    tau_src=st.sampled_from([0.0, 1.0, 4.0]),
-    paste=st.sampled_from(["anti_saliency", "same", "uniform", "saliency"]),
-    tau_dst=st.sampled_from([0.0, 1.0, 4.0]),
-    eta=st.sampled_from([1.0, 0.5, 0.0, "beta"]),
-    beta_blend=st.sampled_from([0.5, 2.0]),
-    mixup_prob=st.sampled_from([0.0, 0.3, 1.0]),
-    gamma=st.sampled_from([0.0, 0.5, 1.0]),
-    detector=st.sampled_from(["fine_grained", "spectral"]),
-    eps=st.sampled_from([1e-4, 1e-2]),
-))
+rsm_configs = st.fixed_dictionaries(
+    dict(
+        alpha=alphas,
+        p=st.sampled_from([0.0, 0.7, 1.0]),
+        source=st.sampled_from(["saliency", "peak", "uniform"]),
+        tau_src=st.sampled_from([0.0, 1.0, 4.0]),
+        paste=st.sampled_from(["anti_saliency", "same", "uniform", "saliency"]),
+        tau_dst=st.sampled_from([0.0, 1.0, 4.0]),
+        eta=st.sampled_from([1.0, 0.5, 0.0, "beta"]),
+        beta_blend=st.sampled_from([0.5, 2.0]),
+        mixup_prob=st.sampled_from([0.0, 0.3, 1.0]),
+        gamma=st.sampled_from([0.0, 0.5, 1.0]),
+        detector=st.sampled_from(["fine_grained", "spectral"]),
+        eps=st.sampled_from([1e-4, 1e-2]),
+    )
+)
 
 
 def rsm_box_sides(lam: float, h: int, w: int):
@@ -331,8 +345,15 @@ def test_randsaliencymix_invariants(batch, cfg, give_maps):
     op = RandSaliencyMix(num_classes=K, label_smoothing=batch["smoothing"], **cfg)
     x = batch["x"]
     maps = batch["maps"] if give_maps else None
-    _, _, params = run_and_check(op, x, batch["y"], maps=maps, seed=batch["seed"],
-                                 label_smoothing=batch["smoothing"], area_labels=cfg["gamma"] == 0)
+    _, _, params = run_and_check(
+        op,
+        x,
+        batch["y"],
+        maps=maps,
+        seed=batch["seed"],
+        label_smoothing=batch["smoothing"],
+        area_labels=cfg["gamma"] == 0,
+    )
     h, w = x.shape[-2:]
     check_rsm_geometry(params, h, w, cfg["paste"])
     if cfg["eta"] != "beta":
@@ -359,14 +380,22 @@ def check_area_weights(params: MixParams, h: int, w: int) -> None:
 
 
 @MIX_SETTINGS
-@given(batch=mix_batches(), mode=st.sampled_from(["batch", "sample"]), p=probs_p,
-       probs=st.sampled_from([None, [0.2, 0.3, 0.5], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]))
+@given(
+    batch=mix_batches(),
+    mode=st.sampled_from(["batch", "sample"]),
+    p=probs_p,
+    probs=st.sampled_from([None, [0.2, 0.3, 0.5], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]),
+)
 def test_randomchoice_invariants(batch, mode, p, probs):
-    ops = [MixUp(mode="sample", p=0.8), CutMix(mode="sample"),
-           RandSaliencyMix(gamma=0.0, eta="beta", mixup_prob=0.2, paste="uniform")]
+    ops = [
+        MixUp(mode="sample", p=0.8),
+        CutMix(mode="sample"),
+        RandSaliencyMix(gamma=0.0, eta="beta", mixup_prob=0.2, paste="uniform"),
+    ]
     op = RandomChoiceMix(ops, probs=probs, mode=mode, num_classes=K, p=p, label_smoothing=batch["smoothing"])
-    _, _, params = run_and_check(op, batch["x"], batch["y"], maps=batch["maps"], seed=batch["seed"],
-                                 label_smoothing=batch["smoothing"])
+    _, _, params = run_and_check(
+        op, batch["x"], batch["y"], maps=batch["maps"], seed=batch["seed"], label_smoothing=batch["smoothing"]
+    )
     if p == 0.0:
         assert not bool(params.applied.any())
 
@@ -395,20 +424,24 @@ MIX_OPS: Dict[str, Callable[[], object]] = {
     "saliencymix_spectral": lambda: SaliencyMix(num_classes=K, mode="per_sample", detector="spectral"),
     "rsm_default": lambda: RandSaliencyMix(num_classes=K),
     "rsm_design": lambda: design_rsm(),
-    "rsm_area_blend": lambda: RandSaliencyMix(num_classes=K, eta="beta", mixup_prob=0.3, gamma=0.0,
-                                              paste="uniform", detector="spectral"),
+    "rsm_area_blend": lambda: RandSaliencyMix(
+        num_classes=K, eta="beta", mixup_prob=0.3, gamma=0.0, paste="uniform", detector="spectral"
+    ),
     "rsm_peak_same": lambda: RandSaliencyMix(num_classes=K, source="peak", paste="same", eta=0.5, gamma=1.0),
-    "rsm_saliency_paste": lambda: RandSaliencyMix(num_classes=K, source="uniform", paste="saliency",
-                                                  tau_dst=4.0, label_smoothing=0.1),
+    "rsm_saliency_paste": lambda: RandSaliencyMix(
+        num_classes=K, source="uniform", paste="saliency", tau_dst=4.0, label_smoothing=0.1
+    ),
     "choice_batch": lambda: RandomChoiceMix([MixUp(), CutMix()], mode="batch", num_classes=K),
-    "choice_sample": lambda: RandomChoiceMix([MixUp(mode="sample"), CutMix(mode="sample"),
-                                              RandSaliencyMix(gamma=0.0, eta=0.5)],
-                                             probs=[0.3, 0.3, 0.4], mode="sample", num_classes=K),
+    "choice_sample": lambda: RandomChoiceMix(
+        [MixUp(mode="sample"), CutMix(mode="sample"), RandSaliencyMix(gamma=0.0, eta=0.5)],
+        probs=[0.3, 0.3, 0.4],
+        mode="sample",
+        num_classes=K,
+    ),
     "nomix": lambda: NoMix(num_classes=K),
 }
 # Operators whose label weights are not the area of the applied mask by design (saliency labels).
 SALIENCY_LABELS = {"rsm_design", "rsm_peak_same", "rsm_saliency_paste"}
-
 
 
 # SALIENCY_ON (the defaults before the study chose the library's): every saliency idea switched
@@ -418,6 +451,7 @@ def design_rsm(**options) -> RandSaliencyMix:
     from randsaliencymix import SALIENCY_ON
 
     return RandSaliencyMix(**{"num_classes": K, **SALIENCY_ON, **options})
+
 
 def op_smoothing(op) -> float:
     return float(getattr(op, "label_smoothing", 0.0))
@@ -441,8 +475,15 @@ def test_batch_sizes_and_shapes(name, shape):
     x = mix_images(5, b, c, h, w)
     y = mix_labels(5, b, "prob64")
     for seed in range(3):
-        run_and_check(op, x, y, maps=mix_maps(seed, b, h, w), seed=seed, label_smoothing=op_smoothing(op),
-                      area_labels=name not in SALIENCY_LABELS)
+        run_and_check(
+            op,
+            x,
+            y,
+            maps=mix_maps(seed, b, h, w),
+            seed=seed,
+            label_smoothing=op_smoothing(op),
+            area_labels=name not in SALIENCY_LABELS,
+        )
 
 
 @pytest.mark.parametrize("name", list(MIX_OPS))
@@ -454,7 +495,7 @@ def test_replay_and_seeds(name):
     p2 = op.sample_params(x, generator=mix_gen(123))
     for f in fields(MixParams):
         a, b = getattr(p1, f.name), getattr(p2, f.name)
-        assert (torch.equal(a, b) if isinstance(a, torch.Tensor) else a == b), f.name
+        assert torch.equal(a, b) if isinstance(a, torch.Tensor) else a == b, f.name
     assert all(torch.equal(a, b) for a, b in zip(op.apply(x, y, p1), op.apply(x, y, p1)))
     assert all(torch.equal(a, b) for a, b in zip(op.apply(x, y, p1), op.apply(x, y, p2)))
     out1 = op(x, y, generator=mix_gen(7))
@@ -619,27 +660,32 @@ def test_saliencymix_official_matches_authors(source):
         assert torch.equal(params.dst_boxes, expected_box.expand(b, 4)), (params.dst_boxes[0], expected_box)
         assert torch.equal(params.src_boxes, params.dst_boxes)
         authors_lam = 1 - ((bbx2 - bbx1) * (bby2 - bby1) / (x.size()[-1] * x.size()[-2]))
-        torch.testing.assert_close(1 - params.source_weight, torch.full((b,), float(authors_lam), dtype=torch.float64),
-                                   atol=1e-12, rtol=0)
+        torch.testing.assert_close(
+            1 - params.source_weight, torch.full((b,), float(authors_lam), dtype=torch.float64), atol=1e-12, rtol=0
+        )
         images = x.clone()
         images[:, :, bbx1:bbx2, bby1:bby2] = images[perm, :, bbx1:bbx2, bby1:bby2]
         xm, ym = op.apply(x, y, params)
         assert torch.equal(xm, images)
         onehot = F.one_hot(y, K).double()
-        torch.testing.assert_close(ym.double(), authors_lam * onehot + (1 - authors_lam) * onehot[perm],
-                                   atol=1e-6, rtol=0)
+        torch.testing.assert_close(
+            ym.double(), authors_lam * onehot + (1 - authors_lam) * onehot[perm], atol=1e-6, rtol=0
+        )
 
 
 def peak_box(q_map: np.ndarray, lam: float, height: int, width: int):
     pr, pc = np.unravel_index(np.argmax(q_map, axis=None), q_map.shape)
     bh, bw = rsm_box_sides(lam, height, width)
-    return [int(np.clip(pr - bh // 2, 0, height)), int(np.clip(pc - bw // 2, 0, width)),
-            int(np.clip(pr + bh // 2, 0, height)), int(np.clip(pc + bw // 2, 0, width))]
+    return [
+        int(np.clip(pr - bh // 2, 0, height)),
+        int(np.clip(pc - bw // 2, 0, width)),
+        int(np.clip(pr + bh // 2, 0, height)),
+        int(np.clip(pc + bw // 2, 0, width)),
+    ]
 
 
 @MIX_SETTINGS
-@given(b=st.integers(1, 8), h=st.integers(8, 24), w=st.integers(8, 24), seed=st.integers(0, 2**31 - 1),
-       alpha=alphas)
+@given(b=st.integers(1, 8), h=st.integers(8, 24), w=st.integers(8, 24), seed=st.integers(0, 2**31 - 1), alpha=alphas)
 def test_saliencymix_per_sample_boxes_on_source_peaks(b, h, w, seed, alpha):
     x = mix_images(seed, b, 3, h, w)
     maps = mix_maps(seed, b, h, w)
@@ -676,16 +722,24 @@ def box_sum(m: torch.Tensor, box) -> float:
 
 
 @MIX_SETTINGS
-@given(b=st.integers(1, 8), h=st.integers(8, 20), w=st.integers(8, 20), seed=st.integers(0, 2**31 - 1),
-       source=st.sampled_from(["saliency", "peak", "uniform"]),
-       paste=st.sampled_from(["anti_saliency", "same", "uniform", "saliency"]),
-       eta=st.sampled_from([1.0, 0.5, "beta"]), gamma=st.sampled_from([1.0, 0.3]),
-       mixup_prob=st.sampled_from([0.0, 0.3]), alpha=alphas)
+@given(
+    b=st.integers(1, 8),
+    h=st.integers(8, 20),
+    w=st.integers(8, 20),
+    seed=st.integers(0, 2**31 - 1),
+    source=st.sampled_from(["saliency", "peak", "uniform"]),
+    paste=st.sampled_from(["anti_saliency", "same", "uniform", "saliency"]),
+    eta=st.sampled_from([1.0, 0.5, "beta"]),
+    gamma=st.sampled_from([1.0, 0.3]),
+    mixup_prob=st.sampled_from([0.0, 0.3]),
+    alpha=alphas,
+)
 def test_randsaliencymix_saliency_label_weights(b, h, w, seed, source, paste, eta, gamma, mixup_prob, alpha):
     x = mix_images(seed, b, 3, h, w)
     maps = mix_maps(seed, b, h, w)
-    op = design_rsm(alpha=alpha, source=source, paste=paste, eta=eta, gamma=gamma,
-                         mixup_prob=mixup_prob, tau_src=2.0, tau_dst=2.0)
+    op = design_rsm(
+        alpha=alpha, source=source, paste=paste, eta=eta, gamma=gamma, mixup_prob=mixup_prob, tau_src=2.0, tau_dst=2.0
+    )
     params = op.sample_params(x, generator=mix_gen(seed), saliency=maps)
     check_rsm_geometry(params, h, w, paste)
     norm = maps.double() / maps.double().sum((1, 2), keepdim=True)
@@ -717,8 +771,13 @@ def test_randsaliencymix_gamma1_eta1_weight(source, paste):
             m_s = box_sum(norm[int(params.perm[i])], params.src_boxes[i])
             m_t = 1 - box_sum(norm[i], params.dst_boxes[i])
             assert float(params.source_weight[i]) == pytest.approx(m_s / (m_s + m_t), abs=2e-5)
-        check_mix(x, mix_labels(seed, b, "index"), *op.apply(x, mix_labels(seed, b, "index"), params), params,
-                  area_labels=False)
+        check_mix(
+            x,
+            mix_labels(seed, b, "index"),
+            *op.apply(x, mix_labels(seed, b, "index"), params),
+            params,
+            area_labels=False,
+        )
 
 
 def test_randsaliencymix_falls_back_to_area_when_no_saliency_is_involved():
@@ -727,8 +786,7 @@ def test_randsaliencymix_falls_back_to_area_when_no_saliency_is_involved():
     x = mix_images(40, b, 3, h, w)
     maps = torch.zeros(b, h, w)
     maps[:, 4, 4] = 1.0  # every map: all its mass on one pixel
-    op = design_rsm(source="uniform", paste="saliency", tau_dst=50.0, gamma=1.0,
-                         alpha=0.5)
+    op = design_rsm(source="uniform", paste="saliency", tau_dst=50.0, gamma=1.0, alpha=0.5)
     hits = 0
     for seed in range(10):
         params = op.sample_params(x, generator=mix_gen(seed), saliency=maps)
@@ -757,7 +815,7 @@ def test_randsaliencymix_peak_source_takes_the_heaviest_window():
         for i in range(b):
             bh, bw = rsm_box_sides(float(params.lam[i]), h, w)
             src = norm[int(params.perm[i])]
-            best = max(float(src[r:r + bh, c:c + bw].sum()) for r in range(h - bh + 1) for c in range(w - bw + 1))
+            best = max(float(src[r : r + bh, c : c + bw].sum()) for r in range(h - bh + 1) for c in range(w - bw + 1))
             assert box_sum(src, params.src_boxes[i]) >= best - 1e-5
 
 
@@ -793,13 +851,21 @@ def test_randsaliencymix_gamma0_area_mixup_and_eta_options():
 def brute_window_masses(m: np.ndarray, bh: int, bw: int) -> np.ndarray:
     """All h x w window masses of one map, indexed by top-left corner: (H - h + 1, W - w + 1)."""
     hh, ww = m.shape
-    return np.array([[m[r:r + bh, c:c + bw].sum() for c in range(ww - bw + 1)] for r in range(hh - bh + 1)])
+    return np.array([[m[r : r + bh, c : c + bw].sum() for c in range(ww - bw + 1)] for r in range(hh - bh + 1)])
 
 
-@pytest.mark.parametrize("side,tau,anti", [
-    ("src", 1.0, False), ("src", 4.0, False), ("src", 0.0, False),
-    ("dst", 1.0, True), ("dst", 4.0, True), ("dst", 2.0, False), ("dst", 0.0, True),
-])
+@pytest.mark.parametrize(
+    "side,tau,anti",
+    [
+        ("src", 1.0, False),
+        ("src", 4.0, False),
+        ("src", 0.0, False),
+        ("dst", 1.0, True),
+        ("dst", 4.0, True),
+        ("dst", 2.0, False),
+        ("dst", 0.0, True),
+    ],
+)
 def test_randsaliencymix_corner_law_end_to_end(side, tau, anti):
     """Chosen windows follow P(corner) ~ (M + eps)^tau (source) or (1 - M + eps)^tau (anti_saliency
     paste), given each sample's box size: z-test of the summed chosen mass against its law."""
@@ -810,8 +876,9 @@ def test_randsaliencymix_corner_law_end_to_end(side, tau, anti):
     if side == "src":
         op = design_rsm(source="saliency", tau_src=tau, paste="uniform", eps=eps, alpha=2.0)
     else:
-        op = design_rsm(source="uniform", paste="anti_saliency" if anti else "saliency",
-                             tau_dst=tau, eps=eps, alpha=2.0)
+        op = design_rsm(
+            source="uniform", paste="anti_saliency" if anti else "saliency", tau_dst=tau, eps=eps, alpha=2.0
+        )
     params = op.sample_params(x, generator=mix_gen(82), saliency=maps)
     norm = (maps.double() / maps.double().sum((1, 2), keepdim=True)).numpy()
     total, mean, var = 0.0, 0.0, 0.0
@@ -846,8 +913,9 @@ def corner_grid(dtype: torch.dtype, n: int):
     return base, base.to(dtype).expand(n, 6, 7).clone()
 
 
-@pytest.mark.parametrize("mode,tau", [("saliency", 0.0), ("saliency", 1.0), ("saliency", 4.0),
-                                      ("uniform", 0.0), ("uniform", 4.0)])
+@pytest.mark.parametrize(
+    "mode,tau", [("saliency", 0.0), ("saliency", 1.0), ("saliency", 4.0), ("uniform", 0.0), ("uniform", 4.0)]
+)
 def test_draw_corner_distribution(mode, tau):
     from scipy.stats import chisquare
 
@@ -906,8 +974,7 @@ def test_draw_corner_per_sample_valid_rectangles():
 
 
 @MIX_SETTINGS
-@given(b=st.integers(1, 4), h=st.integers(2, 12), w=st.integers(2, 12), seed=st.integers(0, 2**31 - 1),
-       data=st.data())
+@given(b=st.integers(1, 4), h=st.integers(2, 12), w=st.integers(2, 12), seed=st.integers(0, 2**31 - 1), data=st.data())
 def test_window_mass_brute_force(b, h, w, seed, data):
     g = mix_gen(seed)
     maps = torch.rand(b, h, w, generator=g)
@@ -925,7 +992,7 @@ def test_window_mass_brute_force(b, h, w, seed, data):
                 if r > h - hi or c > w - wi:
                     assert math.isnan(v), (i, r, c)
                 else:
-                    assert v == pytest.approx(float(md[i, r:r + hi, c:c + wi].sum()), abs=2e-6), (i, r, c)
+                    assert v == pytest.approx(float(md[i, r : r + hi, c : c + wi].sum()), abs=2e-6), (i, r, c)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -954,12 +1021,14 @@ def test_randomchoice_degenerate_probs():
     x = mix_images(71, 16, 3, 12, 12)
     y = mix_labels(71, 16, "index")
     for seed in range(5):
-        first = RandomChoiceMix([MixUp(mode="sample"), CutMix(mode="sample")], probs=[1.0, 0.0], mode="sample",
-                                num_classes=K)
+        first = RandomChoiceMix(
+            [MixUp(mode="sample"), CutMix(mode="sample")], probs=[1.0, 0.0], mode="sample", num_classes=K
+        )
         _, _, params = run_and_check(first, x, y, seed=seed)
         assert bool(params.mixup.all())
-        second = RandomChoiceMix([MixUp(mode="sample"), CutMix(mode="sample")], probs=[0.0, 1.0], mode="sample",
-                                 num_classes=K)
+        second = RandomChoiceMix(
+            [MixUp(mode="sample"), CutMix(mode="sample")], probs=[0.0, 1.0], mode="sample", num_classes=K
+        )
         _, _, params = run_and_check(second, x, y, seed=seed)
         assert not bool(params.mixup.any())
         assert torch.equal(params.src_boxes, params.dst_boxes)
@@ -978,8 +1047,9 @@ def test_soft_target_cross_entropy(b, k, seed):
     idx = torch.randint(0, k, (b,), generator=g)
     onehot = F.one_hot(idx, k).double()
     for reduction in ("mean", "sum", "none"):
-        torch.testing.assert_close(soft_target_cross_entropy(logits, onehot, reduction),
-                                   F.cross_entropy(logits, idx, reduction=reduction))
+        torch.testing.assert_close(
+            soft_target_cross_entropy(logits, onehot, reduction), F.cross_entropy(logits, idx, reduction=reduction)
+        )
     torch.testing.assert_close(SoftTargetCrossEntropy()(logits, onehot), F.cross_entropy(logits, idx))
     soft = torch.softmax(torch.randn(b, k, generator=g, dtype=torch.float64), dim=1)
     loss = soft_target_cross_entropy(logits, soft, "none")
@@ -1026,11 +1096,14 @@ def test_box_sides_match_numpy_for_lam_near_zero():
     assert w.tolist() == expected_w
 
 
-@pytest.mark.parametrize("options", [
-    dict(tau_src=0.0, tau_dst=0.0, gamma=0.0),
-    dict(source="uniform", paste="uniform", gamma=0.0, eta="beta", mixup_prob=0.3),
-    dict(source="uniform", paste="same", gamma=0.0),
-])
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(tau_src=0.0, tau_dst=0.0, gamma=0.0),
+        dict(source="uniform", paste="uniform", gamma=0.0, eta="beta", mixup_prob=0.3),
+        dict(source="uniform", paste="same", gamma=0.0),
+    ],
+)
 def test_rsm_without_saliency_skips_the_detector_and_draws_the_same(options) -> None:
     def refuse(x: torch.Tensor) -> torch.Tensor:
         raise AssertionError("the detector must not run when no draw or label uses saliency")
@@ -1047,6 +1120,10 @@ def test_rsm_without_saliency_skips_the_detector_and_draws_the_same(options) -> 
 
 
 def test_rsm_with_any_saliency_setting_runs_the_detector() -> None:
-    for options in (dict(tau_src=1.0, tau_dst=0.0, gamma=0.0), dict(tau_src=0.0, tau_dst=1.0, gamma=0.0),
-                    dict(tau_src=0.0, tau_dst=0.0, gamma=0.5), dict(source="peak", tau_dst=0.0, gamma=0.0)):
+    for options in (
+        dict(tau_src=1.0, tau_dst=0.0, gamma=0.0),
+        dict(tau_src=0.0, tau_dst=1.0, gamma=0.0),
+        dict(tau_src=0.0, tau_dst=0.0, gamma=0.5),
+        dict(source="peak", tau_dst=0.0, gamma=0.0),
+    ):
         assert RandSaliencyMix(num_classes=4, **options).uses_saliency

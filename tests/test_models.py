@@ -266,8 +266,11 @@ def test_build_model_passes_keywords():
 
 
 def test_unknown_model_name():
-    with pytest.raises(ValueError, match=r"Expected a model name in 'resnet18', 'preact_resnet18', "
-                       r"'wrn28_10', 'fast_cnn', but got 'resnet50' instead\."):
+    with pytest.raises(
+        ValueError,
+        match=r"Expected a model name in 'resnet18', 'preact_resnet18', "
+        r"'wrn28_10', 'fast_cnn', but got 'resnet50' instead\.",
+    ):
         build_model("resnet50", 10)
 
 
@@ -277,7 +280,9 @@ def test_model_name_must_be_a_string(bad):
         build_model(bad, 10)
 
 
-@pytest.mark.parametrize("num_classes, error", [(0, ValueError), (-3, ValueError), (2.0, TypeError), (True, TypeError), (None, TypeError)])
+@pytest.mark.parametrize(
+    "num_classes, error", [(0, ValueError), (-3, ValueError), (2.0, TypeError), (True, TypeError), (None, TypeError)]
+)
 def test_bad_num_classes(num_classes, error):
     with pytest.raises(error, match="Expected num_classes"):
         build_model("fast_cnn", num_classes)

@@ -12,8 +12,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from randsaliencymix import cli
-from randsaliencymix.robustness import (CORRUPTIONS, contrast, corrupt, corrupted_sets, gaussian_blur,
-                                        gaussian_noise, jpeg, occlude)
+from randsaliencymix.robustness import (
+    CORRUPTIONS,
+    contrast,
+    corrupt,
+    corrupted_sets,
+    gaussian_blur,
+    gaussian_noise,
+    jpeg,
+    occlude,
+)
 from randsaliencymix.train import TrainConfig, UsageError
 
 
@@ -81,7 +89,7 @@ def test_blur_matches_a_reflect_padded_convolution() -> None:
     x = images(3, 3, 20, 27)
     radius = 3
     taps = torch.arange(-radius, radius + 1, dtype=torch.float32)
-    kernel = torch.exp(-0.5 * taps ** 2)
+    kernel = torch.exp(-0.5 * taps**2)
     kernel = kernel / kernel.sum()
     y = x.float().reshape(-1, 1, 20, 27)
     y = F.conv2d(F.pad(y, (radius, radius, 0, 0), mode="reflect"), kernel.view(1, 1, 1, -1))
@@ -137,21 +145,41 @@ def test_robustness_without_test_is_a_usage_error() -> None:
 TINY_DATA = "procedural:200:60"
 
 
-def train_and_eval(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture,
-                   *extra: str):
+def train_and_eval(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, *extra: str):
     """A one-epoch run with --test --robustness, then rsmix eval --robustness of its checkpoint
     with the same extra flags: (train's metrics.json, eval's printed metrics)."""
     monkeypatch.setenv("RSMIX_CACHE", str(tmp_path / "cache"))
     run = tmp_path / "run"
-    assert cli.main(["train", "--data", TINY_DATA, "--epochs", "1", "--batch-size", "32", "--threads", "1",
-                     "--test", "--robustness", *extra, "--out", str(run), "--no-progress"]) == 0
+    assert (
+        cli.main(
+            [
+                "train",
+                "--data",
+                TINY_DATA,
+                "--epochs",
+                "1",
+                "--batch-size",
+                "32",
+                "--threads",
+                "1",
+                "--test",
+                "--robustness",
+                *extra,
+                "--out",
+                str(run),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert cli.main(["eval", "--checkpoint", str(run), "--data", TINY_DATA, "--robustness", *extra]) == 0
     return json.loads((run / "metrics.json").read_text()), json.loads(capsys.readouterr().out)
 
 
-def test_train_and_eval_report_the_same_corrupted_scores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                         capsys: pytest.CaptureFixture) -> None:
+def test_train_and_eval_report_the_same_corrupted_scores(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     metrics, evaluated = train_and_eval(tmp_path, monkeypatch, capsys)
     for name in list(CORRUPTIONS) + ["corruption_mean"]:
         assert 0 <= metrics[f"test_{name}_top1_err"] <= 100
@@ -160,8 +188,9 @@ def test_train_and_eval_report_the_same_corrupted_scores(tmp_path: Path, monkeyp
         assert evaluated[f"{name}_ece"] == pytest.approx(metrics[f"test_{name}_ece"], abs=1e-3)
 
 
-def test_robustness_images_limits_the_scored_images(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                    capsys: pytest.CaptureFixture) -> None:
+def test_robustness_images_limits_the_scored_images(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     metrics, evaluated = train_and_eval(tmp_path, monkeypatch, capsys, "--robustness-images", "7")
     # On 7 images every error is a multiple of 100/7.
     for name in CORRUPTIONS:

@@ -42,9 +42,7 @@ FAST = settings(max_examples=25, deadline=None, derandomize=True)
 
 DEVICES = [
     "cpu",
-    pytest.param(
-        "cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
-    ),
+    pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")),
 ]
 
 
@@ -66,13 +64,12 @@ def _resize_u8(img_hwc: np.ndarray, h: int, w: int) -> torch.Tensor:
 
 
 def _crop_u8(img_hwc: np.ndarray, h: int, w: int, top: int, left: int) -> torch.Tensor:
-    crop = img_hwc[top:top + h, left:left + w]
+    crop = img_hwc[top : top + h, left : left + w]
     return torch.from_numpy(np.ascontiguousarray(crop)).permute(2, 0, 1)[None].contiguous()
 
 
 # (H, W, batch): tiny, odd, non-square, and the largest sizes the contract covers.
-RANDOM_SIZES = [(2, 2, 4), (3, 5, 4), (7, 4, 4), (32, 32, 4), (31, 45, 3), (100, 37, 2),
-                (224, 224, 1), (256, 256, 1)]
+RANDOM_SIZES = [(2, 2, 4), (3, 5, 4), (7, 4, 4), (32, 32, 4), (31, 45, 3), (100, 37, 2), (224, 224, 1), (256, 256, 1)]
 
 
 def _natural_images() -> Dict[str, torch.Tensor]:
@@ -470,7 +467,7 @@ def test_map_of_an_image_does_not_depend_on_its_batch(name, b, h, w, dtype, cons
         scale = torch.arange(1, b + 1, dtype=torch.float64).reshape(b, 1, 1, 1)
         x = (x.double() * scale).to(dtype)
     batch = det(x)
-    alone = torch.cat([det(x[i:i + 1]) for i in range(b)])
+    alone = torch.cat([det(x[i : i + 1]) for i in range(b)])
     assert torch.equal(batch, alone)
     # Permuting the batch permutes the maps.
     perm = torch.randperm(b, generator=torch.Generator().manual_seed(seed))

@@ -71,12 +71,20 @@ def assert_sane_metrics(values: Dict[str, Any], prefix: str) -> None:
 # ------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("method, with_test", [
-    ("none", True), ("mixup", False), ("cutmix", True), ("saliencymix", False),
-    ("saliencymix_per_sample", True), ("randsaliencymix", False),
-])
-def test_train_every_method_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture, method: str,
-                                       with_test: bool) -> None:
+@pytest.mark.parametrize(
+    "method, with_test",
+    [
+        ("none", True),
+        ("mixup", False),
+        ("cutmix", True),
+        ("saliencymix", False),
+        ("saliencymix_per_sample", True),
+        ("randsaliencymix", False),
+    ],
+)
+def test_train_every_method_end_to_end(
+    tmp_path: Path, capsys: pytest.CaptureFixture, method: str, with_test: bool
+) -> None:
     out = tmp_path / "run"
     assert run_train(out, "--method", method, "--epochs", "2", *(["--test"] if with_test else [])) == 0
 
@@ -124,8 +132,9 @@ def test_mix_opt_reaches_the_operator(tmp_path: Path, monkeypatch: pytest.Monkey
 
     monkeypatch.setattr(train_mod, "build_mixer", spy)
     out = tmp_path / "run"
-    assert run_train(out, "--method", "mixup", "--epochs", "1", "--mix-opt", "alpha=0.5",
-                     "--mix-opt", "mode=sample") == 0
+    assert (
+        run_train(out, "--method", "mixup", "--epochs", "1", "--mix-opt", "alpha=0.5", "--mix-opt", "mode=sample") == 0
+    )
     mixer = made[-1]  # the operator the training loop used
     assert isinstance(mixer, MixUp)
     assert (mixer.alpha, mixer.mode, mixer.num_classes) == (0.5, "sample", 10)
@@ -134,7 +143,8 @@ def test_mix_opt_reaches_the_operator(tmp_path: Path, monkeypatch: pytest.Monkey
 
 def test_yaml_config_and_flags_override_it(tmp_path: Path) -> None:
     config = tmp_path / "run.yaml"
-    config.write_text(textwrap.dedent(f"""\
+    config.write_text(
+        textwrap.dedent(f"""\
         data: "{DATA}"
         method: cutmix
         epochs: 5
@@ -143,10 +153,27 @@ def test_yaml_config_and_flags_override_it(tmp_path: Path) -> None:
         schedule: multistep
         mix:
           alpha: 0.3
-        """))
+        """)
+    )
     out = tmp_path / "run"
-    rc = cli.main(["train", "--config", str(config), "--epochs", "1", "--batch-size", "32", "--threads", "1",
-                   "--mix-opt", "p=0.5", "--no-progress", "--out", str(out)])
+    rc = cli.main(
+        [
+            "train",
+            "--config",
+            str(config),
+            "--epochs",
+            "1",
+            "--batch-size",
+            "32",
+            "--threads",
+            "1",
+            "--mix-opt",
+            "p=0.5",
+            "--no-progress",
+            "--out",
+            str(out),
+        ]
+    )
     assert rc == 0
     resolved = json.loads((out / "config.json").read_text())
     assert resolved["method"] == "cutmix" and resolved["seed"] == 3 and resolved["schedule"] == "multistep"
@@ -186,7 +213,11 @@ def assert_same_run(a: Path, b: Path) -> None:
     assert oa["state"].keys() == ob["state"].keys()
     for key in oa["state"]:
         for name, value in oa["state"][key].items():
-            assert torch.equal(value, ob["state"][key][name]) if torch.is_tensor(value) else value == ob["state"][key][name]
+            assert (
+                torch.equal(value, ob["state"][key][name])
+                if torch.is_tensor(value)
+                else value == ob["state"][key][name]
+            )
     for key in ("data_gen", "mix_gen", "torch_rng"):
         assert torch.equal(sa[key], sb[key]), key
     assert sa["config"] == sb["config"]
@@ -204,14 +235,20 @@ def assert_same_run(a: Path, b: Path) -> None:
 def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path: Path, uninterrupted: Path) -> None:
     out = tmp_path / "killed"
     checkpoint = out / "checkpoint.pt"
-    proc = subprocess.Popen([sys.executable, "-m", "randsaliencymix", "train", *RESUME, "--out", str(out)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=os.environ.copy())
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "randsaliencymix", "train", *RESUME, "--out", str(out)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=os.environ.copy(),
+    )
     try:
         deadline = time.monotonic() + 180
         while not checkpoint.exists():  # written after the first epoch, by a rename
             if proc.poll() is not None:
-                pytest.fail(f"training exited ({proc.returncode}) before its first checkpoint: "
-                            f"{proc.stderr.read().decode()[-2000:]}")
+                pytest.fail(
+                    f"training exited ({proc.returncode}) before its first checkpoint: "
+                    f"{proc.stderr.read().decode()[-2000:]}"
+                )
             if time.monotonic() > deadline:
                 pytest.fail("no checkpoint within 180 s")
             time.sleep(0.005)
@@ -241,8 +278,9 @@ class _Crash(Exception):
     pass
 
 
-def test_resume_after_crash_between_log_line_and_checkpoint(tmp_path: Path, uninterrupted: Path,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_resume_after_crash_between_log_line_and_checkpoint(
+    tmp_path: Path, uninterrupted: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Deterministic twin of the kill test: the run dies after logging its second epoch but before
     that epoch's checkpoint, a kill cut a third log line short and left an atomic write's temp file."""
     out = tmp_path / "crashed"
@@ -335,9 +373,26 @@ def test_torchrun_two_cpu_processes(tmp_path: Path) -> None:
     results.mkdir()
     out = tmp_path / "ddp"
     env = dict(os.environ, RSMIX_BACKEND="gloo", OMP_NUM_THREADS="1", RSMIX_TEST_RESULTS=str(results))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-           "--master_addr", "127.0.0.1", "--master_port", str(_free_port()), str(driver),
-           "train", *TINY, "--method", "cutmix", "--epochs", "2", "--out", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(_free_port()),
+        str(driver),
+        "train",
+        *TINY,
+        "--method",
+        "cutmix",
+        "--epochs",
+        "2",
+        "--out",
+        str(out),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
@@ -410,8 +465,9 @@ def _image_folder(root: Path, classes: int) -> Path:
     return root
 
 
-def test_eval_on_a_different_class_count_is_a_usage_error(eval_run: Path, tmp_path: Path,
-                                                           capsys: pytest.CaptureFixture) -> None:
+def test_eval_on_a_different_class_count_is_a_usage_error(
+    eval_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     data = _image_folder(tmp_path / "three", 3)
     capsys.readouterr()
     rc = cli.main(["eval", "--checkpoint", str(eval_run), "--data", str(data), "--split", "test"])
@@ -431,8 +487,9 @@ BAD_EVAL = {
 
 
 @pytest.mark.parametrize("case", sorted(BAD_EVAL))
-def test_bad_eval_input_is_one_line_exit_2(case: str, eval_run: Path, tmp_path: Path,
-                                           capsys: pytest.CaptureFixture) -> None:
+def test_bad_eval_input_is_one_line_exit_2(
+    case: str, eval_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     (tmp_path / "garbage.pt").write_bytes(b"not a checkpoint")
     flags, expected = BAD_EVAL[case]
     argv = ["eval", "--checkpoint", str(eval_run), "--data", DATA, *[f.format(tmp=tmp_path) for f in flags]]
@@ -472,8 +529,9 @@ BAD_TRAIN = {
 
 
 @pytest.mark.parametrize("case", sorted(BAD_TRAIN))
-def test_bad_train_input_is_one_line_exit_2_and_writes_nothing(case: str, tmp_path: Path,
-                                                               capsys: pytest.CaptureFixture) -> None:
+def test_bad_train_input_is_one_line_exit_2_and_writes_nothing(
+    case: str, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     (tmp_path / "empty").mkdir()
     (tmp_path / "unknown.yaml").write_text("epoch: 3\n")
     (tmp_path / "badtype.yaml").write_text("lr: fast\n")

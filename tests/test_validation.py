@@ -96,30 +96,54 @@ LABEL_ENTRY_POINTS = {"forward": _call_forward, "apply": _call_apply}
 # --------------------------------------------------------------------------------------------
 
 BAD_IMAGES = {
-    "ndarray": (lambda: np.zeros((B, C, H, W), dtype=np.float32), TypeError,
-                _exact("Expected images as a torch.Tensor, but got ndarray instead.")),
+    "ndarray": (
+        lambda: np.zeros((B, C, H, W), dtype=np.float32),
+        TypeError,
+        _exact("Expected images as a torch.Tensor, but got ndarray instead."),
+    ),
     "list": (lambda: [[0.0]], TypeError, _exact("Expected images as a torch.Tensor, but got list instead.")),
-    "rank2": (lambda: torch.zeros(3, 32), ValueError,
-              _exact("Expected a batch of shape (B, C, H, W), but got (3, 32) instead.")),
-    "rank3": (lambda: torch.zeros(3, 8, 8), ValueError,
-              _exact("Expected a batch of shape (B, C, H, W), but got (3, 8, 8) instead.")),
-    "rank5": (lambda: torch.zeros(1, B, C, H, W), ValueError,
-              _exact(f"Expected a batch of shape (B, C, H, W), but got (1, {B}, {C}, {H}, {W}) instead.")),
-    "int32": (lambda: torch.zeros(B, C, H, W, dtype=torch.int32), TypeError,
-              _exact("Expected images of dtype uint8, float16, bfloat16, float32 or float64, "
-                     "but got torch.int32 instead.")),
-    "int64": (lambda: torch.zeros(B, C, H, W, dtype=torch.int64), TypeError,
-              _exact("but got torch.int64 instead.")),
-    "bool": (lambda: torch.zeros(B, C, H, W, dtype=torch.bool), TypeError,
-             _exact("but got torch.bool instead.")),
-    "height1": (lambda: torch.zeros(B, C, 1, W), ValueError,
-                _exact(f"Expected images of at least 2x2 pixels, but got 1x{W} instead.")),
-    "width1": (lambda: torch.zeros(B, C, H, 1, dtype=torch.uint8), ValueError,
-               _exact(f"Expected images of at least 2x2 pixels, but got {H}x1 instead.")),
-    "1x1": (lambda: torch.zeros(B, C, 1, 1), ValueError,
-            _exact("Expected images of at least 2x2 pixels, but got 1x1 instead.")),
-    "empty-batch": (lambda: torch.zeros(0, C, H, W), ValueError,
-                    _exact(f"Expected a batch of at least one image, but got (0, {C}, {H}, {W}) instead.")),
+    "rank2": (
+        lambda: torch.zeros(3, 32),
+        ValueError,
+        _exact("Expected a batch of shape (B, C, H, W), but got (3, 32) instead."),
+    ),
+    "rank3": (
+        lambda: torch.zeros(3, 8, 8),
+        ValueError,
+        _exact("Expected a batch of shape (B, C, H, W), but got (3, 8, 8) instead."),
+    ),
+    "rank5": (
+        lambda: torch.zeros(1, B, C, H, W),
+        ValueError,
+        _exact(f"Expected a batch of shape (B, C, H, W), but got (1, {B}, {C}, {H}, {W}) instead."),
+    ),
+    "int32": (
+        lambda: torch.zeros(B, C, H, W, dtype=torch.int32),
+        TypeError,
+        _exact("Expected images of dtype uint8, float16, bfloat16, float32 or float64, but got torch.int32 instead."),
+    ),
+    "int64": (lambda: torch.zeros(B, C, H, W, dtype=torch.int64), TypeError, _exact("but got torch.int64 instead.")),
+    "bool": (lambda: torch.zeros(B, C, H, W, dtype=torch.bool), TypeError, _exact("but got torch.bool instead.")),
+    "height1": (
+        lambda: torch.zeros(B, C, 1, W),
+        ValueError,
+        _exact(f"Expected images of at least 2x2 pixels, but got 1x{W} instead."),
+    ),
+    "width1": (
+        lambda: torch.zeros(B, C, H, 1, dtype=torch.uint8),
+        ValueError,
+        _exact(f"Expected images of at least 2x2 pixels, but got {H}x1 instead."),
+    ),
+    "1x1": (
+        lambda: torch.zeros(B, C, 1, 1),
+        ValueError,
+        _exact("Expected images of at least 2x2 pixels, but got 1x1 instead."),
+    ),
+    "empty-batch": (
+        lambda: torch.zeros(0, C, H, W),
+        ValueError,
+        _exact(f"Expected a batch of at least one image, but got (0, {C}, {H}, {W}) instead."),
+    ),
 }
 
 
@@ -178,16 +202,14 @@ def test_detector_rejects_non_finite_images(case, det):
 @pytest.mark.parametrize("channels", [2, 4])
 @pytest.mark.parametrize("det", DETECTOR_NAMES)
 def test_detector_rejects_channel_count(det, channels, dtype):
-    with pytest.raises(ValueError, match=_exact(
-            f"Expected 1 (grey) or 3 (RGB) channels, but got {channels} instead.")):
+    with pytest.raises(ValueError, match=_exact(f"Expected 1 (grey) or 3 (RGB) channels, but got {channels} instead.")):
         DETECTOR_CALLS[det](_x(c=channels, dtype=dtype))
 
 
 @pytest.mark.parametrize("channels", [2, 4])
 @pytest.mark.parametrize("op_name", SALIENCY_OPS)
 def test_saliency_operator_rejects_channel_count(op_name, channels):
-    with pytest.raises(ValueError, match=_exact(
-            f"Expected 1 (grey) or 3 (RGB) channels, but got {channels} instead.")):
+    with pytest.raises(ValueError, match=_exact(f"Expected 1 (grey) or 3 (RGB) channels, but got {channels} instead.")):
         OPS[op_name](**SALIENCY_ON.get(op_name, {}))(_x(c=channels), _y())
 
 
@@ -200,31 +222,36 @@ def test_randsaliencymix_without_saliency_takes_any_channel_count(channels):
 @pytest.mark.parametrize("value_range", [(1.0, 0.0), (0.5, 0.5), (255, 0)])
 @pytest.mark.parametrize("det", DETECTOR_NAMES)
 def test_detector_rejects_value_range_hi_not_above_lo(det, value_range):
-    with pytest.raises(ValueError, match=_exact(
-            f"Expected value_range (lo, hi) with hi > lo, but got {value_range} instead.")):
+    with pytest.raises(
+        ValueError, match=_exact(f"Expected value_range (lo, hi) with hi > lo, but got {value_range} instead.")
+    ):
         DETECTOR_CALLS[det](_x(), value_range=value_range)
 
 
 @pytest.mark.parametrize("op_name", SALIENCY_OPS)
 def test_saliency_operator_rejects_value_range_hi_not_above_lo(op_name):
     # Checked at construction or, at the latest, on the first call with float images.
-    with pytest.raises(ValueError, match=_exact(
-            "Expected value_range (lo, hi) with hi > lo, but got (1.0, 0.0) instead.")):
+    with pytest.raises(
+        ValueError, match=_exact("Expected value_range (lo, hi) with hi > lo, but got (1.0, 0.0) instead.")
+    ):
         OPS[op_name](value_range=(1.0, 0.0))(_x(), _y())
 
 
 @pytest.mark.parametrize("kw", [{"mean": (0.5, 0.5, 0.5)}, {"std": (0.2, 0.2, 0.2)}], ids=["mean", "std"])
 @pytest.mark.parametrize("det", DETECTOR_NAMES)
 def test_detector_rejects_mean_without_std(det, kw):
-    with pytest.raises(ValueError, match=_exact(
-            "Expected both mean and std for a normalised input, but got only one instead.")):
+    with pytest.raises(
+        ValueError, match=_exact("Expected both mean and std for a normalised input, but got only one instead.")
+    ):
         DETECTOR_CALLS[det](_x(), **kw)
 
 
 @pytest.mark.parametrize("method", ["sobel", "FINE_GRAINED", "", None])
 def test_saliency_map_rejects_unknown_method(method):
-    with pytest.raises(ValueError, match=_exact(
-            f"Expected method to be one of 'fine_grained', 'spectral', but got {method!r} instead.")):
+    with pytest.raises(
+        ValueError,
+        match=_exact(f"Expected method to be one of 'fine_grained', 'spectral', but got {method!r} instead."),
+    ):
         saliency_map(_x(), method)
 
 
@@ -234,41 +261,86 @@ def test_saliency_map_rejects_unknown_method(method):
 
 BAD_LABELS = {
     "list": (lambda: [0, 1, 2, 3], TypeError, _exact("Expected labels as a torch.Tensor, but got list instead.")),
-    "indices-batch-short": (lambda: torch.tensor([0, 1, 2]), ValueError,
-                            _exact(f"Expected {B} labels to match the batch of images, but got 3 instead.")),
-    "indices-batch-long": (lambda: torch.arange(B + 2) % K, ValueError,
-                           _exact(f"Expected {B} labels to match the batch of images, but got {B + 2} instead.")),
-    "probs-batch-mismatch": (lambda: torch.full((B + 1, K), 1.0 / K), ValueError,
-                             _exact(f"Expected {B} label rows to match the batch of images, "
-                                    f"but got {B + 1} instead.")),
-    "index-negative": (lambda: torch.tensor([0, -1, 2, 3]), ValueError,
-                       _exact(f"Expected class indices in [0, {K - 1}], but got -1 instead.")),
-    "index-too-large": (lambda: torch.tensor([0, 1, K, 3]), ValueError,
-                        _exact(f"Expected class indices in [0, {K - 1}], but got {K} instead.")),
-    "index-int32-too-large": (lambda: torch.tensor([0, 1, 2, K + 5], dtype=torch.int32), ValueError,
-                              _exact(f"Expected class indices in [0, {K - 1}], but got {K + 5} instead.")),
-    "float-indices": (lambda: torch.tensor([0.0, 1.0, 2.0, 3.0]), TypeError,
-                      _exact("Expected integer class indices of shape (B,), but got torch.float32 instead.")),
-    "bool-indices": (lambda: torch.tensor([True, False, True, False]), TypeError,
-                     _exact("Expected integer class indices of shape (B,), but got torch.bool instead.")),
-    "rows-not-summing-to-1": (lambda: torch.full((B, K), 0.05), ValueError,
-                              _exact("Expected label probabilities whose rows sum to 1, "
-                                     "but got a row summing to 0.5000 instead.")),
-    "one-row-off": (lambda: torch.cat([torch.full((B - 1, K), 1.0 / K), torch.full((1, K), 0.2)]), ValueError,
-                    _exact("Expected label probabilities whose rows sum to 1, "
-                           "but got a row summing to 2.0000 instead.")),
-    "negative-probs": (lambda: torch.tensor([[1.5, -0.5] + [0.0] * (K - 2)] * B), ValueError,
-                       _exact("Expected label probabilities >= 0 and finite, but got others instead.")),
-    "nan-probs": (lambda: torch.tensor([[math.nan] + [1.0 / K] * (K - 1)] * B), ValueError,
-                  _exact("Expected label probabilities >= 0 and finite, but got others instead.")),
-    "integer-probs": (lambda: torch.nn.functional.one_hot(torch.arange(B), K), TypeError,
-                      _exact("Expected floating-point probabilities of shape (B, K), but got torch.int64 instead.")),
-    "wrong-K": (lambda: torch.full((B, K - 3), 1.0 / (K - 3)), ValueError,
-                _exact(f"Expected probabilities over num_classes={K} classes, but got {K - 3} columns instead.")),
-    "rank3": (lambda: torch.full((B, 2, 5), 0.1), ValueError,
-              _exact(f"Expected labels of shape (B,) or (B, K), but got ({B}, 2, 5) instead.")),
-    "rank0": (lambda: torch.tensor(3), ValueError,
-              _exact("Expected labels of shape (B,) or (B, K), but got () instead.")),
+    "indices-batch-short": (
+        lambda: torch.tensor([0, 1, 2]),
+        ValueError,
+        _exact(f"Expected {B} labels to match the batch of images, but got 3 instead."),
+    ),
+    "indices-batch-long": (
+        lambda: torch.arange(B + 2) % K,
+        ValueError,
+        _exact(f"Expected {B} labels to match the batch of images, but got {B + 2} instead."),
+    ),
+    "probs-batch-mismatch": (
+        lambda: torch.full((B + 1, K), 1.0 / K),
+        ValueError,
+        _exact(f"Expected {B} label rows to match the batch of images, but got {B + 1} instead."),
+    ),
+    "index-negative": (
+        lambda: torch.tensor([0, -1, 2, 3]),
+        ValueError,
+        _exact(f"Expected class indices in [0, {K - 1}], but got -1 instead."),
+    ),
+    "index-too-large": (
+        lambda: torch.tensor([0, 1, K, 3]),
+        ValueError,
+        _exact(f"Expected class indices in [0, {K - 1}], but got {K} instead."),
+    ),
+    "index-int32-too-large": (
+        lambda: torch.tensor([0, 1, 2, K + 5], dtype=torch.int32),
+        ValueError,
+        _exact(f"Expected class indices in [0, {K - 1}], but got {K + 5} instead."),
+    ),
+    "float-indices": (
+        lambda: torch.tensor([0.0, 1.0, 2.0, 3.0]),
+        TypeError,
+        _exact("Expected integer class indices of shape (B,), but got torch.float32 instead."),
+    ),
+    "bool-indices": (
+        lambda: torch.tensor([True, False, True, False]),
+        TypeError,
+        _exact("Expected integer class indices of shape (B,), but got torch.bool instead."),
+    ),
+    "rows-not-summing-to-1": (
+        lambda: torch.full((B, K), 0.05),
+        ValueError,
+        _exact("Expected label probabilities whose rows sum to 1, but got a row summing to 0.5000 instead."),
+    ),
+    "one-row-off": (
+        lambda: torch.cat([torch.full((B - 1, K), 1.0 / K), torch.full((1, K), 0.2)]),
+        ValueError,
+        _exact("Expected label probabilities whose rows sum to 1, but got a row summing to 2.0000 instead."),
+    ),
+    "negative-probs": (
+        lambda: torch.tensor([[1.5, -0.5] + [0.0] * (K - 2)] * B),
+        ValueError,
+        _exact("Expected label probabilities >= 0 and finite, but got others instead."),
+    ),
+    "nan-probs": (
+        lambda: torch.tensor([[math.nan] + [1.0 / K] * (K - 1)] * B),
+        ValueError,
+        _exact("Expected label probabilities >= 0 and finite, but got others instead."),
+    ),
+    "integer-probs": (
+        lambda: torch.nn.functional.one_hot(torch.arange(B), K),
+        TypeError,
+        _exact("Expected floating-point probabilities of shape (B, K), but got torch.int64 instead."),
+    ),
+    "wrong-K": (
+        lambda: torch.full((B, K - 3), 1.0 / (K - 3)),
+        ValueError,
+        _exact(f"Expected probabilities over num_classes={K} classes, but got {K - 3} columns instead."),
+    ),
+    "rank3": (
+        lambda: torch.full((B, 2, 5), 0.1),
+        ValueError,
+        _exact(f"Expected labels of shape (B,) or (B, K), but got ({B}, 2, 5) instead."),
+    ),
+    "rank0": (
+        lambda: torch.tensor(3),
+        ValueError,
+        _exact("Expected labels of shape (B,) or (B, K), but got () instead."),
+    ),
 }
 
 
@@ -286,9 +358,12 @@ def test_operator_rejects_bad_labels(case, op_name, entry):
 @pytest.mark.parametrize("op_name", OP_NAMES)
 def test_operator_rejects_indices_without_num_classes(op_name, entry):
     op = OPS[op_name](num_classes=None)
-    with pytest.raises(ValueError, match=_exact(
-            "Expected num_classes to be given when labels are class indices of shape (B,), "
-            "but got None instead.")):
+    with pytest.raises(
+        ValueError,
+        match=_exact(
+            "Expected num_classes to be given when labels are class indices of shape (B,), but got None instead."
+        ),
+    ):
         LABEL_ENTRY_POINTS[entry](op, _x(), _y())
 
 
@@ -307,8 +382,9 @@ def test_alpha_must_be_positive_and_finite(op_name, alpha):
 @pytest.mark.parametrize("alpha", ["1.0", True, None])
 @pytest.mark.parametrize("op_name", WITH_ALPHA)
 def test_alpha_must_be_a_number(op_name, alpha):
-    with pytest.raises(TypeError, match=_exact(
-            f"Expected alpha to be a number, but got {type(alpha).__name__} instead.")):
+    with pytest.raises(
+        TypeError, match=_exact(f"Expected alpha to be a number, but got {type(alpha).__name__} instead.")
+    ):
         OPS[op_name](alpha=alpha)
 
 
@@ -336,8 +412,9 @@ NUMBER_ARGS = [(o, a) for o, a in PROBABILITY_ARGS if a != "eta"]  # a string et
 @pytest.mark.parametrize("value", ["0.5", True, None])
 @pytest.mark.parametrize("op_name,arg", NUMBER_ARGS, ids=[f"{o}-{a}" for o, a in NUMBER_ARGS])
 def test_probabilities_must_be_numbers(op_name, arg, value):
-    with pytest.raises(TypeError, match=_exact(
-            f"Expected {arg} to be a number, but got {type(value).__name__} instead.")):
+    with pytest.raises(
+        TypeError, match=_exact(f"Expected {arg} to be a number, but got {type(value).__name__} instead.")
+    ):
         OPS[op_name](**{arg: value})
 
 
@@ -379,8 +456,9 @@ def test_unknown_strings_are_rejected(op_name, arg, value, choices):
 @pytest.mark.parametrize("value", [10.0, True, "10"])
 @pytest.mark.parametrize("op_name", OP_NAMES)
 def test_num_classes_must_be_int(op_name, value):
-    with pytest.raises(TypeError, match=_exact(
-            f"Expected num_classes to be an int, but got {type(value).__name__} instead.")):
+    with pytest.raises(
+        TypeError, match=_exact(f"Expected num_classes to be an int, but got {type(value).__name__} instead.")
+    ):
         OPS[op_name](num_classes=value)
 
 
@@ -396,25 +474,31 @@ def test_num_classes_must_be_positive(op_name, value):
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("ops", [[], (), [MixUp(), "cutmix"], [torch.nn.Identity()]],
-                         ids=["empty-list", "empty-tuple", "non-operator", "plain-module"])
+@pytest.mark.parametrize(
+    "ops",
+    [[], (), [MixUp(), "cutmix"], [torch.nn.Identity()]],
+    ids=["empty-list", "empty-tuple", "non-operator", "plain-module"],
+)
 def test_random_choice_rejects_bad_ops(ops):
-    with pytest.raises(TypeError, match=_exact(
-            "Expected a non-empty sequence of mixing operators, but got something else instead.")):
+    with pytest.raises(
+        TypeError, match=_exact("Expected a non-empty sequence of mixing operators, but got something else instead.")
+    ):
         RandomChoiceMix(ops)
 
 
 @pytest.mark.parametrize("probs", [[1.0], [0.2, 0.3, 0.5], []])
 def test_random_choice_rejects_probs_of_wrong_length(probs):
-    with pytest.raises(ValueError, match=_exact(
-            f"Expected 2 probabilities, one per operator, but got {len(probs)} instead.")):
+    with pytest.raises(
+        ValueError, match=_exact(f"Expected 2 probabilities, one per operator, but got {len(probs)} instead.")
+    ):
         RandomChoiceMix([MixUp(), CutMix()], probs=probs)
 
 
 @pytest.mark.parametrize("probs", [[0.5, 0.4], [0.7, 0.7], [0.0, 0.0]])
 def test_random_choice_rejects_probs_not_summing_to_one(probs):
-    with pytest.raises(ValueError, match=_exact(
-            f"Expected probs that sum to 1, but got a sum of {sum(probs):.6f} instead.")):
+    with pytest.raises(
+        ValueError, match=_exact(f"Expected probs that sum to 1, but got a sum of {sum(probs):.6f} instead.")
+    ):
         RandomChoiceMix([MixUp(), CutMix()], probs=probs)
 
 
@@ -430,19 +514,28 @@ def test_random_choice_rejects_negative_or_nan_probs(probs):
 # --------------------------------------------------------------------------------------------
 
 BAD_MAPS = {
-    "wrong-width": (lambda: torch.rand(B, H, W + 1), ValueError,
-                    _exact(f"Expected saliency maps of shape (B, H, W) = ({B}, {H}, {W}), "
-                           f"but got ({B}, {H}, {W + 1}) instead.")),
-    "wrong-batch": (lambda: torch.rand(B - 1, H, W), ValueError,
-                    _exact(f"but got ({B - 1}, {H}, {W}) instead.")),
-    "with-channel": (lambda: torch.rand(B, 1, H, W), ValueError,
-                     _exact(f"but got ({B}, 1, {H}, {W}) instead.")),
-    "int64": (lambda: torch.ones(B, H, W, dtype=torch.int64), TypeError,
-              _exact("Expected floating-point saliency maps, but got torch.int64 instead.")),
-    "uint8": (lambda: torch.ones(B, H, W, dtype=torch.uint8), TypeError,
-              _exact("Expected floating-point saliency maps, but got torch.uint8 instead.")),
-    "ndarray": (lambda: np.ones((B, H, W), dtype=np.float32), TypeError,
-                _exact("Expected saliency maps as a torch.Tensor, but got ndarray instead.")),
+    "wrong-width": (
+        lambda: torch.rand(B, H, W + 1),
+        ValueError,
+        _exact(f"Expected saliency maps of shape (B, H, W) = ({B}, {H}, {W}), but got ({B}, {H}, {W + 1}) instead."),
+    ),
+    "wrong-batch": (lambda: torch.rand(B - 1, H, W), ValueError, _exact(f"but got ({B - 1}, {H}, {W}) instead.")),
+    "with-channel": (lambda: torch.rand(B, 1, H, W), ValueError, _exact(f"but got ({B}, 1, {H}, {W}) instead.")),
+    "int64": (
+        lambda: torch.ones(B, H, W, dtype=torch.int64),
+        TypeError,
+        _exact("Expected floating-point saliency maps, but got torch.int64 instead."),
+    ),
+    "uint8": (
+        lambda: torch.ones(B, H, W, dtype=torch.uint8),
+        TypeError,
+        _exact("Expected floating-point saliency maps, but got torch.uint8 instead."),
+    ),
+    "ndarray": (
+        lambda: np.ones((B, H, W), dtype=np.float32),
+        TypeError,
+        _exact("Expected saliency maps as a torch.Tensor, but got ndarray instead."),
+    ),
 }
 
 
@@ -460,20 +553,37 @@ def test_rejects_bad_saliency_maps(case, op_name, via):
 
 
 BAD_PERMS = {
-    "short": (lambda: torch.arange(B - 1), ValueError,
-              _exact(f"Expected perm of shape ({B},), but got ({B - 1},) instead.")),
-    "long": (lambda: torch.arange(B + 1), ValueError,
-             _exact(f"Expected perm of shape ({B},), but got ({B + 1},) instead.")),
-    "2d": (lambda: torch.arange(B)[:, None], ValueError,
-           _exact(f"Expected perm of shape ({B},), but got ({B}, 1) instead.")),
-    "float": (lambda: torch.arange(B, dtype=torch.float32), TypeError,
-              _exact("Expected perm as an integer torch.Tensor of shape (B,), but got torch.float32 instead.")),
-    "list": (lambda: list(range(B)), TypeError,
-             _exact("Expected perm as an integer torch.Tensor of shape (B,), but got list instead.")),
-    "out_of_range": (lambda: torch.tensor([0, 1, 2, B + 5][:B] + [0] * max(0, B - 4)), ValueError,
-                     "Expected perm to be a permutation of"),
-    "repeated": (lambda: torch.zeros(B, dtype=torch.long), ValueError,
-                 "Expected perm to be a permutation of"),
+    "short": (
+        lambda: torch.arange(B - 1),
+        ValueError,
+        _exact(f"Expected perm of shape ({B},), but got ({B - 1},) instead."),
+    ),
+    "long": (
+        lambda: torch.arange(B + 1),
+        ValueError,
+        _exact(f"Expected perm of shape ({B},), but got ({B + 1},) instead."),
+    ),
+    "2d": (
+        lambda: torch.arange(B)[:, None],
+        ValueError,
+        _exact(f"Expected perm of shape ({B},), but got ({B}, 1) instead."),
+    ),
+    "float": (
+        lambda: torch.arange(B, dtype=torch.float32),
+        TypeError,
+        _exact("Expected perm as an integer torch.Tensor of shape (B,), but got torch.float32 instead."),
+    ),
+    "list": (
+        lambda: list(range(B)),
+        TypeError,
+        _exact("Expected perm as an integer torch.Tensor of shape (B,), but got list instead."),
+    ),
+    "out_of_range": (
+        lambda: torch.tensor([0, 1, 2, B + 5][:B] + [0] * max(0, B - 4)),
+        ValueError,
+        "Expected perm to be a permutation of",
+    ),
+    "repeated": (lambda: torch.zeros(B, dtype=torch.long), ValueError, "Expected perm to be a permutation of"),
 }
 
 
@@ -496,8 +606,9 @@ def test_rejects_bad_perm(case, op_name, via):
 def test_rejects_params_for_another_batch_size(op_name, via, other):
     op = OPS[op_name]()
     params = MixUp().sample_params(_x(other), generator=torch.Generator().manual_seed(1))
-    with pytest.raises(ValueError, match=_exact(
-            f"Expected params for a batch of {B}, but got params for {other} instead.")):
+    with pytest.raises(
+        ValueError, match=_exact(f"Expected params for a batch of {B}, but got params for {other} instead.")
+    ):
         if via == "apply":
             op.apply(_x(), _y(), params)
         else:
@@ -507,16 +618,18 @@ def test_rejects_params_for_another_batch_size(op_name, via, other):
 @pytest.mark.parametrize("params", [{}, None, (1, 2), "params"], ids=["dict", "None", "tuple", "str"])
 @pytest.mark.parametrize("op_name", OP_NAMES)
 def test_apply_rejects_params_of_wrong_type(op_name, params):
-    with pytest.raises(TypeError, match=_exact(
-            f"Expected params of type MixParams, but got {type(params).__name__} instead.")):
+    with pytest.raises(
+        TypeError, match=_exact(f"Expected params of type MixParams, but got {type(params).__name__} instead.")
+    ):
         OPS[op_name]().apply(_x(), _y(), params)
 
 
 @pytest.mark.parametrize("params", [{}, (1, 2)], ids=["dict", "tuple"])
 @pytest.mark.parametrize("op_name", OP_NAMES)
 def test_forward_rejects_params_of_wrong_type(op_name, params):
-    with pytest.raises(TypeError, match=_exact(
-            f"Expected params of type MixParams, but got {type(params).__name__} instead.")):
+    with pytest.raises(
+        TypeError, match=_exact(f"Expected params of type MixParams, but got {type(params).__name__} instead.")
+    ):
         OPS[op_name]()(_x(), _y(), params=params)
 
 
@@ -525,8 +638,10 @@ def test_forward_rejects_params_of_wrong_type(op_name, params):
 @pytest.mark.parametrize("op_name", OP_NAMES)
 def test_rejects_generator_of_wrong_type(op_name, via, generator):
     op = OPS[op_name]()
-    with pytest.raises(TypeError, match=_exact(
-            f"Expected generator to be a torch.Generator, but got {type(generator).__name__} instead.")):
+    with pytest.raises(
+        TypeError,
+        match=_exact(f"Expected generator to be a torch.Generator, but got {type(generator).__name__} instead."),
+    ):
         if via == "forward":
             op(_x(), _y(), generator=generator)
         else:
@@ -536,8 +651,9 @@ def test_rejects_generator_of_wrong_type(op_name, via, generator):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 @pytest.mark.parametrize("op_name", OP_NAMES)
 def test_rejects_generator_on_another_device(op_name):
-    with pytest.raises(ValueError, match=_exact(
-            "Expected a generator on the images' device (cpu), but got one on cuda instead.")):
+    with pytest.raises(
+        ValueError, match=_exact("Expected a generator on the images' device (cpu), but got one on cuda instead.")
+    ):
         OPS[op_name]()(_x(), _y(), generator=torch.Generator(device="cuda"))
 
 
@@ -552,16 +668,20 @@ def test_rejects_generator_on_another_device(op_name):
     ids=["K", "B", "indices", "1d", "3d"],
 )
 def test_loss_rejects_mismatched_shapes(logits_shape, targets_shape):
-    with pytest.raises(ValueError, match=_exact(
-            f"Expected logits and targets of the same shape (B, K), but got {logits_shape} "
-            f"and {targets_shape} instead.")):
+    with pytest.raises(
+        ValueError,
+        match=_exact(
+            f"Expected logits and targets of the same shape (B, K), but got {logits_shape} and {targets_shape} instead."
+        ),
+    ):
         soft_target_cross_entropy(torch.zeros(logits_shape), torch.zeros(targets_shape))
 
 
 @pytest.mark.parametrize("reduction", ["avg", "", "MEAN"])
 def test_loss_rejects_unknown_reduction(reduction):
-    with pytest.raises(ValueError, match=_exact(
-            f"Expected reduction 'mean', 'sum' or 'none', but got {reduction!r} instead.")):
+    with pytest.raises(
+        ValueError, match=_exact(f"Expected reduction 'mean', 'sum' or 'none', but got {reduction!r} instead.")
+    ):
         soft_target_cross_entropy(torch.zeros(B, K), torch.full((B, K), 1.0 / K), reduction=reduction)
 
 
@@ -583,6 +703,7 @@ def test_valid_inputs_are_accepted(op_name):
 
 
 # --- paths added with the validation fixes --------------------------------------------------
+
 
 def test_value_range_checked_even_for_uint8():
     from randsaliencymix.saliency import fine_grained

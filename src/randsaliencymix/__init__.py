@@ -2,12 +2,12 @@
 
 from .loss import SoftTargetCrossEntropy, soft_target_cross_entropy
 from .mixing import (
+    SALIENCY_ON,
     CutMix,
     MixParams,
     MixUp,
     NoMix,
     RandomChoiceMix,
-    SALIENCY_ON,
     RandSaliencyMix,
     SaliencyMix,
     apply_mix,

@@ -25,20 +25,16 @@ def check_images(x: object, validate: Optional[bool] = None, min_size: int = 2) 
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"Expected images as a torch.Tensor, but got {type(x).__name__} instead.")
     if x.ndim != 4:
-        raise ValueError(
-            f"Expected a batch of shape (B, C, H, W), but got {tuple(x.shape)} instead."
-        )
+        raise ValueError(f"Expected a batch of shape (B, C, H, W), but got {tuple(x.shape)} instead.")
     if x.dtype not in _IMAGE_DTYPES:
         raise TypeError(
-            "Expected images of dtype uint8, float16, bfloat16, float32 or float64, "
-            f"but got {x.dtype} instead."
+            f"Expected images of dtype uint8, float16, bfloat16, float32 or float64, but got {x.dtype} instead."
         )
     if x.shape[0] < 1:
         raise ValueError(f"Expected a batch of at least one image, but got {tuple(x.shape)} instead.")
     if x.shape[-2] < min_size or x.shape[-1] < min_size:
         raise ValueError(
-            f"Expected images of at least {min_size}x{min_size} pixels, "
-            f"but got {x.shape[-2]}x{x.shape[-1]} instead."
+            f"Expected images of at least {min_size}x{min_size} pixels, but got {x.shape[-2]}x{x.shape[-1]} instead."
         )
     if x.is_floating_point() and should_check_values(x, validate):
         # One reduction instead of isfinite's four passes: a finite sum proves every value finite
@@ -74,9 +70,7 @@ def check_probability(name: str, value: float) -> float:
 
 def check_choice(name: str, value: object, choices: tuple) -> str:
     if value not in choices:
-        raise ValueError(
-            f"Expected {name} to be one of {', '.join(map(repr, choices))}, but got {value!r} instead."
-        )
+        raise ValueError(f"Expected {name} to be one of {', '.join(map(repr, choices))}, but got {value!r} instead.")
     return str(value)
 
 
@@ -92,22 +86,18 @@ def check_perm(perm: object, x: torch.Tensor, validate: Optional[bool] = None) -
     if should_check_values(perm, validate):
         if not torch.equal(perm.sort().values, torch.arange(perm.shape[0], device=perm.device)):
             raise ValueError(
-                f"Expected perm to be a permutation of 0..{perm.shape[0] - 1}, "
-                f"but got {perm.tolist()} instead."
+                f"Expected perm to be a permutation of 0..{perm.shape[0] - 1}, but got {perm.tolist()} instead."
             )
     return perm
 
 
 def check_saliency_maps(maps: object, x: torch.Tensor) -> torch.Tensor:
     if not isinstance(maps, torch.Tensor):
-        raise TypeError(
-            f"Expected saliency maps as a torch.Tensor, but got {type(maps).__name__} instead."
-        )
+        raise TypeError(f"Expected saliency maps as a torch.Tensor, but got {type(maps).__name__} instead.")
     expected = (x.shape[0], x.shape[-2], x.shape[-1])
     if tuple(maps.shape) != expected:
         raise ValueError(
-            f"Expected saliency maps of shape (B, H, W) = {expected}, "
-            f"but got {tuple(maps.shape)} instead."
+            f"Expected saliency maps of shape (B, H, W) = {expected}, but got {tuple(maps.shape)} instead."
         )
     if not maps.is_floating_point():
         raise TypeError(f"Expected floating-point saliency maps, but got {maps.dtype} instead.")
@@ -129,36 +119,28 @@ def to_soft_targets(
             raise TypeError(f"Expected integer class indices of shape (B,), but got {y.dtype} instead.")
         if num_classes is None:
             raise ValueError(
-                "Expected num_classes to be given when labels are class indices of shape (B,), "
-                "but got None instead."
+                "Expected num_classes to be given when labels are class indices of shape (B,), but got None instead."
             )
         if y.shape[0] != batch_size:
             raise ValueError(
-                f"Expected {batch_size} labels to match the batch of images, "
-                f"but got {y.shape[0]} instead."
+                f"Expected {batch_size} labels to match the batch of images, but got {y.shape[0]} instead."
             )
         if should_check_values(y, validate) and y.numel() > 0:
             lo, hi = int(y.min()), int(y.max())
             if lo < 0 or hi >= num_classes:
                 bad = lo if lo < 0 else hi
-                raise ValueError(
-                    f"Expected class indices in [0, {num_classes - 1}], but got {bad} instead."
-                )
+                raise ValueError(f"Expected class indices in [0, {num_classes - 1}], but got {bad} instead.")
         soft = torch.nn.functional.one_hot(y.long(), num_classes).to(torch.float32)
     elif y.ndim == 2:
         if not y.is_floating_point():
-            raise TypeError(
-                f"Expected floating-point probabilities of shape (B, K), but got {y.dtype} instead."
-            )
+            raise TypeError(f"Expected floating-point probabilities of shape (B, K), but got {y.dtype} instead.")
         if y.shape[0] != batch_size:
             raise ValueError(
-                f"Expected {batch_size} label rows to match the batch of images, "
-                f"but got {y.shape[0]} instead."
+                f"Expected {batch_size} label rows to match the batch of images, but got {y.shape[0]} instead."
             )
         if num_classes is not None and y.shape[1] != num_classes:
             raise ValueError(
-                f"Expected probabilities over num_classes={num_classes} classes, "
-                f"but got {y.shape[1]} columns instead."
+                f"Expected probabilities over num_classes={num_classes} classes, but got {y.shape[1]} columns instead."
             )
         if should_check_values(y, validate):
             y32 = y.float()
@@ -173,9 +155,7 @@ def to_soft_targets(
                 )
         soft = y if y.dtype in (torch.float32, torch.float64) else y.to(torch.float32)
     else:
-        raise ValueError(
-            f"Expected labels of shape (B,) or (B, K), but got {tuple(y.shape)} instead."
-        )
+        raise ValueError(f"Expected labels of shape (B,) or (B, K), but got {tuple(y.shape)} instead.")
     if label_smoothing > 0:
         soft = soft * (1.0 - label_smoothing) + label_smoothing / soft.shape[1]
     return soft
@@ -209,8 +189,7 @@ def check_normalisation(
             raise ValueError(f"Expected mean and std of the same length, but got {n_mean} and {n_std} instead.")
         if channels is not None and n_mean not in (1, channels):
             raise ValueError(
-                f"Expected mean and std with 1 or {channels} values (one per channel), "
-                f"but got {n_mean} instead."
+                f"Expected mean and std with 1 or {channels} values (one per channel), but got {n_mean} instead."
             )
         if any(not float(v) > 0 for v in std):
             raise ValueError(f"Expected std > 0, but got {tuple(std)} instead.")

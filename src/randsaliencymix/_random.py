@@ -49,9 +49,7 @@ def pick_generator(generator: Optional[torch.Generator], device: torch.device) -
     if generator is None:
         return default_generator(device)
     if not isinstance(generator, torch.Generator):
-        raise TypeError(
-            f"Expected generator to be a torch.Generator, but got {type(generator).__name__} instead."
-        )
+        raise TypeError(f"Expected generator to be a torch.Generator, but got {type(generator).__name__} instead.")
     if generator.device.type != device.type:
         raise ValueError(
             f"Expected a generator on the images' device ({device.type}), "

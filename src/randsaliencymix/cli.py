@@ -38,7 +38,11 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 _TRAIN_FLAGS = {
     # flag: (config key, type, help)
-    "--data": ("data", str, "procedural[:N[:M]], cifar10, cifar100, a CIFAR folder/.tar.gz, an ImageFolder or .tar[.gz]"),
+    "--data": (
+        "data",
+        str,
+        "procedural[:N[:M]], cifar10, cifar100, a CIFAR folder/.tar.gz, an ImageFolder or .tar[.gz]",
+    ),
     "--data-root": ("data_root", str, "folder holding cifar10/cifar100 archives"),
     "--train-fraction": ("train_fraction", float, "class-balanced share of the training set (low-data regime)"),
     "--val-fraction": ("val_fraction", float, "share of the training set held out for validation"),
@@ -64,20 +68,31 @@ _TRAIN_FLAGS = {
 def _add_train_flags(parser: argparse.ArgumentParser) -> None:
     for flag, (_, kind, text) in _TRAIN_FLAGS.items():
         parser.add_argument(flag, type=kind, default=None, help=text)
-    parser.add_argument("--mix-opt", action="append", default=[], metavar="KEY=VALUE",
-                        help="operator option, e.g. --mix-opt alpha=1.0 (repeatable)")
+    parser.add_argument(
+        "--mix-opt",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="operator option, e.g. --mix-opt alpha=1.0 (repeatable)",
+    )
     parser.add_argument("--config", default=None, help="YAML (or JSON) file of config keys; flags override it")
-    parser.add_argument("--test", action="store_true", default=None,
-                        help="evaluate the test split once, after the last epoch")
-    parser.add_argument("--robustness", action="store_true", default=None,
-                        help="with --test: also score the test split under fixed occlusions and corruptions")
+    parser.add_argument(
+        "--test", action="store_true", default=None, help="evaluate the test split once, after the last epoch"
+    )
+    parser.add_argument(
+        "--robustness",
+        action="store_true",
+        default=None,
+        help="with --test: also score the test split under fixed occlusions and corruptions",
+    )
     parser.add_argument("--amp", action="store_true", default=None, help="mixed precision (CUDA)")
     parser.add_argument("--channels-last", action="store_true", default=None, help="channels_last tensors")
     parser.add_argument("--download", action="store_true", default=None, help="download CIFAR if missing")
 
 
-def _resolve_config(args: argparse.Namespace, extra: Optional[dict] = None,
-                    shared_mix: Optional[dict] = None) -> "object":
+def _resolve_config(
+    args: argparse.Namespace, extra: Optional[dict] = None, shared_mix: Optional[dict] = None
+) -> object:
     import yaml
 
     from .train import TrainConfig, UsageError
@@ -92,8 +107,9 @@ def _resolve_config(args: argparse.Namespace, extra: Optional[dict] = None,
         except yaml.YAMLError as exc:
             where = getattr(exc, "problem_mark", None)
             at = f" (line {where.line + 1})" if where is not None else ""
-            raise UsageError(f"config file {path} is not valid YAML{at}: "
-                             f"{getattr(exc, 'problem', None) or str(exc).splitlines()[0]}") from None
+            raise UsageError(
+                f"config file {path} is not valid YAML{at}: {getattr(exc, 'problem', None) or str(exc).splitlines()[0]}"
+            ) from None
         if not isinstance(loaded, dict):
             raise UsageError(f"config file {path} must hold a mapping of config keys")
         values.update(loaded)
@@ -138,9 +154,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from .train import evaluate_checkpoint
 
-    metrics = evaluate_checkpoint(Path(args.checkpoint), args.data, args.split, args.data_root, args.device,
-                                  robustness=args.robustness, seed=args.seed,
-                                  robustness_images=args.robustness_images)
+    metrics = evaluate_checkpoint(
+        Path(args.checkpoint),
+        args.data,
+        args.split,
+        args.data_root,
+        args.device,
+        robustness=args.robustness,
+        seed=args.seed,
+        robustness_images=args.robustness_images,
+    )
     print(json.dumps({k: round(v, 4) for k, v in metrics.items()}, sort_keys=True))
     return 0
 
@@ -159,8 +182,15 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     else:
         seeds = list(range(args.n_seeds))
     methods = [m.strip() for m in args.methods.split(";" if ";" in args.methods else ",") if m.strip()]
-    summary = compare(cfg, methods, seeds, Path(args.out), jobs=args.jobs, reference=args.reference,  # type: ignore[arg-type]
-                      shared_mix=shared_mix)
+    summary = compare(
+        cfg,
+        methods,
+        seeds,
+        Path(args.out),
+        jobs=args.jobs,
+        reference=args.reference,  # type: ignore[arg-type]
+        shared_mix=shared_mix,
+    )
     print(summary["table"])
     return 1 if summary["failed"] else 0
 
@@ -170,8 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     show = sub.add_parser("show", help="draw saliency maps and every operator's output")
     show.add_argument("--out", default="gallery.png", help="PNG file to write (default: gallery.png)")
-    show.add_argument("--images", default=None,
-                      help="folder of images (default: scikit-image's sample photographs)")
+    show.add_argument("--images", default=None, help="folder of images (default: scikit-image's sample photographs)")
     show.add_argument("--size", type=int, default=128, help="side of the square images (default: 128)")
     show.add_argument("--limit", type=int, default=4, help="how many images of --images to use")
     show.add_argument("--seed", type=int, default=0, help="seed of the operators' generator")
@@ -190,23 +219,35 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--split", default="test", help="split to evaluate (default: test)")
     ev.add_argument("--data-root", default=None)
     ev.add_argument("--device", default="cpu")
-    ev.add_argument("--robustness", action="store_true",
-                    help="also top-1 error and ECE under occlusion (1/4 and 1/2 side), Gaussian noise, "
-                         "blur, contrast and JPEG (fixed severities, see randsaliencymix.robustness)")
+    ev.add_argument(
+        "--robustness",
+        action="store_true",
+        help="also top-1 error and ECE under occlusion (1/4 and 1/2 side), Gaussian noise, "
+        "blur, contrast and JPEG (fixed severities, see randsaliencymix.robustness)",
+    )
     ev.add_argument("--seed", type=int, default=0, help="seed of the corruptions' noise and occluder positions")
-    ev.add_argument("--robustness-images", type=int, default=0,
-                    help="score the corruptions on the first N images of the split (0: all)")
+    ev.add_argument(
+        "--robustness-images",
+        type=int,
+        default=0,
+        help="score the corruptions on the first N images of the split (0: all)",
+    )
     ev.set_defaults(func=_cmd_eval)
 
     cm = sub.add_parser("compare", help="methods x seeds, with tables and plots")
     _add_train_flags(cm)
-    cm.add_argument("--methods", default="none,mixup,cutmix,saliencymix,randsaliencymix",
-                    help="comma-separated methods; a variant is NAME=METHOD:key=value,key=value "
-                         "(separate several such specs with ';')")
+    cm.add_argument(
+        "--methods",
+        default="none,mixup,cutmix,saliencymix,randsaliencymix",
+        help="comma-separated methods; a variant is NAME=METHOD:key=value,key=value "
+        "(separate several such specs with ';')",
+    )
     cm.add_argument("--seeds", default=None, help="comma-separated seeds (default: 0..n-seeds-1)")
     cm.add_argument("--n-seeds", type=int, default=1)
     cm.add_argument("--jobs", type=int, default=1, help="runs at once")
-    cm.add_argument("--reference", default=None, help="method(s) for paired differences, comma-separated (default: the first)")
+    cm.add_argument(
+        "--reference", default=None, help="method(s) for paired differences, comma-separated (default: the first)"
+    )
     cm.add_argument("--out", required=True, help="study folder")
     cm.set_defaults(func=_cmd_compare)
     return parser
@@ -222,7 +263,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         # Bad input from the user (options, paths, data files) is a ValueError/UsageError with a
         # message naming the problem; a TypeError counts when it is a validation message.
         user_error = isinstance(exc, (UsageError, FileNotFoundError, ValueError)) or (
-            isinstance(exc, TypeError) and str(exc).startswith("Expected"))
+            isinstance(exc, TypeError) and str(exc).startswith("Expected")
+        )
         if user_error:
             print(f"rsmix {args.command}: error: {exc}", file=sys.stderr)
             return 2

@@ -18,13 +18,41 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
-from .train import (METHODS, TrainConfig, UsageError, atomic_write_bytes, atomic_write_json, check_device,
-                    load_splits)
+from .train import METHODS, TrainConfig, UsageError, atomic_write_bytes, atomic_write_json, check_device, load_splits
 
 # Two-sided 95% Student t quantiles for n - 1 degrees of freedom (1..30), then the normal limit.
-_T95 = [12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
-        2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
-        2.052, 2.048, 2.045, 2.042]
+_T95 = [
+    12.706,
+    4.303,
+    3.182,
+    2.776,
+    2.571,
+    2.447,
+    2.365,
+    2.306,
+    2.262,
+    2.228,
+    2.201,
+    2.179,
+    2.160,
+    2.145,
+    2.131,
+    2.120,
+    2.110,
+    2.101,
+    2.093,
+    2.086,
+    2.080,
+    2.074,
+    2.069,
+    2.064,
+    2.060,
+    2.056,
+    2.052,
+    2.048,
+    2.045,
+    2.042,
+]
 
 
 def t95(dof: int) -> float:
@@ -71,8 +99,18 @@ def _launch(cfg: TrainConfig, directory: Path, quiet: bool) -> int:
     directory.mkdir(parents=True, exist_ok=True)
     request = directory / "request.json"
     atomic_write_json(asdict(cfg), request)
-    cmd = [sys.executable, "-m", "randsaliencymix", "train", "--config", str(request),
-           "--out", str(directory), "--resume", "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "randsaliencymix",
+        "train",
+        "--config",
+        str(request),
+        "--out",
+        str(directory),
+        "--resume",
+        "--no-progress",
+    ]
     with open(directory / "stdout.log", "ab") as log:
         proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())
     if not quiet:
@@ -81,9 +119,16 @@ def _launch(cfg: TrainConfig, directory: Path, quiet: bool) -> int:
     return proc.returncode
 
 
-def compare(base: TrainConfig, methods: Sequence[str], seeds: Sequence[int], out: Path, jobs: int = 1,
-            reference: Union[None, str, Sequence[str]] = None, quiet: bool = False,
-            shared_mix: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+def compare(
+    base: TrainConfig,
+    methods: Sequence[str],
+    seeds: Sequence[int],
+    out: Path,
+    jobs: int = 1,
+    reference: Union[str, Sequence[str], None] = None,
+    quiet: bool = False,
+    shared_mix: Optional[Dict[str, Any]] = None,
+) -> Dict[str, Any]:
     """Train every method x seed not yet finished in ``out`` and summarise. ``shared_mix`` (the
     ``--mix-opt`` options) goes to every method but ``none``; a variant's own options win.
     ``reference``: one method name, or several (a comma-separated string or a list), for the
@@ -123,7 +168,7 @@ def compare(base: TrainConfig, methods: Sequence[str], seeds: Sequence[int], out
     return summary
 
 
-def _references(reference: Union[None, str, Sequence[str]], names: Sequence[str]) -> List[str]:
+def _references(reference: Union[str, Sequence[str], None], names: Sequence[str]) -> List[str]:
     if reference is None:
         return [names[0]]
     wanted = [r.strip() for r in reference.split(",")] if isinstance(reference, str) else list(reference)
@@ -138,8 +183,9 @@ def _metric_key(rows: List[Dict[str, Any]]) -> str:
     return "test_top1_err" if rows and all("test_top1_err" in r for r in rows) else "val_top1_err"
 
 
-def summarise(out: Path, names: Sequence[str], seeds: Sequence[int],
-              reference: Union[str, Sequence[str]]) -> Dict[str, Any]:
+def summarise(
+    out: Path, names: Sequence[str], seeds: Sequence[int], reference: Union[str, Sequence[str]]
+) -> Dict[str, Any]:
     """Write results.csv, results.md and the plots from the finished runs in ``out``; one
     paired-difference column per reference method."""
     references = [reference] if isinstance(reference, str) else list(reference)
@@ -160,12 +206,15 @@ def summarise(out: Path, names: Sequence[str], seeds: Sequence[int],
     metric = _metric_key(rows)
     by_name = {n: {r["seed"]: r for r in rows if r["name"] == n} for n in names}
     refs = ", ".join(f"`{r}`" for r in references)
-    table = [f"Metric: `{metric}` (%, lower is better); mean ± std over seeds, 95% t-interval; "
-             f"paired difference (mean ± 95% t-interval half-width) to {refs} over the seeds both finished.",
-             "",
-             "| method | runs | error | 95% CI | val top-1 err | NLL | ECE | "
-             + "".join(f"Δ vs {r} (paired) | " for r in references) + "minutes/run |",
-             "|---|---:|---:|---:|---:|---:|---:|" + "---:|" * len(references) + "---:|"]
+    table = [
+        f"Metric: `{metric}` (%, lower is better); mean ± std over seeds, 95% t-interval; "
+        f"paired difference (mean ± 95% t-interval half-width) to {refs} over the seeds both finished.",
+        "",
+        "| method | runs | error | 95% CI | val top-1 err | NLL | ECE | "
+        + "".join(f"Δ vs {r} (paired) | " for r in references)
+        + "minutes/run |",
+        "|---|---:|---:|---:|---:|---:|---:|" + "---:|" * len(references) + "---:|",
+    ]
     summary: Dict[str, Any] = {"metric": metric, "methods": {}}
     for n in names:
         runs = list(by_name[n].values())
@@ -190,12 +239,24 @@ def summarise(out: Path, names: Sequence[str], seeds: Sequence[int],
                 dm, _, dci = mean_std_ci(diffs)
                 deltas.append(f"{dm:+.2f} ± {dci:.2f}" if not math.isnan(dci) else f"{dm:+.2f}")
             paired[reference_name] = {"diff": dm, "ci95": dci}
-        table.append((f"| {n} | {len(runs)} | {m:.2f} ± {sd:.2f} | [{m - ci:.2f}, {m + ci:.2f}] | "
-                     f"{vm:.2f} ± {vsd:.2f} | {nll:.3f} | {ece:.2f} | " + "".join(d + " | " for d in deltas)
-                     + f"{minutes:.1f} |").replace("nan", "n/a"))
+        table.append(
+            (
+                f"| {n} | {len(runs)} | {m:.2f} ± {sd:.2f} | [{m - ci:.2f}, {m + ci:.2f}] | "
+                f"{vm:.2f} ± {vsd:.2f} | {nll:.3f} | {ece:.2f} | "
+                + "".join(d + " | " for d in deltas)
+                + f"{minutes:.1f} |"
+            ).replace("nan", "n/a")
+        )
         first = paired[references[0]]
-        summary["methods"][n] = {"runs": len(runs), "mean": m, "std": sd, "ci95": ci,
-                                 "paired_diff": first["diff"], "paired_ci95": first["ci95"], "paired": paired}
+        summary["methods"][n] = {
+            "runs": len(runs),
+            "mean": m,
+            "std": sd,
+            "ci95": ci,
+            "paired_diff": first["diff"],
+            "paired_ci95": first["ci95"],
+            "paired": paired,
+        }
     table.append("")
     table.append("A paired difference whose interval contains 0 is within noise at this number of seeds.")
     atomic_write_bytes(out / "results.md", ("\n".join(table) + "\n").encode())
@@ -204,8 +265,9 @@ def summarise(out: Path, names: Sequence[str], seeds: Sequence[int],
     return summary
 
 
-def _plots(out: Path, names: Sequence[str], seeds: Sequence[int], by_name: Dict[str, Dict[int, Any]],
-           metric: str) -> None:
+def _plots(
+    out: Path, names: Sequence[str], seeds: Sequence[int], by_name: Dict[str, Dict[int, Any]], metric: str
+) -> None:
     try:
         import matplotlib
 

@@ -106,9 +106,7 @@ class ArrayDataset:
             got = self.images.dtype if isinstance(self.images, torch.Tensor) else type(self.images).__name__
             raise TypeError(f"Expected images as a uint8 torch.Tensor, but got {got} instead.")
         if self.images.ndim != 4:
-            raise ValueError(
-                f"Expected images of shape (N, C, H, W), but got {tuple(self.images.shape)} instead."
-            )
+            raise ValueError(f"Expected images of shape (N, C, H, W), but got {tuple(self.images.shape)} instead.")
         if not isinstance(self.labels, torch.Tensor) or self.labels.dtype != torch.int64:
             got = self.labels.dtype if isinstance(self.labels, torch.Tensor) else type(self.labels).__name__
             raise TypeError(f"Expected labels as an int64 torch.Tensor, but got {got} instead.")
@@ -150,15 +148,16 @@ class ArrayDataset:
         """Number of images of each class, ``(num_classes,)`` int64."""
         return torch.bincount(self.labels, minlength=self.num_classes)
 
-    def subset(self, indices: torch.Tensor) -> "ArrayDataset":
+    def subset(self, indices: torch.Tensor) -> ArrayDataset:
         """The images at ``indices`` (int64 or bool mask), in that order, as a new dataset."""
         indices = torch.as_tensor(indices)
         if indices.dtype == torch.bool:
             indices = indices.nonzero().squeeze(1)
         indices = indices.long()
         masks = None if self.masks is None else self.masks.index_select(0, indices)
-        return ArrayDataset(self.images.index_select(0, indices), self.labels.index_select(0, indices),
-                            list(self.classes), masks)
+        return ArrayDataset(
+            self.images.index_select(0, indices), self.labels.index_select(0, indices), list(self.classes), masks
+        )
 
 
 def _check_int(name: str, value: object, minimum: int) -> int:
@@ -214,8 +213,13 @@ def _decoder_version() -> str:
 
 def _cache_path(cache_dir: Path, kind: str, content_digest: str, options: Dict[str, object]) -> Path:
     blob = json.dumps(
-        {"format": _CACHE_FORMAT, "kind": kind, "content": content_digest, "options": options,
-         "decoder": _decoder_version()},
+        {
+            "format": _CACHE_FORMAT,
+            "kind": kind,
+            "content": content_digest,
+            "options": options,
+            "decoder": _decoder_version(),
+        },
         sort_keys=True,
     )
     return cache_dir / f"{kind}-{hashlib.sha256(blob.encode()).hexdigest()[:40]}.npz"
@@ -226,8 +230,9 @@ def _read_cache(path: Path) -> Optional[ArrayDataset]:
         return None
     try:
         with np.load(path, allow_pickle=False) as z:
-            return ArrayDataset(torch.from_numpy(z["images"]), torch.from_numpy(z["labels"]),
-                                [str(c) for c in z["classes"]])
+            return ArrayDataset(
+                torch.from_numpy(z["images"]), torch.from_numpy(z["labels"]), [str(c) for c in z["classes"]]
+            )
     except (OSError, ValueError, KeyError, TypeError) as exc:
         # A cache entry is only a copy: an unreadable one is decoded again and rewritten.
         warnings.warn(f"Ignoring unreadable cache file {path}: {exc}", RuntimeWarning, stacklevel=3)
@@ -243,8 +248,12 @@ def _write_cache(path: Path, dataset: ArrayDataset) -> None:
         return
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, images=dataset.images.numpy(), labels=dataset.labels.numpy(),
-                     classes=np.array(dataset.classes, dtype=str))
+            np.savez(
+                f,
+                images=dataset.images.numpy(),
+                labels=dataset.labels.numpy(),
+                classes=np.array(dataset.classes, dtype=str),
+            )
         os.chmod(tmp, 0o644)  # mkstemp makes it private; a cache is as readable as its folder
         # Readers see either no file or a whole one, also with several processes writing.
         os.replace(tmp, path)
@@ -300,7 +309,7 @@ def _decode_image(data: bytes, where: str, size: Optional[Tuple[int, int]] = Non
         raise ValueError(f"Cannot decode image {where}: {exc}") from exc
 
 
-def _cover_and_crop(im: "object", size: Tuple[int, int]):
+def _cover_and_crop(im: object, size: Tuple[int, int]):
     """Resize so the image covers ``size`` with its aspect ratio kept, keeping the centre."""
     out_h, out_w = size
     w, h = im.size
@@ -367,17 +376,17 @@ def _resolve_layout(
                 f"but got only {', '.join(top) or 'no folders'} instead."
             )
         d = found[0]
-        prefixes = {p[:d + 1] for p in parts if len(p) >= d + 3 and p[d] == split}
+        prefixes = {p[: d + 1] for p in parts if len(p) >= d + 3 and p[d] == split}
         if len(prefixes) > 1:
             names = ", ".join(sorted("/".join(q) for q in prefixes))
             raise ValueError(f"Expected one folder {split!r} in {where}, but got several instead: {names}.")
         prefix = prefixes.pop()
-        loose = [p for p in parts if p[:d + 1] == prefix and len(p) == d + 2]
+        loose = [p for p in parts if p[: d + 1] == prefix and len(p) == d + 2]
         if loose:
             raise ValueError(
                 f"Expected every image inside a class folder, but got {where}:{'/'.join(loose[0])} instead."
             )
-        chosen = [(p, p[d + 1]) for p in parts if p[:d + 1] == prefix and len(p) >= d + 3]
+        chosen = [(p, p[d + 1]) for p in parts if p[: d + 1] == prefix and len(p) >= d + 3]
     else:
         loose = [p for p in parts if len(p) < depth + 2]
         if loose:
@@ -512,10 +521,7 @@ def load_image_folder(
         items = _limit_items(items, limit_per_class)
         blobs = [(f"{src}:{relpath}", contents[relpath]) for relpath, _ in items]
     else:
-        raise ValueError(
-            "Expected an image folder or a .tar/.tar.gz archive of one, "
-            f"but got the file {src} instead."
-        )
+        raise ValueError(f"Expected an image folder or a .tar/.tar.gz archive of one, but got the file {src} instead.")
 
     pixels = _decode_all(blobs, out_size)
     images = torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous()
@@ -528,9 +534,7 @@ def load_image_folder(
 
 def _nonempty(relpaths: List[str], src: Path) -> List[str]:
     if not relpaths:
-        raise ValueError(
-            f"Expected images ({', '.join(IMAGE_SUFFIXES)}) in {src}, but got none instead."
-        )
+        raise ValueError(f"Expected images ({', '.join(IMAGE_SUFFIXES)}) in {src}, but got none instead.")
     return relpaths
 
 
@@ -591,7 +595,7 @@ _PICKLE_ALLOWED = {
 
 
 class _DataUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str):  # noqa: D401 - pickle's hook
+    def find_class(self, module: str, name: str):
         if (module, name) not in _PICKLE_ALLOWED:
             raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
         with warnings.catch_warnings():
@@ -663,8 +667,7 @@ def _cifar_files(
     if missing:
         where = f"{location}:{spec.folder}/" if is_archive else f"{location}/"
         raise ValueError(
-            f"Expected the CIFAR files {', '.join(wanted)} in {where}, "
-            f"but got none for {', '.join(missing)} instead."
+            f"Expected the CIFAR files {', '.join(wanted)} in {where}, but got none for {', '.join(missing)} instead."
         )
     return found
 
@@ -761,9 +764,7 @@ def download_cifar(
                 raise OSError(f"Cannot download {url}: {exc}") from exc
         actual = digest.hexdigest()
         if actual != expected:
-            raise ValueError(
-                f"Expected md5 {expected} for {url}, but got {actual} instead; the download was removed."
-            )
+            raise ValueError(f"Expected md5 {expected} for {url}, but got {actual} instead; the download was removed.")
         os.replace(tmp, target)
     except BaseException:
         _remove_quietly(tmp)
@@ -779,15 +780,29 @@ _SHAPES = ("disc", "square", "triangle", "ring", "cross", "star")
 _COLOURS = ("red", "green", "blue", "yellow", "magenta", "cyan")
 _TEXTURES = ("solid", "stripes", "checker", "gradient")
 _PALETTE = torch.tensor(
-    [[0.85, 0.15, 0.15], [0.15, 0.70, 0.20], [0.15, 0.30, 0.85],
-     [0.90, 0.80, 0.15], [0.80, 0.20, 0.75], [0.15, 0.75, 0.80]],
+    [
+        [0.85, 0.15, 0.15],
+        [0.15, 0.70, 0.20],
+        [0.15, 0.30, 0.85],
+        [0.90, 0.80, 0.15],
+        [0.80, 0.20, 0.75],
+        [0.15, 0.75, 0.80],
+    ],
     dtype=torch.float32,
 )
 # The first ten classes by hand: every colour and texture is shared by two or three classes and
 # most shapes by two, so no single attribute names a class; the rest follow in a fixed order.
 _FIRST_CLASSES = (
-    (0, 0, 0), (0, 2, 1), (1, 0, 2), (1, 1, 0), (2, 2, 3),
-    (2, 3, 2), (3, 1, 1), (3, 3, 3), (4, 0, 1), (5, 1, 3),
+    (0, 0, 0),
+    (0, 2, 1),
+    (1, 0, 2),
+    (1, 1, 0),
+    (2, 2, 3),
+    (2, 3, 2),
+    (3, 1, 1),
+    (3, 3, 3),
+    (4, 0, 1),
+    (5, 1, 3),
 )
 # Difficulty, tuned so the task is learnt but far from solved: a 5-layer CNN (32-32-64-64-128
 # channels, flips, one-cycle SGD) reaches 29% test accuracy after 1 epoch and 83.5% after 6 on
@@ -803,8 +818,13 @@ _SPLIT_IDS = {"train": 0, "test": 1}
 
 def _class_table(num_classes: int) -> torch.Tensor:
     """``(num_classes, 3)`` (shape, colour, texture) indices of each class."""
-    rest = [(s, c, t) for s in range(len(_SHAPES)) for c in range(len(_COLOURS))
-            for t in range(len(_TEXTURES)) if (s, c, t) not in _FIRST_CLASSES]
+    rest = [
+        (s, c, t)
+        for s in range(len(_SHAPES))
+        for c in range(len(_COLOURS))
+        for t in range(len(_TEXTURES))
+        if (s, c, t) not in _FIRST_CLASSES
+    ]
     order = torch.randperm(len(rest), generator=torch.Generator().manual_seed(12345)).tolist()
     table = list(_FIRST_CLASSES) + [rest[i] for i in order]
     return torch.tensor(table[:num_classes], dtype=torch.int64)
@@ -816,14 +836,20 @@ _SHAPE_TESTS = (
     lambda u, v: u * u + v * v <= 1.0,
     lambda u, v: torch.maximum(u.abs(), v.abs()) <= math.sqrt(0.5),
     lambda u, v: (v >= -0.5) & (_SQRT3 * u.abs() + v <= 1.0),
-    lambda u, v: ((u * u + v * v) <= 1.0) & ((u * u + v * v) >= 0.55 ** 2),
+    lambda u, v: ((u * u + v * v) <= 1.0) & ((u * u + v * v) >= 0.55**2),
     lambda u, v: (torch.minimum(u.abs(), v.abs()) <= 0.3) & (torch.maximum(u.abs(), v.abs()) <= 0.9),
     lambda u, v: torch.hypot(u, v) <= 0.62 + 0.38 * torch.cos(5.0 * torch.atan2(v, u)),
 )
 # Share of the unit disc each shape covers, to scale objects to a chosen image coverage.
 _SHAPE_AREA = torch.tensor(
-    [1.0, 2.0 / math.pi, 3.0 * _SQRT3 / 4.0 / math.pi, 1.0 - 0.55 ** 2,
-     (2 * 0.6 * 1.8 - 0.36) / math.pi, 0.62 ** 2 + 0.38 ** 2 / 2.0],
+    [
+        1.0,
+        2.0 / math.pi,
+        3.0 * _SQRT3 / 4.0 / math.pi,
+        1.0 - 0.55**2,
+        (2 * 0.6 * 1.8 - 0.36) / math.pi,
+        0.62**2 + 0.38**2 / 2.0,
+    ],
     dtype=torch.float32,
 )
 # Each texture's darkening in [0, 1], in object coordinates so it turns with the object.
@@ -967,7 +993,7 @@ def _render_chunk(
     for j in range(n_decoys + 1):
         rows = slice(j * n, (j + 1) * n)
         img = torch.lerp(img, colours[rows], alphas[rows] * col(present[j]).unsqueeze(1))
-    mask = masks[n_decoys * n:]
+    mask = masks[n_decoys * n :]
     img += _PIXEL_NOISE * torch.randn(n, 3, size, size, generator=g)
     pixels = img.clamp_(0, 1).mul_(255.0).round_().to(torch.uint8)
     return pixels, labels, mask
@@ -1023,8 +1049,10 @@ def procedural_dataset(
     random streams, and image ``i`` does not depend on how many are asked for, so ``n_test`` never
     changes the training set. ``return_masks`` keeps each object's mask in ``dataset.masks``.
     """
-    return (procedural_split(n_train, seed, "train", num_classes, size, return_masks),
-            procedural_split(n_test, seed, "test", num_classes, size, return_masks))
+    return (
+        procedural_split(n_train, seed, "train", num_classes, size, return_masks),
+        procedural_split(n_test, seed, "test", num_classes, size, return_masks),
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1126,8 +1154,7 @@ def _parse_procedural(source: str) -> Tuple[int, int]:
             raise ValueError
     except ValueError:
         raise ValueError(
-            f"Expected 'procedural', 'procedural:N_TRAIN' or 'procedural:N_TRAIN:N_TEST', "
-            f"but got {source!r} instead."
+            f"Expected 'procedural', 'procedural:N_TRAIN' or 'procedural:N_TRAIN:N_TEST', but got {source!r} instead."
         ) from None
     return n_train, n_test
 
@@ -1198,12 +1225,10 @@ def load_dataset(
     path = Path(text)
     if not path.exists():
         raise ValueError(
-            "Expected 'procedural[:N]', 'cifar10', 'cifar100' or an existing path, "
-            f"but got {text} instead."
+            f"Expected 'procedural[:N]', 'cifar10', 'cifar100' or an existing path, but got {text} instead."
         )
     if _cifar_location(path) is not None:
         if size is not None:
             raise ValueError(f"Expected no size= for CIFAR (its images are 32x32), but got {size} instead.")
         return limited(load_cifar(path, split or "train"))
-    return load_image_folder(path, split, size=size, limit_per_class=limit_per_class, cache=cache,
-                             cache_dir=cache_dir)
+    return load_image_folder(path, split, size=size, limit_per_class=limit_per_class, cache=cache, cache_dir=cache_dir)

@@ -25,7 +25,7 @@ def _square(img: np.ndarray, size: int) -> torch.Tensor:
     h, w = img.shape[:2]
     s = min(h, w)
     top, left = (h - s) // 2, (w - s) // 2
-    t = torch.from_numpy(np.ascontiguousarray(img[top:top + s, left:left + s])).permute(2, 0, 1).float()
+    t = torch.from_numpy(np.ascontiguousarray(img[top : top + s, left : left + s])).permute(2, 0, 1).float()
     t = F.interpolate(t[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
     return t.round().clamp(0, 255).to(torch.uint8)
 
@@ -58,15 +58,27 @@ def default_operators(num_classes: int) -> List[tuple]:
         ("MixUp", MixUp(num_classes=num_classes)),
         ("CutMix", CutMix(num_classes=num_classes)),
         ("SaliencyMix official", SaliencyMix(num_classes=num_classes, mode="official")),
-        ("SaliencyMix per-sample", SaliencyMix(num_classes=num_classes, mode="per_sample",
-                                               mean=IMAGENET_MEAN, std=IMAGENET_STD)),
+        (
+            "SaliencyMix per-sample",
+            SaliencyMix(num_classes=num_classes, mode="per_sample", mean=IMAGENET_MEAN, std=IMAGENET_STD),
+        ),
         # The saliency ideas switched on: the picture shows what they do (the library's defaults,
         # chosen by the CIFAR-10 study, use no saliency).
-        ("RandSaliencyMix", RandSaliencyMix(num_classes=num_classes, **SALIENCY_ON,
-                                            mean=IMAGENET_MEAN, std=IMAGENET_STD)),
-        ("RSM blend+spectral", RandSaliencyMix(num_classes=num_classes, **{**SALIENCY_ON, "eta": "beta"},
-                                               beta_blend=2.0, detector="spectral",
-                                               mean=IMAGENET_MEAN, std=IMAGENET_STD)),
+        (
+            "RandSaliencyMix",
+            RandSaliencyMix(num_classes=num_classes, **SALIENCY_ON, mean=IMAGENET_MEAN, std=IMAGENET_STD),
+        ),
+        (
+            "RSM blend+spectral",
+            RandSaliencyMix(
+                num_classes=num_classes,
+                **{**SALIENCY_ON, "eta": "beta"},
+                beta_blend=2.0,
+                detector="spectral",
+                mean=IMAGENET_MEAN,
+                std=IMAGENET_STD,
+            ),
+        ),
     ]
 
 

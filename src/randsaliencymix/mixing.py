@@ -26,10 +26,10 @@ from . import _random as rnd
 from ._checks import (
     check_choice,
     check_images,
+    check_nonnegative,
     check_normalisation,
     check_num_classes,
     check_perm,
-    check_nonnegative,
     check_positive,
     check_probability,
     check_saliency_maps,
@@ -71,9 +71,15 @@ class MixParams:
     def batch_size(self) -> int:
         return int(self.perm.shape[0])
 
-    def to(self, device: Union[str, torch.device]) -> "MixParams":
-        return replace(self, **{f.name: getattr(self, f.name).to(device) for f in fields(self)
-                                if isinstance(getattr(self, f.name), torch.Tensor)})
+    def to(self, device: Union[str, torch.device]) -> MixParams:
+        return replace(
+            self,
+            **{
+                f.name: getattr(self, f.name).to(device)
+                for f in fields(self)
+                if isinstance(getattr(self, f.name), torch.Tensor)
+            },
+        )
 
 
 def _check_params(params: object, x: torch.Tensor) -> MixParams:
@@ -117,8 +123,9 @@ def _aligned_sources(x: torch.Tensor, params: MixParams) -> torch.Tensor:
         # channels_last once permuted, and reads whole pixels at a time.
         return x[params.perm[:, None, None], :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
     channels = torch.arange(c, device=dev)
-    return x[params.perm[:, None, None, None], channels[None, :, None, None], rows[:, None, :, None],
-             cols[:, None, None, :]]
+    return x[
+        params.perm[:, None, None, None], channels[None, :, None, None], rows[:, None, :, None], cols[:, None, None, :]
+    ]
 
 
 def apply_mix(x: torch.Tensor, y: torch.Tensor, params: MixParams) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -211,8 +218,13 @@ class _Mixer(nn.Module):
         check_images(x, self.validate)
         return self._checked_sample(x, generator, perm, saliency)
 
-    def _checked_sample(self, x: torch.Tensor, generator: Optional[torch.Generator],
-                        perm: Optional[torch.Tensor], saliency: Optional[torch.Tensor]) -> MixParams:
+    def _checked_sample(
+        self,
+        x: torch.Tensor,
+        generator: Optional[torch.Generator],
+        perm: Optional[torch.Tensor],
+        saliency: Optional[torch.Tensor],
+    ) -> MixParams:
         gen = rnd.pick_generator(generator, x.device)
         if perm is not None:
             perm = check_perm(perm, x, self.validate)
@@ -261,26 +273,39 @@ def _empty_boxes(n: int, dev: torch.device) -> torch.Tensor:
 class NoMix(_Mixer):
     """Identity (the "no mixing" baseline): returns the images and their (smoothed) soft targets."""
 
-    def __init__(self, num_classes: Optional[int] = None, label_smoothing: float = 0.0,
-                 validate: Optional[bool] = None) -> None:
+    def __init__(
+        self, num_classes: Optional[int] = None, label_smoothing: float = 0.0, validate: Optional[bool] = None
+    ) -> None:
         super().__init__(num_classes, 0.0, label_smoothing, validate)
 
     def _sample(self, x: torch.Tensor, generator: torch.Generator, **kw: object) -> MixParams:
         n, dev = x.shape[0], x.device
         zeros = torch.zeros(n, dtype=torch.float64, device=dev)
         return MixParams(
-            perm=torch.arange(n, device=dev), lam=zeros + 1.0, src_boxes=_empty_boxes(n, dev),
-            dst_boxes=_empty_boxes(n, dev), eta=zeros + 1.0,
+            perm=torch.arange(n, device=dev),
+            lam=zeros + 1.0,
+            src_boxes=_empty_boxes(n, dev),
+            dst_boxes=_empty_boxes(n, dev),
+            eta=zeros + 1.0,
             mixup=torch.zeros(n, dtype=torch.bool, device=dev),
-            applied=torch.zeros(n, dtype=torch.bool, device=dev), source_weight=zeros, blended=False,
+            applied=torch.zeros(n, dtype=torch.bool, device=dev),
+            source_weight=zeros,
+            blended=False,
         )
 
 
 class _BatchOrSampleMixer(_Mixer):
     """An operator whose lam (and box) and coin are drawn per batch or per sample (``mode``)."""
 
-    def __init__(self, alpha: float = 1.0, num_classes: Optional[int] = None, p: float = 1.0,
-                 mode: str = "batch", label_smoothing: float = 0.0, validate: Optional[bool] = None) -> None:
+    def __init__(
+        self,
+        alpha: float = 1.0,
+        num_classes: Optional[int] = None,
+        p: float = 1.0,
+        mode: str = "batch",
+        label_smoothing: float = 0.0,
+        validate: Optional[bool] = None,
+    ) -> None:
         super().__init__(num_classes, p, label_smoothing, validate)
         self.alpha = check_positive("alpha", alpha)
         self.mode = check_choice("mode", mode, ("batch", "sample"))
@@ -296,9 +321,13 @@ class MixUp(_BatchOrSampleMixer):
         lam = self._lam(self.alpha, n, per_sample, generator, dev)
         applied = self._coins(n, per_sample, generator, dev)
         return MixParams(
-            perm=perm, lam=lam, src_boxes=_empty_boxes(n, dev), dst_boxes=_empty_boxes(n, dev),
+            perm=perm,
+            lam=lam,
+            src_boxes=_empty_boxes(n, dev),
+            dst_boxes=_empty_boxes(n, dev),
             eta=torch.ones(n, dtype=torch.float64, device=dev),
-            mixup=torch.ones(n, dtype=torch.bool, device=dev), applied=applied,
+            mixup=torch.ones(n, dtype=torch.bool, device=dev),
+            applied=applied,
             source_weight=torch.where(applied, 1.0 - lam, torch.zeros_like(lam)),
         )
 
@@ -324,10 +353,15 @@ class CutMix(_BatchOrSampleMixer):
         boxes = _centred_boxes(centre_r, centre_c, h, w, height, width)
         boxes = torch.where(applied[:, None], boxes, torch.zeros_like(boxes))
         return MixParams(
-            perm=perm, lam=lam, src_boxes=boxes, dst_boxes=boxes,
+            perm=perm,
+            lam=lam,
+            src_boxes=boxes,
+            dst_boxes=boxes,
             eta=torch.ones(n, dtype=torch.float64, device=dev),
-            mixup=torch.zeros(n, dtype=torch.bool, device=dev), applied=applied,
-            source_weight=_box_area_share(boxes, height, width), blended=False,
+            mixup=torch.zeros(n, dtype=torch.bool, device=dev),
+            applied=applied,
+            source_weight=_box_area_share(boxes, height, width),
+            blended=False,
         )
 
 
@@ -352,11 +386,19 @@ class SaliencyMix(_Mixer):
     (batched detector), lam, peak and box.
     """
 
-    def __init__(self, alpha: float = 1.0, num_classes: Optional[int] = None, p: float = 1.0,
-                 mode: str = "official", detector: Union[str, Callable[[torch.Tensor], torch.Tensor]] = "fine_grained",
-                 value_range: Optional[Tuple[float, float]] = None, mean: Optional[Sequence[float]] = None,
-                 std: Optional[Sequence[float]] = None, label_smoothing: float = 0.0,
-                 validate: Optional[bool] = None) -> None:
+    def __init__(
+        self,
+        alpha: float = 1.0,
+        num_classes: Optional[int] = None,
+        p: float = 1.0,
+        mode: str = "official",
+        detector: Union[str, Callable[[torch.Tensor], torch.Tensor]] = "fine_grained",
+        value_range: Optional[Tuple[float, float]] = None,
+        mean: Optional[Sequence[float]] = None,
+        std: Optional[Sequence[float]] = None,
+        label_smoothing: float = 0.0,
+        validate: Optional[bool] = None,
+    ) -> None:
         super().__init__(num_classes, p, label_smoothing, validate)
         self.alpha = check_positive("alpha", alpha)
         self.mode = check_choice("mode", mode, ("official", "per_sample"))
@@ -386,17 +428,23 @@ class SaliencyMix(_Mixer):
         boxes = _centred_boxes(centre_r, centre_c, h, w, height, width)
         boxes = torch.where(applied[:, None], boxes, torch.zeros_like(boxes))
         return MixParams(
-            perm=perm, lam=lam, src_boxes=boxes, dst_boxes=boxes,
+            perm=perm,
+            lam=lam,
+            src_boxes=boxes,
+            dst_boxes=boxes,
             eta=torch.ones(n, dtype=torch.float64, device=dev),
-            mixup=torch.zeros(n, dtype=torch.bool, device=dev), applied=applied,
-            source_weight=_box_area_share(boxes, height, width), blended=False,
+            mixup=torch.zeros(n, dtype=torch.bool, device=dev),
+            applied=applied,
+            source_weight=_box_area_share(boxes, height, width),
+            blended=False,
         )
 
     def _maps(self, x: torch.Tensor, saliency: Optional[torch.Tensor]) -> torch.Tensor:
         if saliency is not None:
             return saliency
         return check_saliency_maps(
-            saliency_map(x, self.detector, self.value_range, self.mean, self.std, validate=False), x)
+            saliency_map(x, self.detector, self.value_range, self.mean, self.std, validate=False), x
+        )
 
 
 def _official_peak(image_chw: torch.Tensor) -> Tuple[int, int]:
@@ -433,8 +481,9 @@ def _integral(maps: torch.Tensor) -> torch.Tensor:
     return integral
 
 
-def _window_mass(integral: torch.Tensor, h: torch.Tensor, w: torch.Tensor,
-                 images: Optional[torch.Tensor] = None) -> torch.Tensor:
+def _window_mass(
+    integral: torch.Tensor, h: torch.Tensor, w: torch.Tensor, images: Optional[torch.Tensor] = None
+) -> torch.Tensor:
     """Mass inside the ``h x w`` window at every top-left corner, ``(B, H, W)``, for the maps
     ``images`` (row indices into ``integral``, default all). Corners past ``H - h`` / ``W - w``
     hold meaningless values: callers mask them."""
@@ -455,8 +504,9 @@ def _window_mass(integral: torch.Tensor, h: torch.Tensor, w: torch.Tensor,
     return mass.sub_(row_diff[:, :, :width]).clamp_(min=0.0)
 
 
-def _box_mass(integral: torch.Tensor, images: torch.Tensor, corner: torch.Tensor, h: torch.Tensor,
-              w: torch.Tensor) -> torch.Tensor:
+def _box_mass(
+    integral: torch.Tensor, images: torch.Tensor, corner: torch.Tensor, h: torch.Tensor, w: torch.Tensor
+) -> torch.Tensor:
     """Mass of map ``images[i]`` in the ``h x w`` box at flat corner ``corner[i]``, float64 (B,)."""
     _, h1, w1 = integral.shape
     r, c = corner // (w1 - 1), corner % (w1 - 1)
@@ -494,8 +544,9 @@ def _inverse_cdf(weights: torch.Tensor, generator: torch.Generator) -> torch.Ten
     return torch.minimum(index, last).squeeze(1)
 
 
-def _sample_corner(weights: Optional[torch.Tensor], valid_rows: torch.Tensor, valid_cols: torch.Tensor,
-                   generator: torch.Generator) -> torch.Tensor:
+def _sample_corner(
+    weights: Optional[torch.Tensor], valid_rows: torch.Tensor, valid_cols: torch.Tensor, generator: torch.Generator
+) -> torch.Tensor:
     """Flat index of a corner drawn with probability proportional to ``weights`` (B, H, W) over the
     valid rectangle (``None`` = uniform). Two stages, row then column, so the only full pass
     over the grid is one batched matrix-vector product for the row marginals."""
@@ -540,8 +591,7 @@ def _draw_corner(score: torch.Tensor, tau: float, eps: float, mode: str, generat
 
 # Every saliency idea switched on, hard paste on every sample: the settings RandSaliencyMix had as
 # defaults before the CIFAR-10 study chose the current ones. ``RandSaliencyMix(**SALIENCY_ON)``.
-SALIENCY_ON: Dict[str, Any] = {"p": 1.0, "tau_src": 1.0, "tau_dst": 1.0, "eta": 1.0, "mixup_prob": 0.0,
-                               "gamma": 0.5}
+SALIENCY_ON: Dict[str, Any] = {"p": 1.0, "tau_src": 1.0, "tau_dst": 1.0, "eta": 1.0, "mixup_prob": 0.0, "gamma": 0.5}
 
 
 class RandSaliencyMix(_Mixer):
@@ -614,8 +664,15 @@ class RandSaliencyMix(_Mixer):
         paste = self.paste in ("anti_saliency", "saliency") and self.tau_dst > 0
         return source or paste or self.gamma > 0
 
-    def _pick(self, score: torch.Tensor, mode: str, tau: float, valid_rows: torch.Tensor,
-              valid_cols: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def _pick(
+        self,
+        score: torch.Tensor,
+        mode: str,
+        tau: float,
+        valid_rows: torch.Tensor,
+        valid_cols: torch.Tensor,
+        generator: torch.Generator,
+    ) -> torch.Tensor:
         if mode == "peak":
             valid = valid_rows[:, :, None] & valid_cols[:, None, :]
             return torch.where(valid, score, torch.full_like(score, -1.0)).flatten(1).argmax(dim=1)
@@ -635,7 +692,8 @@ class RandSaliencyMix(_Mixer):
             maps = saliency
         elif self.uses_saliency:
             maps = check_saliency_maps(
-                saliency_map(x, self.detector, self.value_range, self.mean, self.std, validate=False), x)
+                saliency_map(x, self.detector, self.value_range, self.mean, self.std, validate=False), x
+            )
         else:
             # No draw and no label reads the maps: skip the detector. A zero map normalises to the
             # uniform one, and every draw below is the one it would be with any map.
@@ -678,9 +736,16 @@ class RandSaliencyMix(_Mixer):
         weight = torch.where(mixup, 1.0 - lam, weight)
         weight = torch.where(applied, weight, torch.zeros_like(weight))
         return MixParams(
-            perm=perm, lam=lam, src_boxes=box(src_corner), dst_boxes=box(dst_corner),
-            eta=eta, mixup=mixup & applied, applied=applied, source_weight=weight,
-            shifted=self.paste != "same", blended=self.eta != 1.0 or self.mixup_prob > 0,
+            perm=perm,
+            lam=lam,
+            src_boxes=box(src_corner),
+            dst_boxes=box(dst_corner),
+            eta=eta,
+            mixup=mixup & applied,
+            applied=applied,
+            source_weight=weight,
+            shifted=self.paste != "same",
+            blended=self.eta != 1.0 or self.mixup_prob > 0,
         )
 
 
@@ -691,12 +756,22 @@ class RandomChoiceMix(_Mixer):
     needed to branch) and the chosen one is kept per batch or per sample. ``p`` applies on top.
     """
 
-    def __init__(self, ops: Sequence[_Mixer], probs: Optional[Sequence[float]] = None,
-                 mode: str = "batch", num_classes: Optional[int] = None, p: float = 1.0,
-                 label_smoothing: float = 0.0, validate: Optional[bool] = None) -> None:
+    def __init__(
+        self,
+        ops: Sequence[_Mixer],
+        probs: Optional[Sequence[float]] = None,
+        mode: str = "batch",
+        num_classes: Optional[int] = None,
+        p: float = 1.0,
+        label_smoothing: float = 0.0,
+        validate: Optional[bool] = None,
+    ) -> None:
         super().__init__(num_classes, p, label_smoothing, validate)
-        if not isinstance(ops, (list, tuple, nn.ModuleList)) or len(ops) == 0 or not all(
-                isinstance(o, _Mixer) for o in ops):
+        if (
+            not isinstance(ops, (list, tuple, nn.ModuleList))
+            or len(ops) == 0
+            or not all(isinstance(o, _Mixer) for o in ops)
+        ):
             raise TypeError("Expected a non-empty sequence of mixing operators, but got something else instead.")
         if probs is None:
             probs = [1.0 / len(ops)] * len(ops)
@@ -725,7 +800,10 @@ class RandomChoiceMix(_Mixer):
             index = choice.reshape(1, n, *([1] * (stacked.ndim - 2))).expand(1, *stacked.shape[1:])
             merged[f.name] = stacked.gather(0, index).squeeze(0)
         merged["applied"] = merged["applied"] & applied
-        merged["source_weight"] = torch.where(applied, merged["source_weight"], torch.zeros_like(merged["source_weight"]))
+        merged["source_weight"] = torch.where(
+            applied, merged["source_weight"], torch.zeros_like(merged["source_weight"])
+        )
         merged["mixup"] = merged["mixup"] & applied
-        return MixParams(**merged, shifted=any(q.shifted for q in all_params),
-                         blended=any(q.blended for q in all_params))
+        return MixParams(
+            **merged, shifted=any(q.shifted for q in all_params), blended=any(q.blended for q in all_params)
+        )

@@ -76,8 +76,12 @@ def _conv1x1(in_channels: int, out_channels: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(in_channels, out_channels, kernel_size=1, stride=stride, bias=False)
 
 
-def _stages(block: Callable[[int, int, int], nn.Module], in_channels: int, widths: Sequence[int],
-            blocks_per_stage: Sequence[int]) -> Tuple[nn.Sequential, int]:
+def _stages(
+    block: Callable[[int, int, int], nn.Module],
+    in_channels: int,
+    widths: Sequence[int],
+    blocks_per_stage: Sequence[int],
+) -> Tuple[nn.Sequential, int]:
     """Stages of ``block(in, out, stride)``; the first block of every stage after the first halves
     the resolution. Returns the stages and their output channels."""
     stages = []
@@ -188,9 +192,7 @@ class PreActBlock(nn.Module):
         # A projection shortcut reads the pre-activated input, as in the paper's projection blocks:
         # the BN-ReLU is computed once and shared by both paths.
         self.shortcut = (
-            _conv1x1(in_channels, out_channels, stride)
-            if stride != 1 or in_channels != out_channels
-            else None
+            _conv1x1(in_channels, out_channels, stride) if stride != 1 or in_channels != out_channels else None
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -266,8 +268,11 @@ class WideResNet(nn.Module):
         widths = (16 * widen_factor, 32 * widen_factor, 64 * widen_factor)
         self.stem = _conv3x3(3, 16)
         self.groups, in_channels = _stages(
-            lambda cin, cout, stride: WideBasicBlock(cin, cout, stride, dropout), 16, widths,
-            [blocks_per_group] * len(widths))
+            lambda cin, cout, stride: WideBasicBlock(cin, cout, stride, dropout),
+            16,
+            widths,
+            [blocks_per_group] * len(widths),
+        )
         self.final_bn = nn.BatchNorm2d(in_channels)
         self.relu = nn.ReLU(inplace=True)
         self.pool = nn.AdaptiveAvgPool2d(1)
@@ -408,7 +413,5 @@ def build_model(name: str, num_classes: int, **kw: object) -> nn.Module:
     if not isinstance(name, str):
         raise TypeError(f"Expected the model name as a str, but got {type(name).__name__} instead.")
     if name not in _BUILDERS:
-        raise ValueError(
-            f"Expected a model name in {', '.join(map(repr, MODEL_NAMES))}, but got {name!r} instead."
-        )
+        raise ValueError(f"Expected a model name in {', '.join(map(repr, MODEL_NAMES))}, but got {name!r} instead.")
     return _BUILDERS[name](num_classes, **kw)

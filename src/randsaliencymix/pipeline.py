@@ -79,9 +79,7 @@ def _stats_tensor(name: str, values: Optional[Stats], default: float, channels: 
         return torch.full((channels,), default, dtype=torch.float32)
     t = torch.as_tensor(values, dtype=torch.float32).flatten()
     if t.numel() not in (1, channels):
-        raise ValueError(
-            f"Expected {name} with 1 or {channels} values (one per channel), but got {t.numel()} instead."
-        )
+        raise ValueError(f"Expected {name} with 1 or {channels} values (one per channel), but got {t.numel()} instead.")
     if not bool(torch.isfinite(t).all()):
         raise ValueError(f"Expected finite {name}, but got {tuple(t.tolist())} instead.")
     return t.expand(channels).clone()
@@ -94,7 +92,7 @@ def channel_stats(images: torch.Tensor, batch_size: int = 4096) -> Tuple[Tuple[f
     total_sq = torch.zeros(images.shape[1], dtype=torch.float64)
     # Chunks keep the float64 copy small; the sums themselves are exact in float64.
     for start in range(0, images.shape[0], batch_size):
-        chunk = images[start:start + batch_size].to(torch.float64)
+        chunk = images[start : start + batch_size].to(torch.float64)
         total += chunk.sum(dim=(0, 2, 3)).cpu()
         total_sq += chunk.square().sum(dim=(0, 2, 3)).cpu()
     count = images.shape[0] * images.shape[2] * images.shape[3]
@@ -240,8 +238,9 @@ class DeviceLoader:
         self.generator = pick_generator(generator, self.device) if self.train else generator
 
     @classmethod
-    def from_dataset(cls, dataset: object, batch_size: int, generator: Optional[torch.Generator] = None,
-                     **kwargs: object) -> "DeviceLoader":
+    def from_dataset(
+        cls, dataset: object, batch_size: int, generator: Optional[torch.Generator] = None, **kwargs: object
+    ) -> DeviceLoader:
         """A loader over an :class:`~randsaliencymix.data.ArrayDataset` (its images and labels)."""
         return cls(dataset.images, dataset.labels, batch_size, generator, **kwargs)  # type: ignore[attr-defined]
 
@@ -297,13 +296,14 @@ class _SeededShuffle(Sampler):
 
     def __iter__(self) -> Iterator[Tuple[int, int]]:
         order = torch.randperm(self.n, generator=self.generator)
-        seeds = torch.randint(0, 2 ** 62, (self.n,), generator=self.generator)
+        seeds = torch.randint(0, 2**62, (self.n,), generator=self.generator)
         return iter(zip(order.tolist(), seeds.tolist()))
 
 
 class _AugmentedSamples(Dataset):
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, train: bool, padding: int, flip: bool,
-                 padding_mode: str) -> None:
+    def __init__(
+        self, images: torch.Tensor, labels: torch.Tensor, train: bool, padding: int, flip: bool, padding_mode: str
+    ) -> None:
         self.images, self.labels = images, labels
         self.train, self.padding, self.flip, self.padding_mode = train, padding, flip, padding_mode
 
@@ -314,15 +314,20 @@ class _AugmentedSamples(Dataset):
         if not self.train:
             return self.images[key], self.labels[key]
         index, seed = key
-        image = self.images[index:index + 1]
+        image = self.images[index : index + 1]
         if self.padding > 0 or self.flip:
             g = torch.Generator().manual_seed(seed)
             image = random_crop_flip(image, g, self.padding, self.flip, self.padding_mode)
         return image[0].contiguous(), self.labels[index]
 
 
-def _collate_normalised(samples: List[Tuple[torch.Tensor, torch.Tensor]], mean: torch.Tensor, std: torch.Tensor,
-                        dtype: torch.dtype, channels_last: bool) -> Tuple[torch.Tensor, torch.Tensor]:
+def _collate_normalised(
+    samples: List[Tuple[torch.Tensor, torch.Tensor]],
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    dtype: torch.dtype,
+    channels_last: bool,
+) -> Tuple[torch.Tensor, torch.Tensor]:
     images = torch.stack([s[0] for s in samples])
     labels = torch.stack([s[1] for s in samples]).long()
     return normalize(images, mean, std, dtype, channels_last), labels

@@ -16,17 +16,13 @@ from .saliency import to_uint8
 
 def _cv2() -> Any:
     try:
-        import cv2  # noqa: PLC0415 - optional dependency
+        import cv2
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError(
-            "The OpenCV reference backend needs opencv-contrib-python-headless: "
-            "pip install 'randsaliencymix[opencv]'"
+            "The OpenCV reference backend needs opencv-contrib-python-headless: pip install 'randsaliencymix[opencv]'"
         ) from exc
     if not hasattr(cv2, "saliency"):  # pragma: no cover
-        raise ImportError(
-            "cv2 has no 'saliency' module: install opencv-contrib-python-headless, "
-            "not opencv-python."
-        )
+        raise ImportError("cv2 has no 'saliency' module: install opencv-contrib-python-headless, not opencv-python.")
     return cv2
 
 
@@ -38,9 +34,7 @@ def opencv_saliency_hwc(image: np.ndarray, method: str = "fine_grained") -> np.n
     elif method == "spectral":
         detector = cv2.saliency.StaticSaliencySpectralResidual_create()
     else:
-        raise ValueError(
-            f"Expected method to be one of 'fine_grained', 'spectral', but got {method!r} instead."
-        )
+        raise ValueError(f"Expected method to be one of 'fine_grained', 'spectral', but got {method!r} instead.")
     ok, saliency = detector.computeSaliency(np.ascontiguousarray(image))
     if not ok:  # pragma: no cover - OpenCV reports failure only for empty input
         raise RuntimeError("OpenCV failed to compute a saliency map.")

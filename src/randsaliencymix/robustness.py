@@ -20,16 +20,16 @@ import torch
 
 from ._checks import check_images
 
-__all__ = ["CORRUPTIONS", "corrupt", "occlude", "gaussian_noise", "gaussian_blur", "contrast", "jpeg",
-           "corrupted_sets"]
+__all__ = ["CORRUPTIONS", "corrupt", "occlude", "gaussian_noise", "gaussian_blur", "contrast", "jpeg", "corrupted_sets"]
 
 
 def _to_u8(x: torch.Tensor) -> torch.Tensor:
     return x.round().clamp(0, 255).to(torch.uint8)
 
 
-def occlude(images: torch.Tensor, side: int, generator: Optional[torch.Generator] = None,
-            fill: int = 128) -> torch.Tensor:
+def occlude(
+    images: torch.Tensor, side: int, generator: Optional[torch.Generator] = None, fill: int = 128
+) -> torch.Tensor:
     """A ``side x side`` square at a uniform position inside each image set to ``fill``."""
     n, _, h, w = images.shape
     if not 0 < side <= min(h, w):
@@ -38,13 +38,13 @@ def occlude(images: torch.Tensor, side: int, generator: Optional[torch.Generator
     left = torch.randint(0, w - side + 1, (n,), generator=generator, device=images.device)
     rows = torch.arange(h, device=images.device)
     cols = torch.arange(w, device=images.device)
-    inside = (((rows[None] >= top[:, None]) & (rows[None] < top[:, None] + side))[:, :, None]
-              & ((cols[None] >= left[:, None]) & (cols[None] < left[:, None] + side))[:, None, :])
+    inside = ((rows[None] >= top[:, None]) & (rows[None] < top[:, None] + side))[:, :, None] & (
+        (cols[None] >= left[:, None]) & (cols[None] < left[:, None] + side)
+    )[:, None, :]
     return torch.where(inside[:, None], torch.full_like(images, fill), images)
 
 
-def gaussian_noise(images: torch.Tensor, sigma: float, generator: Optional[torch.Generator] = None
-                   ) -> torch.Tensor:
+def gaussian_noise(images: torch.Tensor, sigma: float, generator: Optional[torch.Generator] = None) -> torch.Tensor:
     """Additive Gaussian noise of standard deviation ``sigma`` on the [0, 1] scale."""
     noise = torch.randn(images.shape, generator=generator, device=images.device)
     return _to_u8(images.float() + noise * (sigma * 255.0))
@@ -105,10 +105,14 @@ def jpeg(images: torch.Tensor, quality: int) -> torch.Tensor:
 
 # name -> (function of (images, generator), description for tables)
 CORRUPTIONS: Dict[str, Tuple[Callable[[torch.Tensor, torch.Generator], torch.Tensor], str]] = {
-    "occlusion_quarter": (lambda x, g: occlude(x, max(1, x.shape[-1] // 4), g),
-                          "grey square, 1/4 of the side (8 px on CIFAR)"),
-    "occlusion_half": (lambda x, g: occlude(x, max(1, x.shape[-1] // 2), g),
-                       "grey square, 1/2 of the side (16 px on CIFAR)"),
+    "occlusion_quarter": (
+        lambda x, g: occlude(x, max(1, x.shape[-1] // 4), g),
+        "grey square, 1/4 of the side (8 px on CIFAR)",
+    ),
+    "occlusion_half": (
+        lambda x, g: occlude(x, max(1, x.shape[-1] // 2), g),
+        "grey square, 1/2 of the side (16 px on CIFAR)",
+    ),
     "gaussian_noise": (lambda x, g: gaussian_noise(x, 0.08, g), "Gaussian noise, sigma 0.08"),
     "gaussian_blur": (lambda x, g: gaussian_blur(x, 1.0), "Gaussian blur, sigma 1.0 px"),
     "contrast": (lambda x, g: contrast(x, 0.4), "contrast x0.4"),
@@ -126,8 +130,7 @@ def corrupt(images: torch.Tensor, name: str, generator: Optional[torch.Generator
     return CORRUPTIONS[name][0](images, generator)
 
 
-def corrupted_sets(images: torch.Tensor, names: Optional[List[str]] = None, seed: int = 0
-                   ) -> Dict[str, torch.Tensor]:
+def corrupted_sets(images: torch.Tensor, names: Optional[List[str]] = None, seed: int = 0) -> Dict[str, torch.Tensor]:
     """Every corruption of ``images``, each drawn from its own generator seeded by ``seed`` so that
     a corruption's images do not depend on which other corruptions were asked for."""
     out = {}

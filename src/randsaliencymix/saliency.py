@@ -64,8 +64,7 @@ def _quantised(
         lo = flat.amin(dim=1).reshape(-1, 1, 1, 1)
         span = flat.amax(dim=1).reshape(-1, 1, 1, 1) - lo
         # A constant image has span 0: scale it by 0 so it maps to zeros, never NaN.
-        gain = torch.where(span > 0, 255.0 / span.clamp(min=torch.finfo(torch.float32).tiny),
-                           torch.zeros_like(span))
+        gain = torch.where(span > 0, 255.0 / span.clamp(min=torch.finfo(torch.float32).tiny), torch.zeros_like(span))
         scaled = torch.sub(xf, lo).mul_(gain)
     return scaled.round_().clamp_(0, 255)
 
@@ -94,9 +93,7 @@ def rgb_to_gray_u8(x_u8: torch.Tensor) -> torch.Tensor:
     if x_u8.shape[1] == 1:
         return x_u8[:, 0].to(torch.float32, copy=True)
     if x_u8.shape[1] != 3:
-        raise ValueError(
-            f"Expected 1 (grey) or 3 (RGB) channels, but got {x_u8.shape[1]} instead."
-        )
+        raise ValueError(f"Expected 1 (grey) or 3 (RGB) channels, but got {x_u8.shape[1]} instead.")
     # cv::cvtColor's 8-bit weights: 0.299, 0.587, 0.114 in 15-bit fixed point, rounding term 2**14.
     # Every partial sum is an integer below 2**24, so float32 computes the integer formula exactly.
     acc = torch.mul(x_u8[:, 0].to(torch.float32), 9798.0).add_(16384.0)
@@ -211,8 +208,8 @@ def _runs(size: int, half: int) -> List[Tuple[int, int, _Bound, _Bound]]:
 
 def _corner(integral: torch.Tensor, rows: _Bound, cols: _Bound, shape: Tuple[int, int, int]) -> torch.Tensor:
     """View of integral[:, row bound, col bound] over a block: slices, or broadcasts of one line."""
-    r = integral[:, rows[1]:rows[1] + (1 if rows[0] == "fixed" else shape[1])]
-    return r[:, :, cols[1]:cols[1] + (1 if cols[0] == "fixed" else shape[2])].expand(shape)
+    r = integral[:, rows[1] : rows[1] + (1 if rows[0] == "fixed" else shape[1])]
+    return r[:, :, cols[1] : cols[1] + (1 if cols[0] == "fixed" else shape[2])].expand(shape)
 
 
 def _window_area(h: int, w: int, half: int, device: torch.device) -> torch.Tensor:

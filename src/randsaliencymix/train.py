@@ -74,15 +74,16 @@ class TrainConfig:
     threads: int = 0  # torch threads on CPU; 0 = torch's default
 
     @classmethod
-    def from_dict(cls, values: Dict[str, Any]) -> "TrainConfig":
+    def from_dict(cls, values: Dict[str, Any]) -> TrainConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
             raise UsageError(f"unknown config keys {unknown}; accepted: {sorted(known)}")
         for f in fields(cls):
             if f.name in values and not _has_type(values[f.name], str(f.type)):
-                raise UsageError(f"config key {f.name!r} must be {_TYPE_WORDS.get(str(f.type), f.type)}, "
-                                 f"got {values[f.name]!r}")
+                raise UsageError(
+                    f"config key {f.name!r} must be {_TYPE_WORDS.get(str(f.type), f.type)}, got {values[f.name]!r}"
+                )
         cfg = cls(**values)
         cfg.check()
         return cfg
@@ -119,17 +120,24 @@ class TrainConfig:
         accepted = mix_option_names(self.method)
         unknown = sorted(set(self.mix) - set(accepted))
         if unknown:
-            raise UsageError(f"unknown options {unknown} for method {self.method!r}; "
-                             f"accepted: {', '.join(accepted) or 'none'}")
+            raise UsageError(
+                f"unknown options {unknown} for method {self.method!r}; accepted: {', '.join(accepted) or 'none'}"
+            )
         try:
             build_mixer(self.method, 10, self.mix)
         except (TypeError, ValueError) as exc:
             raise UsageError(f"bad options for method {self.method!r}: {exc}") from exc
 
 
-_TYPE_WORDS = {"str": "a string", "Optional[str]": "a string or null", "bool": "true or false",
-               "int": "an integer", "float": "a number", "Dict[str, Any]": "a mapping",
-               "List[float]": "a list of numbers"}
+_TYPE_WORDS = {
+    "str": "a string",
+    "Optional[str]": "a string or null",
+    "bool": "true or false",
+    "int": "an integer",
+    "float": "a number",
+    "Dict[str, Any]": "a mapping",
+    "List[float]": "a list of numbers",
+}
 
 
 def _has_type(value: Any, annotation: str) -> bool:
@@ -141,14 +149,20 @@ def _has_type(value: Any, annotation: str) -> bool:
         "int": isinstance(value, int) and not isinstance(value, bool),
         "float": number,
         "Dict[str, Any]": isinstance(value, dict),
-        "List[float]": isinstance(value, list) and all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value),
+        "List[float]": isinstance(value, list)
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value),
     }
     return checks.get(annotation, True)
 
 
-_MIXER_CLASSES = {"none": NoMix, "mixup": MixUp, "cutmix": CutMix, "saliencymix": SaliencyMix,
-                  "saliencymix_per_sample": SaliencyMix, "randsaliencymix": RandSaliencyMix}
+_MIXER_CLASSES = {
+    "none": NoMix,
+    "mixup": MixUp,
+    "cutmix": CutMix,
+    "saliencymix": SaliencyMix,
+    "saliencymix_per_sample": SaliencyMix,
+    "randsaliencymix": RandSaliencyMix,
+}
 
 
 def mix_option_names(method: str) -> List[str]:
@@ -163,8 +177,11 @@ def mix_option_names(method: str) -> List[str]:
         fixed |= {"mean", "std"}
     if method == "saliencymix_per_sample":
         fixed.add("mode")
-    return [name for name, param in inspect.signature(cls.__init__).parameters.items()
-            if name not in fixed and param.kind not in (param.VAR_POSITIONAL, param.VAR_KEYWORD)]
+    return [
+        name
+        for name, param in inspect.signature(cls.__init__).parameters.items()
+        if name not in fixed and param.kind not in (param.VAR_POSITIONAL, param.VAR_KEYWORD)
+    ]
 
 
 def available_device(name: str) -> torch.device:
@@ -174,8 +191,9 @@ def available_device(name: str) -> torch.device:
     except (RuntimeError, ValueError, TypeError):
         raise UsageError(f"unknown device {name!r}; accepted: cpu, cuda, cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"device {name!r} is not available on this machine "
-                         "(torch.cuda.is_available() is False); accepted: cpu")
+        raise UsageError(
+            f"device {name!r} is not available on this machine (torch.cuda.is_available() is False); accepted: cpu"
+        )
     return device
 
 
@@ -184,8 +202,14 @@ def check_device(cfg: TrainConfig) -> torch.device:
     return available_device(cfg.device)
 
 
-def build_mixer(method: str, num_classes: int, options: Dict[str, Any], label_smoothing: float = 0.0,
-                mean: Tuple[float, ...] = CIFAR_MEAN, std: Tuple[float, ...] = CIFAR_STD) -> _Mixer:
+def build_mixer(
+    method: str,
+    num_classes: int,
+    options: Dict[str, Any],
+    label_smoothing: float = 0.0,
+    mean: Tuple[float, ...] = CIFAR_MEAN,
+    std: Tuple[float, ...] = CIFAR_STD,
+) -> _Mixer:
     """The operator of a method name with its options; saliency operators get the normalisation."""
     opts = dict(options)
     common = dict(num_classes=num_classes, label_smoothing=label_smoothing)
@@ -210,14 +234,20 @@ def build_mixer(method: str, num_classes: int, options: Dict[str, Any], label_sm
 # ------------------------------------------------------------------------------------------
 
 
-def epoch_batches(n: int, batch_size: int, generator: torch.Generator, rank: int = 0, world: int = 1,
-                  device: torch.device = torch.device("cpu")) -> Iterator[torch.Tensor]:
+def epoch_batches(
+    n: int,
+    batch_size: int,
+    generator: torch.Generator,
+    rank: int = 0,
+    world: int = 1,
+    device: torch.device = torch.device("cpu"),
+) -> Iterator[torch.Tensor]:
     """Index batches of one shuffled epoch. With several processes every rank draws the same
     permutation and takes its share of each global batch (incomplete last batch dropped)."""
     order = torch.randperm(n, generator=generator, device=device)
     global_batch = batch_size * world
     for start in range(0, n - global_batch + 1, global_batch):
-        yield order[start + rank * batch_size: start + (rank + 1) * batch_size]
+        yield order[start + rank * batch_size : start + (rank + 1) * batch_size]
 
 
 # ------------------------------------------------------------------------------------------
@@ -238,23 +268,37 @@ def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, bins: 
 
 
 @torch.no_grad()
-def predict(model: nn.Module, images_u8: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
-            batch_size: int = 500, device: torch.device = torch.device("cpu"),
-            channels_last: bool = False) -> torch.Tensor:
+def predict(
+    model: nn.Module,
+    images_u8: torch.Tensor,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    batch_size: int = 500,
+    device: torch.device = torch.device("cpu"),
+    channels_last: bool = False,
+) -> torch.Tensor:
     """Logits of a uint8 image set, in order, in float32 on the CPU."""
     model.eval()
     out = []
     for start in range(0, images_u8.shape[0], batch_size):
-        x = normalize(images_u8[start:start + batch_size].to(device), mean, std)
+        x = normalize(images_u8[start : start + batch_size].to(device), mean, std)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         out.append(model(x).float().cpu())
     return torch.cat(out)
 
 
-def corruption_metrics(model: nn.Module, images_u8: torch.Tensor, labels: torch.Tensor, mean: torch.Tensor,
-                       std: torch.Tensor, device: torch.device = torch.device("cpu"),
-                       channels_last: bool = False, seed: int = 0, limit: int = 0) -> Dict[str, Dict[str, float]]:
+def corruption_metrics(
+    model: nn.Module,
+    images_u8: torch.Tensor,
+    labels: torch.Tensor,
+    mean: torch.Tensor,
+    std: torch.Tensor,
+    device: torch.device = torch.device("cpu"),
+    channels_last: bool = False,
+    seed: int = 0,
+    limit: int = 0,
+) -> Dict[str, Dict[str, float]]:
     """Metrics under every corruption of ``robustness.CORRUPTIONS`` (the same images for every
     model: the corruptions' randomness is seeded by ``seed``), plus their mean top-1 error; on the
     first ``limit`` images only when ``limit > 0``."""
@@ -333,8 +377,10 @@ class Progress:
         eta = elapsed / max(done, 1) * (self.total - done)
         width = 24
         fill = int(width * done / max(self.total, 1))
-        sys.stderr.write(f"\r{self.prefix} [{'#' * fill}{'.' * (width - fill)}] {done}/{self.total} "
-                         f"{elapsed:5.0f}s eta {eta:5.0f}s {note}   ")
+        sys.stderr.write(
+            f"\r{self.prefix} [{'#' * fill}{'.' * (width - fill)}] {done}/{self.total} "
+            f"{elapsed:5.0f}s eta {eta:5.0f}s {note}   "
+        )
         sys.stderr.flush()
 
     def close(self) -> None:
@@ -352,7 +398,7 @@ def lr_at(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
         progress = (step - warm) / max(total - warm, 1)
         return cfg.lr * 0.5 * (1 + math.cos(math.pi * progress))
     passed = sum(step >= m * total for m in cfg.milestones)
-    return cfg.lr * cfg.lr_decay ** passed
+    return cfg.lr * cfg.lr_decay**passed
 
 
 # ------------------------------------------------------------------------------------------
@@ -376,8 +422,10 @@ def _normalisation(channels: int, device: Union[str, torch.device]) -> Tuple[tor
     """(1, C, 1, 1) mean and std of the inputs: CIFAR-10's for colour, a generic pair for grey."""
     mean = CIFAR_MEAN if channels == 3 else (0.5,)
     std = CIFAR_STD if channels == 3 else (0.25,)
-    return (torch.tensor(mean, device=device).reshape(1, -1, 1, 1),
-            torch.tensor(std, device=device).reshape(1, -1, 1, 1))
+    return (
+        torch.tensor(mean, device=device).reshape(1, -1, 1, 1),
+        torch.tensor(std, device=device).reshape(1, -1, 1, 1),
+    )
 
 
 def load_splits(cfg: TrainConfig) -> Tuple[ArrayDataset, ArrayDataset]:
@@ -426,18 +474,28 @@ def train(cfg: TrainConfig, out_dir: Path, resume: bool = False, progress: bool 
         (no_decay if p.ndim <= 1 else decay).append(p)
     optimizer = torch.optim.SGD(
         [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
+        lr=cfg.lr,
+        momentum=cfg.momentum,
+        nesterov=cfg.nesterov,
+    )
     scaler = torch.amp.GradScaler("cuda") if cfg.amp else None
-    mixer = build_mixer(cfg.method, num_classes, cfg.mix, cfg.label_smoothing,
-                        tuple(mean.flatten().tolist()), tuple(std.flatten().tolist()))
+    mixer = build_mixer(
+        cfg.method,
+        num_classes,
+        cfg.mix,
+        cfg.label_smoothing,
+        tuple(mean.flatten().tolist()),
+        tuple(std.flatten().tolist()),
+    )
 
     # Shuffling draws the same on every rank (each takes its share); mixing differs per rank.
     data_gen = torch.Generator(device=device).manual_seed(cfg.seed * 1_000_003 + 1)
     mix_gen = torch.Generator(device=device).manual_seed(cfg.seed * 1_000_003 + 2 + rank)
     steps_per_epoch = images.shape[0] // (cfg.batch_size * world)
     if steps_per_epoch < 1:
-        raise UsageError(f"batch_size {cfg.batch_size} x {world} processes exceeds the "
-                         f"{images.shape[0]} training images")
+        raise UsageError(
+            f"batch_size {cfg.batch_size} x {world} processes exceeds the {images.shape[0]} training images"
+        )
 
     checkpoint_path = out_dir / "checkpoint.pt"
     log_path = out_dir / "log.jsonl"
@@ -451,8 +509,10 @@ def train(cfg: TrainConfig, out_dir: Path, resume: bool = False, progress: bool 
         now = {k: v for k, v in asdict(cfg).items() if k not in movable}
         changed = sorted(k for k in now if saved.get(k) != now[k])
         if changed:
-            raise UsageError(f"--resume with a changed config ({', '.join(changed)}) in {out_dir}; "
-                             "use the original settings or a new --out folder")
+            raise UsageError(
+                f"--resume with a changed config ({', '.join(changed)}) in {out_dir}; "
+                "use the original settings or a new --out folder"
+            )
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         data_gen.set_state(state["data_gen"].to(data_gen.device) if device.type != "cpu" else state["data_gen"])
@@ -480,8 +540,11 @@ def train(cfg: TrainConfig, out_dir: Path, resume: bool = False, progress: bool 
                     continue
         atomic_write_bytes(log_path, "".join(line + "\n" for line in kept).encode())
 
-    bar = Progress(cfg.epochs * steps_per_epoch, progress and main_process and sys.stderr.isatty(),
-                   prefix=f"{cfg.method} s{cfg.seed}")
+    bar = Progress(
+        cfg.epochs * steps_per_epoch,
+        progress and main_process and sys.stderr.isatty(),
+        prefix=f"{cfg.method} s{cfg.seed}",
+    )
     history: List[Dict[str, Any]] = []
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
@@ -510,9 +573,12 @@ def train(cfg: TrainConfig, out_dir: Path, resume: bool = False, progress: bool 
             loss_sum += loss.detach()
             bar.update(step + 1, f"loss {float(loss):.3f}" if bar.enabled and i % 20 == 0 else "")
         seconds = time.perf_counter() - t0
-        record: Dict[str, Any] = {"epoch": epoch, "train_loss": float(loss_sum) / steps_per_epoch,
-                                  "lr": lr_at(cfg, (epoch + 1) * steps_per_epoch - 1, steps_per_epoch),
-                                  "seconds": seconds}
+        record: Dict[str, Any] = {
+            "epoch": epoch,
+            "train_loss": float(loss_sum) / steps_per_epoch,
+            "lr": lr_at(cfg, (epoch + 1) * steps_per_epoch - 1, steps_per_epoch),
+            "seconds": seconds,
+        }
         validate = (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs
         if main_process and validate and val_ds.images.shape[0] > 0:
             logits = predict(model, val_ds.images, mean, std, device=device, channels_last=cfg.channels_last)
@@ -528,10 +594,16 @@ def train(cfg: TrainConfig, out_dir: Path, resume: bool = False, progress: bool 
                 gathered: List[Any] = [None] * world
                 dist.all_gather_object(gathered, mix_gen.get_state().cpu())
                 mix_states = gathered
-            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                     "data_gen": data_gen.get_state(), "mix_gen": mix_states,
-                     "torch_rng": torch.get_rng_state(), "epoch": epoch + 1,
-                     "elapsed": elapsed_before + sum(r["seconds"] for r in history), "config": asdict(cfg)}
+            state = {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "data_gen": data_gen.get_state(),
+                "mix_gen": mix_states,
+                "torch_rng": torch.get_rng_state(),
+                "epoch": epoch + 1,
+                "elapsed": elapsed_before + sum(r["seconds"] for r in history),
+                "config": asdict(cfg),
+            }
             if scaler is not None:
                 state["scaler"] = scaler.state_dict()
             atomic_save(state, checkpoint_path)
@@ -556,10 +628,24 @@ def train(cfg: TrainConfig, out_dir: Path, resume: bool = False, progress: bool 
             logits = predict(model, test_ds.images, mean, std, device=device, channels_last=cfg.channels_last)
             result.update({f"test_{k}": v for k, v in classification_metrics(logits, test_ds.labels).items()})
             if cfg.robustness:
-                scores = corruption_metrics(model, test_ds.images, test_ds.labels, mean, std, device,
-                                            cfg.channels_last, limit=cfg.robustness_images)
-                result.update({f"test_{name}_{k}": v for name, m in scores.items() for k, v in m.items()
-                               if k in ("top1_err", "ece")})
+                scores = corruption_metrics(
+                    model,
+                    test_ds.images,
+                    test_ds.labels,
+                    mean,
+                    std,
+                    device,
+                    cfg.channels_last,
+                    limit=cfg.robustness_images,
+                )
+                result.update(
+                    {
+                        f"test_{name}_{k}": v
+                        for name, m in scores.items()
+                        for k, v in m.items()
+                        if k in ("top1_err", "ece")
+                    }
+                )
             result["test_images"] = int(test_ds.images.shape[0])
         result["method"], result["seed"], result["model"] = cfg.method, cfg.seed, cfg.model
         result["versions"] = {"torch": torch.__version__, "python": sys.version.split()[0]}
@@ -571,9 +657,16 @@ def train(cfg: TrainConfig, out_dir: Path, resume: bool = False, progress: bool 
     return result
 
 
-def evaluate_checkpoint(run: Path, data: str, split: str = "test", data_root: Optional[str] = None,
-                        device: str = "cpu", robustness: bool = False, seed: int = 0,
-                        robustness_images: int = 0) -> Dict[str, float]:
+def evaluate_checkpoint(
+    run: Path,
+    data: str,
+    split: str = "test",
+    data_root: Optional[str] = None,
+    device: str = "cpu",
+    robustness: bool = False,
+    seed: int = 0,
+    robustness_images: int = 0,
+) -> Dict[str, float]:
     """Top-1/top-5 error, NLL and ECE of a run's checkpoint on a split of any supported dataset;
     with ``robustness``, also ``<corruption>_top1_err`` and ``<corruption>_ece`` for every fixed
     corruption of ``robustness.CORRUPTIONS`` (seeded by ``seed``) and their mean top-1 error."""
@@ -595,8 +688,9 @@ def evaluate_checkpoint(run: Path, data: str, split: str = "test", data_root: Op
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as exc:
-        raise UsageError(f"checkpoint {path} does not fit {ds.num_classes} classes of {data}: "
-                         f"{str(exc).splitlines()[0]}") from exc
+        raise UsageError(
+            f"checkpoint {path} does not fit {ds.num_classes} classes of {data}: {str(exc).splitlines()[0]}"
+        ) from exc
     channels = ds.images.shape[1]
     mean, std = _normalisation(channels, device)
     # The run's memory format, so that the scores match the ones the run itself reported.
@@ -605,8 +699,18 @@ def evaluate_checkpoint(run: Path, data: str, split: str = "test", data_root: Op
     logits = predict(model, ds.images, mean, std, device=torch.device(device), channels_last=cfg.channels_last)
     metrics = classification_metrics(logits, ds.labels)
     if robustness:
-        scores = corruption_metrics(model, ds.images, ds.labels, mean, std, torch.device(device),
-                                    cfg.channels_last, seed=seed, limit=robustness_images)
-        metrics.update({f"{name}_{k}": v for name, m in scores.items() for k, v in m.items()
-                        if k in ("top1_err", "ece")})
+        scores = corruption_metrics(
+            model,
+            ds.images,
+            ds.labels,
+            mean,
+            std,
+            torch.device(device),
+            cfg.channels_last,
+            seed=seed,
+            limit=robustness_images,
+        )
+        metrics.update(
+            {f"{name}_{k}": v for name, m in scores.items() for k, v in m.items() if k in ("top1_err", "ece")}
+        )
     return metrics
