@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo bench clean
+.PHONY: test lint demo bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,8 +14,14 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[test,viz,bench,train]'
 	touch $(STAMP)
 
-test: $(STAMP)
+# The whole suite: lint (ruff), format check, type check (mypy, clean on src/), then the tests.
+test: lint
 	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/mypy
 
 # The gallery, then a short comparison on the embedded procedural dataset (about 4 minutes here).
 demo: $(STAMP)

@@ -25,11 +25,9 @@ import torch
 from randsaliencymix import SALIENCY_ON
 from randsaliencymix.data import load_dataset
 from randsaliencymix.loss import soft_target_cross_entropy
+from randsaliencymix.methods import METHOD_NAMES, build_mixer
 from randsaliencymix.models import build_model
-from randsaliencymix.pipeline import normalize, random_crop_flip
-from randsaliencymix.train import CIFAR_MEAN, CIFAR_STD, build_mixer
-
-METHODS = ["none", "mixup", "cutmix", "saliencymix", "saliencymix_per_sample", "randsaliencymix"]
+from randsaliencymix.pipeline import DeviceLoader
 
 
 def _cpu_name() -> str:
@@ -54,26 +52,31 @@ def main(argv=None) -> int:
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
 
     ds = load_dataset("procedural:4096:16", "train")
-    images, labels = ds.images.to(dev), ds.labels.to(dev)
-    mean = torch.tensor(CIFAR_MEAN, device=dev).reshape(1, 3, 1, 1)
-    std = torch.tensor(CIFAR_STD, device=dev).reshape(1, 3, 1, 1)
+    mean, std = ds.channel_stats()
     rows = []
-    for method in METHODS:
+    for method in METHOD_NAMES:
         torch.manual_seed(0)
         model = build_model(args.model, ds.num_classes).to(dev)
         opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True)
         # RandSaliencyMix with its saliency ideas on: its defaults skip the detector (CutMix's cost).
-        mixer = build_mixer(method, ds.num_classes, dict(SALIENCY_ON) if method == "randsaliencymix" else {})
+        options = dict(SALIENCY_ON) if method == "randsaliencymix" else {}
+        mixer = build_mixer(method, ds.num_classes, options, mean=mean, std=std)
         gen = torch.Generator(device=dev).manual_seed(0)
+        # The training loop's one data path: crop, flip and normalise from the uint8 set on the device.
+        loader = DeviceLoader.from_dataset(ds, args.batch_size, gen, mean=mean, std=std, device=dev, drop_last=True)
+        batches = iter(loader)
         t_data, t_mix, t_step = [], [], []
         for step in range(args.steps + 2):
-            index = torch.randint(0, images.shape[0], (args.batch_size,), generator=gen, device=dev)
             sync()
             t0 = time.perf_counter()
-            x = normalize(random_crop_flip(images[index], gen), mean, std)
+            try:
+                x, labels = next(batches)
+            except StopIteration:
+                batches = iter(loader)
+                x, labels = next(batches)
             sync()
             t1 = time.perf_counter()
-            x, y = mixer(x, labels[index], generator=gen)
+            x, y = mixer(x, labels, generator=gen)
             sync()
             t2 = time.perf_counter()
             loss = soft_target_cross_entropy(model(x), y)

@@ -7,17 +7,20 @@ used when present (``../shared/data``), with a few images per class.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import http.server
 import io
 import os
 import pickle
+import socket
 import tarfile
 import threading
 import time
+import warnings
 from functools import partial
 from pathlib import Path
-from typing import Dict, Iterator, List, Tuple
+from typing import Dict, Iterator, List, Sequence, Tuple
 
 import numpy as np
 import pytest
@@ -36,15 +39,9 @@ from randsaliencymix.data import (
     train_val_indices,
     train_val_split,
 )
-from randsaliencymix.pipeline import (
-    CIFAR10_MEAN,
-    CIFAR10_STD,
-    DeviceLoader,
-    channel_stats,
-    crop_flip,
-    make_dataloader,
-    normalize,
-)
+from randsaliencymix.data import decode as rdecode
+from randsaliencymix.data.container import first_per_class
+from randsaliencymix.errors import UsageError
 
 Image = pytest.importorskip("PIL.Image")
 
@@ -227,12 +224,12 @@ def test_cifar_by_name_in_root_and_missing_files(tmp_path: Path) -> None:
     make_cifar(tmp_path / "root", "cifar10")
     assert len(load_dataset("cifar10", "test", root=tmp_path / "root")) == 8
     assert load_dataset("cifar10", "train", root=tmp_path / "root", limit_per_class=1).class_counts().max() <= 1
-    with pytest.raises(ValueError, match="download=True"):
+    with pytest.raises(UsageError, match="download=True"):
         load_dataset("cifar100", "train", root=tmp_path / "root")
     os.remove(tmp_path / "root" / "cifar-10-batches-py" / "data_batch_3")
-    with pytest.raises(ValueError, match="data_batch_3"):
+    with pytest.raises(UsageError, match="data_batch_3"):
         load_cifar(tmp_path / "root", "train")
-    with pytest.raises(ValueError, match="'train' or 'test'"):
+    with pytest.raises(UsageError, match="'train' or 'test'"):
         load_cifar(tmp_path / "root", "val")
 
 
@@ -244,7 +241,7 @@ def test_cifar_refuses_a_pickle_that_runs_code(tmp_path: Path) -> None:
             return (os.system, ("echo pwned",))
 
     (tmp_path / "cifar-10-batches-py" / "test_batch").write_bytes(pickle.dumps({"data": Exploit()}))
-    with pytest.raises(ValueError, match=r"test_batch.*refusing to load"):
+    with pytest.raises(UsageError, match=r"test_batch.*refusing to load"):
         load_cifar(tmp_path, "test")
 
 
@@ -259,7 +256,7 @@ def test_download_cifar_good_and_bad_checksum(tmp_path: Path, http_root) -> None
 
     # Bad checksum (the official md5 of the real archive): error names both, nothing is left.
     bad_root = tmp_path / "bad"
-    with pytest.raises(ValueError) as err:
+    with pytest.raises(UsageError) as err:
         download_cifar("cifar10", bad_root, url=url)
     assert rdata.CIFAR_ARCHIVES["cifar10"].md5 in str(err.value) and good_md5 in str(err.value)
     assert list(bad_root.iterdir()) == []
@@ -278,9 +275,9 @@ def test_download_cifar_good_and_bad_checksum(tmp_path: Path, http_root) -> None
     assert len(requests) == n_requests
 
     # load_dataset downloads when asked (the official md5 fails here, as it must for a fake).
-    with pytest.raises(ValueError, match="md5"):
+    with pytest.raises(UsageError, match="md5"):
         load_dataset("cifar10", "test", root=tmp_path / "third", download=True, url=url)
-    with pytest.raises(OSError, match="Cannot download"):
+    with pytest.raises(UsageError, match=r"download of .*nothing-here\.tar\.gz failed \(HTTP Error 404"):
         download_cifar("cifar10", tmp_path / "missing", url=f"{base}/nothing-here.tar.gz", md5=good_md5)
     assert list((tmp_path / "missing").iterdir()) == []
 
@@ -321,9 +318,9 @@ def test_image_folder_without_split_jpeg_and_limit(tmp_path: Path) -> None:
     assert torch.equal(limited.images[2:4], ds.images[4:6])  # the first files of "cat"
     # A tree of splits needs split=.
     make_image_tree(tmp_path / "split", splits=("train", "test"), per_class=1)
-    with pytest.raises(ValueError, match="pass split="):
+    with pytest.raises(UsageError, match="pass split="):
         load_dataset(str(tmp_path / "split"), None)
-    with pytest.raises(ValueError, match=r"'val'.*test, train"):
+    with pytest.raises(UsageError, match=r"'val'.*test, train"):
         load_dataset(str(tmp_path / "split"), "val")
 
 
@@ -331,7 +328,7 @@ def test_image_folder_sizes_must_match_unless_resized(tmp_path: Path) -> None:
     make_image_tree(tmp_path / "t", splits=("train",), per_class=2, size=(12, 10))
     odd = tmp_path / "t" / "train" / "dog" / "05.png"
     Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(odd)
-    with pytest.raises(ValueError, match=r"12x10 like .*bird.*00\.png.*20x30 for .*dog.05\.png"):
+    with pytest.raises(UsageError, match=r"12x10 like .*bird.*00\.png.*20x30 for .*dog.05\.png"):
         load_image_folder(tmp_path / "t", "train")
     ds = load_image_folder(tmp_path / "t", "train", size=8)
     assert ds.images.shape == (7, 3, 8, 8)
@@ -349,49 +346,49 @@ def test_corrupt_missing_and_empty_sources_are_errors(tmp_path: Path) -> None:
     make_image_tree(tmp_path / "d", splits=("train",), per_class=2)
     bad = tmp_path / "d" / "train" / "cat" / "01.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n this is not an image")
-    with pytest.raises(ValueError, match=f"Cannot decode image {bad}"):
+    with pytest.raises(UsageError, match=f"Cannot decode image {bad}"):
         load_image_folder(tmp_path / "d", "train")
     archive = tar_folder(tmp_path / "d", tmp_path / "d.tar.gz", "d")
-    with pytest.raises(ValueError, match=rf"Cannot decode image {archive}:d/train/cat/01\.png"):
+    with pytest.raises(UsageError, match=rf"Cannot decode image {archive}:d/train/cat/01\.png"):
         load_dataset(str(archive), "train")
     # A truncated JPEG is not silently padded with grey.
     jpeg = io.BytesIO()
     Image.fromarray(np.full((16, 16, 3), 77, np.uint8)).save(jpeg, "JPEG")
     bad.unlink()
     (tmp_path / "d" / "train" / "cat" / "01.jpg").write_bytes(jpeg.getvalue()[: len(jpeg.getvalue()) // 2])
-    with pytest.raises(ValueError, match=r"01\.jpg"):
+    with pytest.raises(UsageError, match=r"01\.jpg"):
         load_image_folder(tmp_path / "d", "train")
     # A truncated archive names itself.
     cut = tmp_path / "cut.tar.gz"
     cut.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
-    with pytest.raises(ValueError, match="cut.tar.gz"):
+    with pytest.raises(UsageError, match=r"cut\.tar\.gz"):
         load_dataset(str(cut), "train")
 
     missing = tmp_path / "nowhere"
-    with pytest.raises(ValueError, match=str(missing)):
+    with pytest.raises(UsageError, match=str(missing)):
         load_dataset(str(missing), "train")
-    with pytest.raises(ValueError, match=str(missing)):
+    with pytest.raises(UsageError, match=str(missing)):
         load_image_folder(missing, "train")
     empty = tmp_path / "empty"
     (empty / "train" / "cat").mkdir(parents=True)
     (empty / "train" / "cat" / "notes.txt").write_text("no images here")
-    with pytest.raises(ValueError, match=f"Expected images .* in {empty}"):
+    with pytest.raises(UsageError, match=f"Expected images .* in {empty}"):
         load_dataset(str(empty), "train")
     empty_tar = tmp_path / "empty.tar"
     tarfile.open(empty_tar, "w").close()
-    with pytest.raises(ValueError, match="empty.tar"):
+    with pytest.raises(UsageError, match=r"empty\.tar"):
         load_dataset(str(empty_tar), "train")
     loose = tmp_path / "loose"
     loose.mkdir()
     Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(loose / "a.png")
-    with pytest.raises(ValueError, match="inside a class folder"):
+    with pytest.raises(UsageError, match="inside a class folder"):
         load_dataset(str(loose), None)
     (loose / "train" / "cat").mkdir(parents=True)
     Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(loose / "train" / "cat" / "b.png")
     Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(loose / "train" / "c.png")
-    with pytest.raises(ValueError, match=r"inside a class folder.*train/c\.png"):
+    with pytest.raises(UsageError, match=r"inside a class folder.*train/c\.png"):
         load_dataset(str(loose), "train")
-    with pytest.raises(ValueError, match="procedural"):
+    with pytest.raises(UsageError, match="procedural"):
         load_dataset("no-such-dataset", "train")
 
 
@@ -401,13 +398,13 @@ def test_decoded_splits_are_cached_by_content(
     make_image_tree(tmp_path / "d", splits=("train",), per_class=3)
     archive = tar_folder(tmp_path / "d", tmp_path / "d.tar.gz", "d")
     calls = []
-    real_decode = rdata._decode_image
+    real_decode = rdecode.decode_image
 
     def counting_decode(*args, **kwargs):
         calls.append(args[1])
         return real_decode(*args, **kwargs)
 
-    monkeypatch.setattr(rdata, "_decode_image", counting_decode)
+    monkeypatch.setattr(rdecode, "decode_image", counting_decode)
     for source in (tmp_path / "d", archive):
         first = load_dataset(str(source), "train")
         n_calls = len(calls)
@@ -453,7 +450,7 @@ def test_shared_cifar10_jpeg_archive(monkeypatch: pytest.MonkeyPatch) -> None:
                     first = np.asarray(im.convert("RGB"))
                 break
     assert np.array_equal(ds.images[0].permute(1, 2, 0).numpy(), first)
-    monkeypatch.setattr(rdata, "_decode_image", None)  # a cache hit never decodes
+    monkeypatch.setattr(rdecode, "decode_image", None)  # a cache hit never decodes
     assert torch.equal(load_dataset(str(SHARED_ARCHIVE), "test", limit_per_class=5).images, ds.images)
 
 
@@ -484,7 +481,7 @@ def test_train_val_split_is_disjoint_stratified_and_seeded() -> None:
     train, val = train_val_split(ds, 0.2, seed=1)
     assert torch.equal(val.labels, ds.labels[val_idx]) and torch.equal(train.images, ds.images[train_idx])
     assert len(train) + len(val) == len(ds)
-    with pytest.raises(ValueError, match=r"val_fraction in \(0, 1\)"):
+    with pytest.raises(UsageError, match=r"val_fraction in \(0, 1\)"):
         train_val_split(ds, 1.0)
     # A large balanced set: exactly the fraction of every class.
     labels = torch.arange(5000) % 10
@@ -502,9 +499,9 @@ def test_class_balanced_subset_equal_counts_nested_seeded() -> None:
     assert torch.equal(class_balanced_subset(ds, per_class=3, seed=5).images, small.images)
     assert not torch.equal(class_balanced_subset(ds, per_class=3, seed=6).images, small.images)
     assert class_balanced_subset(ds, fraction=0.25, seed=0).class_counts().tolist() == [5] * 4
-    with pytest.raises(ValueError, match="at least 8 images of every class, but got 7 of class 'c3'"):
+    with pytest.raises(UsageError, match="at least 8 images of every class, but got 7 of class 'c3'"):
         class_balanced_subset(ds, per_class=8)
-    with pytest.raises(ValueError, match="exactly one of"):
+    with pytest.raises(UsageError, match="exactly one of"):
         class_balanced_subset(ds)
 
 
@@ -536,7 +533,7 @@ def test_procedural_dataset_is_seeded_balanced_and_covered() -> None:
     spread = outside.nanquantile(0.9, dim=1) - outside.nanquantile(0.1, dim=1)
     assert float(spread.median()) > 40
     assert procedural_split(20, seed=0, num_classes=30, size=24).images.shape == (20, 3, 24, 24)
-    with pytest.raises(ValueError, match="num_classes <= 144"):
+    with pytest.raises(UsageError, match="num_classes <= 144"):
         procedural_split(10, num_classes=145)
 
 
@@ -546,161 +543,282 @@ def test_procedural_by_name() -> None:
     assert len(load_dataset("procedural:300:40", "test", seed=1)) == 40
     limited = load_dataset("procedural:100", "train", seed=1, limit_per_class=2)
     assert limited.class_counts().tolist() == [2] * 10
-    assert torch.equal(limited.images, ds.images[rdata._first_per_class(ds.labels, 10, 2)])
-    with pytest.raises(ValueError, match="procedural:N_TRAIN"):
+    assert torch.equal(limited.images, ds.images[first_per_class(ds.labels, 10, 2)])
+    with pytest.raises(UsageError, match="procedural:N_TRAIN"):
         load_dataset("procedural:many", "train")
 
 
 # ----------------------------------------------------------------------------------------------
-# Input pipelines
+# One class list for every split
 # ----------------------------------------------------------------------------------------------
 
 
-def _distinct_images(n: int, size: int = 8) -> torch.Tensor:
-    """Images whose pixels are all nonzero and differ, so a crop identifies its offset and flip."""
-    g = torch.Generator().manual_seed(0)
-    return torch.randint(1, 256, (n, 3, size, size), generator=g, dtype=torch.uint8)
+def make_split_tree(root: Path, classes_by_split: Dict[str, Sequence[str]], per_class: int = 2) -> Path:
+    """``root/<split>/<class>/NN.png``; every image of class ``c`` is filled with ``10 * (index of c
+    in the sorted union of classes) + image number``, so pixels name their class and file."""
+    every = sorted({c for names in classes_by_split.values() for c in names})
+    for split, names in classes_by_split.items():
+        for cls in names:
+            folder = root / split / cls
+            folder.mkdir(parents=True)
+            for i in range(per_class):
+                value = 10 * every.index(cls) + i
+                Image.fromarray(np.full((6, 5, 3), value, np.uint8)).save(folder / f"{i:02d}.png")
+    return root
 
 
-def _match_crop(
-    out: torch.Tensor, image: torch.Tensor, padding: int, mode: str = "zeros"
-) -> List[Tuple[int, int, bool]]:
-    """Every (top, left, flipped) whose crop of the padded image equals ``out``."""
-    if mode == "zeros":
-        padded = torch.nn.functional.pad(image, (padding,) * 4)
-    else:
-        padded = torch.nn.functional.pad(image[None].float(), (padding,) * 4, mode=mode)[0].to(image.dtype)
-    h, w = image.shape[1:]
-    found = []
-    for top in range(2 * padding + 1):
-        for left in range(2 * padding + 1):
-            crop = padded[:, top : top + h, left : left + w]
-            for flipped in (False, True):
-                if torch.equal(crop.flip(2) if flipped else crop, out):
-                    found.append((top, left, flipped))
-    return found
+def _class_of_pixels(ds: ArrayDataset, every: Sequence[str]) -> List[str]:
+    return [every[int(v) // 10] for v in ds.images[:, 0, 0, 0]]
 
 
-def _as_uint8(x: torch.Tensor) -> torch.Tensor:
-    return (x * 255).round().to(torch.uint8)
+@pytest.mark.parametrize("packed", [False, True], ids=["folder", "tar"])
+def test_test_split_lacking_a_class_keeps_the_training_labels(tmp_path: Path, packed: bool) -> None:
+    every = ["bird", "cat", "dog"]
+    root = make_split_tree(tmp_path / "tree", {"train": every, "test": ["bird", "dog"]})
+    source = tar_folder(root, tmp_path / "tree.tar", "tree") if packed else root
+    train = load_dataset(str(source), "train")
+    calls: List[str] = []
+    real_decode = rdecode.decode_image
+
+    def counting_decode(*args, **kwargs):
+        calls.append(args[1])
+        return real_decode(*args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(rdecode, "decode_image", counting_decode)
+        test = load_dataset(str(source), "test")
+    # Only the test images were decoded: the training class list came from names alone.
+    assert len(calls) == 4 and all("/test/" in where for where in calls)
+    assert train.classes == test.classes == every
+    index = {c: k for k, c in enumerate(train.classes)}
+    assert test.labels.tolist() == [index[c] for c in _class_of_pixels(test, every)] == [0, 0, 2, 2]
+    assert test.class_counts().tolist() == [2, 0, 2]
+    # The same through load_image_folder, and from the cache.
+    direct = load_image_folder(source, "test")
+    assert direct.classes == every and torch.equal(direct.labels, test.labels)
+    assert torch.equal(load_dataset(str(source), "test").labels, test.labels)
 
 
-def test_device_loader_epoch_shapes_and_coverage() -> None:
-    images = _distinct_images(50)
-    ids = torch.arange(50)
-    loader = DeviceLoader(images, ids, 16, torch.Generator().manual_seed(0), mean=CIFAR10_MEAN, std=CIFAR10_STD)
-    assert len(loader) == 4
-    batches = list(loader)
-    assert [b[0].shape[0] for b in batches] == [16, 16, 16, 2]
-    x, y = batches[0]
-    assert x.dtype == torch.float32 and x.shape == (16, 3, 8, 8) and y.dtype == torch.int64
-    assert x.is_contiguous()
-    seen = torch.cat([b[1] for b in batches])
-    assert sorted(seen.tolist()) == list(range(50))
-    assert not torch.equal(seen, ids)  # shuffled
-    second_epoch = torch.cat([b[1] for b in loader])
-    assert sorted(second_epoch.tolist()) == list(range(50)) and not torch.equal(second_epoch, seen)
-    dropped = DeviceLoader(images, ids, 16, torch.Generator().manual_seed(0), drop_last=True)
-    assert len(dropped) == 3 and sum(b[1].numel() for b in dropped) == 48
-    cl = next(iter(DeviceLoader(images, ids, 8, torch.Generator(), channels_last=True, dtype=torch.bfloat16)))[0]
-    assert cl.dtype == torch.bfloat16 and cl.is_contiguous(memory_format=torch.channels_last)
-    # Normalisation: (x / 255 - mean) / std.
-    plain = DeviceLoader(images, ids, 50, train=False, mean=CIFAR10_MEAN, std=CIFAR10_STD)
-    x = next(iter(plain))[0]
-    mean = torch.tensor(CIFAR10_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(CIFAR10_STD).view(1, 3, 1, 1)
-    torch.testing.assert_close(x, (images.float() / 255 - mean) / std)
+@pytest.mark.parametrize("packed", [False, True], ids=["folder", "tar"])
+def test_test_split_with_an_extra_class_is_a_usage_error(tmp_path: Path, packed: bool) -> None:
+    root = make_split_tree(tmp_path / "tree", {"train": ["bird", "cat"], "test": ["bird", "cat", "fox"]})
+    source = tar_folder(root, tmp_path / "tree.tar", "tree") if packed else root
+    with pytest.raises(UsageError, match=r"only the classes bird, cat \(the class folders of the 'train' split\).*fox"):
+        load_dataset(str(source), "test")
+    with pytest.raises(UsageError, match="fox"):
+        load_image_folder(source, "test")
+    # A tree without a train split labels a split with its own classes, as before.
+    alone = make_split_tree(tmp_path / "alone", {"val": ["cat", "fox"]})
+    assert load_dataset(str(alone), "val").classes == ["cat", "fox"]
 
 
-def test_device_loader_same_seed_same_batches() -> None:
-    images, ids = _distinct_images(40), torch.arange(40)
-    runs = []
-    for _ in range(2):
-        loader = DeviceLoader(images, ids, 8, torch.Generator().manual_seed(123))
-        runs.append([(x.clone(), y.clone()) for _ in range(2) for x, y in loader])
-    for (xa, ya), (xb, yb) in zip(*runs):
-        assert torch.equal(xa, xb) and torch.equal(ya, yb)
-    other = [(x, y) for x, y in DeviceLoader(images, ids, 8, torch.Generator().manual_seed(124))]
-    assert not all(torch.equal(a[1], b[1]) for a, b in zip(runs[0], other))
+@pytest.mark.parametrize("packed", [False, True], ids=["folder", "tar"])
+def test_classes_argument_names_the_labels(tmp_path: Path, packed: bool) -> None:
+    every = ["bird", "cat", "dog"]
+    root = make_split_tree(tmp_path / "tree", {"train": every, "test": ["cat"]})
+    source = tar_folder(root, tmp_path / "tree.tar", "tree") if packed else root
+    order = ["dog", "fox", "bird", "cat"]
+    ds = load_dataset(str(source), "train", classes=order)
+    assert ds.classes == order
+    # Labels index the list; images are ordered by label, then path.
+    assert ds.labels.tolist() == [0, 0, 2, 2, 3, 3]
+    assert [order[k] for k in ds.labels.tolist()] == _class_of_pixels(ds, every)
+    # Another list is another cache entry, never a stale hit with the first list's labels.
+    plain = load_dataset(str(source), "train")
+    assert plain.classes == every and plain.labels.tolist() == [0, 0, 1, 1, 2, 2]
+    assert load_image_folder(source, "test", classes=order).labels.tolist() == [3, 3]
+    with pytest.raises(UsageError, match=r"only the classes cat, dog \(the classes passed as classes=\).*bird"):
+        load_dataset(str(source), "train", classes=["cat", "dog"])
+    with pytest.raises(UsageError, match="distinct"):
+        load_dataset(str(source), "train", classes=["cat", "cat"])
+    with pytest.raises(TypeError, match="list of names"):
+        load_dataset(str(source), "train", classes="cat")
 
 
-@pytest.mark.parametrize("mode", ["zeros", "reflect", "replicate"])
-def test_device_loader_crops_are_crops_and_flips_are_flips(mode: str) -> None:
-    images, ids = _distinct_images(64), torch.arange(64)
-    loader = DeviceLoader(images, ids, 32, torch.Generator().manual_seed(1), crop_padding=3, padding_mode=mode)
-    flips, corners = 0, set()
-    for x, y in loader:
-        for out, i in zip(_as_uint8(x), y.tolist()):
-            found = _match_crop(out, images[i], 3, mode)
-            assert found, f"sample {i} is not a crop of its padded image"
-            top, left, flipped = found[0]
-            flips += flipped
-            corners.add((top, left))
-    assert 16 < flips < 48 and len(corners) > 20
-    # Only flips, no crops: each output is the image or its mirror.
-    flip_only = DeviceLoader(images, ids, 64, torch.Generator().manual_seed(2), crop_padding=0)
-    x, y = next(iter(flip_only))
-    out = _as_uint8(x)
-    mirrored = torch.tensor([torch.equal(o, images[i].flip(2)) for o, i in zip(out, y)])
-    same = torch.tensor([torch.equal(o, images[i]) for o, i in zip(out, y)])
-    assert bool((mirrored | same).all()) and 0 < int(mirrored.sum()) < 64
-    nothing = DeviceLoader(images, ids, 64, torch.Generator(), crop_padding=0, flip=False)
-    x, y = next(iter(nothing))
-    assert torch.equal(_as_uint8(x), images[y])
+def test_adding_a_training_class_changes_the_test_labels(tmp_path: Path) -> None:
+    root = make_split_tree(tmp_path / "tree", {"train": ["bird", "cat"], "test": ["cat"]})
+    assert load_dataset(str(root), "test").labels.tolist() == [1, 1]
+    make_split_tree(tmp_path / "tree", {"train": ["ant"]})
+    # The test files are unchanged, but the class list (part of the cache key) is not.
+    again = load_dataset(str(root), "test")
+    assert again.classes == ["ant", "bird", "cat"] and again.labels.tolist() == [2, 2]
 
 
-def test_crop_flip_matches_explicit_padding() -> None:
-    images = _distinct_images(6, size=5)
-    corners = torch.tensor([[0, 0], [4, 4], [2, 1], [0, 4], [3, 0], [2, 2]])
-    flips = torch.tensor([False, True, True, False, True, False])
-    padded = torch.nn.functional.pad(images, (2, 2, 2, 2))
-    out = crop_flip(images, corners, flips, 2)
-    for k in range(6):
-        top, left = corners[k].tolist()
-        crop = padded[k, :, top : top + 5, left : left + 5]
-        assert torch.equal(out[k], crop.flip(2) if flips[k] else crop)
+def test_classes_for_procedural_and_cifar_sources(tmp_path: Path) -> None:
+    ds = load_dataset("procedural:60", "train", seed=3)
+    reordered = list(reversed(ds.classes)) + ["spare"]
+    relabelled = load_dataset("procedural:60", "train", seed=3, classes=reordered)
+    assert relabelled.classes == reordered
+    assert [reordered[k] for k in relabelled.labels.tolist()] == [ds.classes[k] for k in ds.labels.tolist()]
+    with pytest.raises(UsageError, match="red solid disc"):
+        load_dataset("procedural:60", "train", seed=3, classes=ds.classes[1:])
+    make_cifar(tmp_path / "root", "cifar10")
+    same = load_dataset("cifar10", "test", root=tmp_path / "root", classes=CIFAR10_CLASSES)
+    assert torch.equal(same.labels, load_dataset("cifar10", "test", root=tmp_path / "root").labels)
 
 
-def test_device_loader_eval_mode_is_ordered_and_plain() -> None:
-    images, ids = _distinct_images(30), torch.arange(30)
-    loader = DeviceLoader(images, ids, 8, train=False)
-    a = [(x.clone(), y.clone()) for x, y in loader]
-    b = list(loader)
-    assert torch.equal(torch.cat([y for _, y in a]), ids)
-    assert torch.equal(_as_uint8(torch.cat([x for x, _ in a])), images)
-    assert all(torch.equal(p[0], q[0]) for p, q in zip(a, b))
-    with pytest.raises(ValueError, match="crop_padding < 8"):
-        DeviceLoader(images, ids, 8, padding_mode="reflect", crop_padding=8)
-    with pytest.raises(TypeError, match="uint8"):
-        DeviceLoader(images.float(), ids, 8)
-    with pytest.raises(TypeError, match="torch.Generator"):
-        DeviceLoader(images, ids, 8, generator=0)
+# ----------------------------------------------------------------------------------------------
+# Cache faults: a damaged entry is a miss, a failed write a warning
+# ----------------------------------------------------------------------------------------------
 
 
-def test_make_dataloader_same_semantics_and_worker_independent() -> None:
-    images, ids = _distinct_images(40), torch.arange(40)
-    loader = make_dataloader(images, ids, 16, torch.Generator().manual_seed(0), crop_padding=2)
-    first = [(x.clone(), y.clone()) for x, y in loader]
-    assert [x.shape for x, _ in first] == [(16, 3, 8, 8), (16, 3, 8, 8), (8, 3, 8, 8)]
-    assert sorted(torch.cat([y for _, y in first]).tolist()) == list(range(40))
-    flips = 0
-    for x, y in first:
-        for out, i in zip(_as_uint8(x), y.tolist()):
-            found = _match_crop(out, images[i], 2)
-            assert found
-            flips += found[0][2]
-    assert 5 < flips < 35
-    with_workers = make_dataloader(images, ids, 16, torch.Generator().manual_seed(0), crop_padding=2, num_workers=2)
-    for (xa, ya), (xb, yb) in zip(first, with_workers):
-        assert torch.equal(ya, yb) and torch.equal(xa, xb)
-    evaluation = make_dataloader(images, ids, 16, train=False, mean=CIFAR10_MEAN, std=CIFAR10_STD)
-    xs = torch.cat([x for x, _ in evaluation])
-    assert torch.equal(xs, normalize(images, torch.tensor(CIFAR10_MEAN), torch.tensor(CIFAR10_STD)))
+def _damage(entry: Path, how: str) -> None:
+    data = entry.read_bytes()
+    if how == "truncated":
+        entry.write_bytes(data[: len(data) // 2])
+    elif how == "empty":
+        entry.write_bytes(b"")
+    elif how == "garbage":
+        entry.write_bytes(b"not a zip file at all" * 10)
+    else:  # one flipped byte in the pixels: the zip's CRC no longer matches
+        middle = len(data) // 2
+        entry.write_bytes(data[:middle] + bytes([data[middle] ^ 0xFF]) + data[middle + 1 :])
 
 
-def test_channel_stats() -> None:
-    images = _distinct_images(20)
-    mean, std = channel_stats(images, batch_size=7)
-    ref = images.double() / 255
-    torch.testing.assert_close(torch.tensor(mean, dtype=torch.float64), ref.mean(dim=(0, 2, 3)))
-    torch.testing.assert_close(torch.tensor(std, dtype=torch.float64), ref.std(dim=(0, 2, 3), unbiased=False))
+@pytest.mark.parametrize("how", ["truncated", "empty", "garbage", "flipped"])
+def test_damaged_cache_entry_is_a_miss_and_is_rewritten(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, _private_cache: Path, how: str
+) -> None:
+    make_image_tree(tmp_path / "d", splits=("train",), per_class=3)
+    archive = tar_folder(tmp_path / "d", tmp_path / "d.tar.gz", "d")
+    sources = (tmp_path / "d", archive)
+    first = {s: load_dataset(str(s), "train") for s in sources}
+    entries = sorted(_private_cache.glob("*.npz"))
+    assert len(entries) == 2
+    for entry in entries:
+        _damage(entry, how)
+    calls: List[str] = []
+    real_decode = rdecode.decode_image
+
+    def counting_decode(*args, **kwargs):
+        calls.append(args[1])
+        return real_decode(*args, **kwargs)
+
+    monkeypatch.setattr(rdecode, "decode_image", counting_decode)
+    for source in sources:
+        n_calls = len(calls)
+        with pytest.warns(RuntimeWarning, match="unreadable cache file"):
+            again = load_dataset(str(source), "train")
+        assert len(calls) == n_calls + 9, "a damaged entry must be decoded again"
+        assert torch.equal(again.images, first[source].images) and torch.equal(again.labels, first[source].labels)
+    # Rewritten whole: the next loads neither warn nor decode.
+    n_calls = len(calls)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for source in sources:
+            assert torch.equal(load_dataset(str(source), "train").images, first[source].images)
+    assert len(calls) == n_calls
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EROFS, errno.EIO])
+def test_cache_write_failure_warns_and_still_loads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, _private_cache: Path, code: int
+) -> None:
+    make_image_tree(tmp_path / "d", splits=("train",), per_class=2)
+    archive = tar_folder(tmp_path / "d", tmp_path / "d.tar", "d")
+    reference = load_image_folder(tmp_path / "d", "train", cache=False)
+
+    def failing_replace(src: object, dst: object, *args: object, **kwargs: object) -> None:
+        raise OSError(code, os.strerror(code), str(dst))
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+    for source in (tmp_path / "d", archive):
+        with pytest.warns(RuntimeWarning, match=f"Cannot write the cache file .*{os.strerror(code)}"):
+            ds = load_dataset(str(source), "train")
+        assert torch.equal(ds.images, reference.images) and ds.classes == reference.classes
+    # Nothing half-written is left behind.
+    assert list(_private_cache.iterdir()) == []
+
+
+def test_cache_dir_below_a_regular_file_warns_and_still_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    make_image_tree(tmp_path / "d", splits=("train",), per_class=2)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("RSMIX_CACHE", str(blocker / "cache"))
+    with pytest.warns(RuntimeWarning, match="Cannot write the cache file"):
+        ds = load_dataset(str(tmp_path / "d"), "train")
+    assert len(ds) == 6
+    with pytest.warns(RuntimeWarning, match="Cannot write the cache file"):
+        assert len(load_dataset(str(tmp_path / "d"), "train", cache_dir=blocker)) == 6
+    assert blocker.read_text() == "not a folder"
+
+
+# ----------------------------------------------------------------------------------------------
+# Downloads without a network
+# ----------------------------------------------------------------------------------------------
+
+
+def _closed_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_download_without_a_network_is_a_usage_error(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{_closed_port()}/cifar-10-python.tar.gz"
+    root = tmp_path / "root"
+    with pytest.raises(UsageError) as err:
+        load_dataset("cifar10", "train", root=root, download=True, url=url)
+    message = str(err.value)
+    assert "download" in message and "failed" in message and url in message
+    assert "by hand" in message and str(root / "cifar-10-python.tar.gz") in message
+    assert list(root.iterdir()) == []  # no partial file, under any name
+
+
+def test_download_timeout_is_a_usage_error(tmp_path: Path) -> None:
+    # A server that accepts connections (the kernel's backlog) but never answers.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(4)
+        url = f"http://127.0.0.1:{server.getsockname()[1]}/cifar-10-python.tar.gz"
+        start = time.perf_counter()
+        with pytest.raises(UsageError, match=r"download of .* failed \(.*timed out"):
+            download_cifar("cifar10", tmp_path / "root", url=url, timeout=0.5)
+        assert time.perf_counter() - start < 10
+    assert list((tmp_path / "root").iterdir()) == []
+    with pytest.raises(UsageError, match="failed"):
+        download_cifar("cifar10", tmp_path / "root", url="not a url")
+
+
+# ----------------------------------------------------------------------------------------------
+# User errors are UsageError; library bugs are not
+# ----------------------------------------------------------------------------------------------
+
+
+def test_user_mistakes_are_usage_errors(tmp_path: Path) -> None:
+    make_image_tree(tmp_path / "d", splits=("train",), per_class=1)
+    for call in (
+        lambda: load_image_folder(tmp_path / "d", "train", size=0),
+        lambda: load_image_folder(tmp_path / "d", "a/b"),
+        lambda: load_dataset(str(tmp_path / "d"), "train", limit_per_class=0),
+        lambda: load_dataset("procedural:10", "val"),
+        lambda: load_dataset("procedural:10", "train", size=(8, 9)),
+        lambda: load_dataset("cifar10", "train", root=tmp_path / "d", size=8),
+        lambda: download_cifar("cifar11", tmp_path),
+    ):
+        with pytest.raises(UsageError):
+            call()
+    # CIFAR files with garbage or out-of-range labels name the file.
+    make_cifar(tmp_path / "c", "cifar10")
+    batch = tmp_path / "c" / "cifar-10-batches-py" / "test_batch"
+    batch.write_bytes(b"\x80\x02 garbage")
+    with pytest.raises(UsageError, match="test_batch"):
+        load_dataset(str(tmp_path / "c"), "test")
+    with pytest.raises(UsageError, match="'train' or 'test' for CIFAR"):
+        load_dataset(str(tmp_path / "c"), "val")
+    bad_labels = {b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 10]}
+    batch.write_bytes(_pickle_bytes(bad_labels))
+    with pytest.raises(UsageError, match=r"labels in \[0, 9\].*test_batch.*10"):
+        load_dataset(str(tmp_path / "c"), "test")
+
+
+def test_library_bugs_are_not_wrapped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    make_image_tree(tmp_path / "d", splits=("train",), per_class=1)
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("a bug in the decoder")
+
+    monkeypatch.setattr(rdecode, "decode_image", broken)
+    with pytest.raises(RuntimeError, match="a bug") as err:
+        load_dataset(str(tmp_path / "d"), "train")
+    assert not isinstance(err.value, UsageError)

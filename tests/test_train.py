@@ -21,6 +21,8 @@ from typing import Any, Dict, List
 import pytest
 import torch
 
+import randsaliencymix.checkpoint as checkpoint_mod
+import randsaliencymix.files as files_mod
 import randsaliencymix.train as train_mod
 from randsaliencymix import cli
 from randsaliencymix.mixing import MixUp
@@ -284,17 +286,17 @@ def test_resume_after_crash_between_log_line_and_checkpoint(
     """Deterministic twin of the kill test: the run dies after logging its second epoch but before
     that epoch's checkpoint, a kill cut a third log line short and left an atomic write's temp file."""
     out = tmp_path / "crashed"
-    real_save = train_mod.atomic_save
+    real_save = checkpoint_mod.atomic_save
 
     def crash_at_second_checkpoint(obj: Any, path: Path) -> None:
         if obj["epoch"] == 2:
             raise _Crash
         real_save(obj, path)
 
-    monkeypatch.setattr(train_mod, "atomic_save", crash_at_second_checkpoint)
+    monkeypatch.setattr(checkpoint_mod, "atomic_save", crash_at_second_checkpoint)
     with pytest.raises(_Crash):
         cli.main(["train", *RESUME, "--out", str(out)])
-    monkeypatch.setattr(train_mod, "atomic_save", real_save)
+    monkeypatch.setattr(checkpoint_mod, "atomic_save", real_save)
 
     assert load_state(out)["epoch"] == 1
     assert [r["epoch"] for r in read_log(out)] == [0, 1]  # one line past the checkpoint
@@ -315,14 +317,14 @@ def test_resume_after_crash_between_log_line_and_checkpoint(
 
 def test_atomic_write_keeps_the_old_file_when_interrupted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "checkpoint.pt"
-    train_mod.atomic_save({"epoch": 1}, path)
+    files_mod.atomic_save({"epoch": 1}, path)
 
     def interrupted(src: str, dst: str) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(train_mod.os, "replace", interrupted)
+    monkeypatch.setattr(files_mod.os, "replace", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        train_mod.atomic_save({"epoch": 2}, path)
+        files_mod.atomic_save({"epoch": 2}, path)
     monkeypatch.undo()
     assert torch.load(path, weights_only=False) == {"epoch": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]

@@ -14,7 +14,10 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional
+
+if TYPE_CHECKING:
+    from .train import TrainConfig
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
@@ -36,6 +39,18 @@ def _cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+_METHOD_NAMES = ("none", "mixup", "cutmix", "saliencymix", "saliencymix_per_sample", "randsaliencymix")
+# compare sets these per run itself: the flags (and config keys) are refused there, not ignored.
+_PER_RUN = ("--method", "--seed")
+
+
+def _floats(text: str) -> List[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
 _TRAIN_FLAGS = {
     # flag: (config key, type, help)
     "--data": (
@@ -48,7 +63,7 @@ _TRAIN_FLAGS = {
     "--val-fraction": ("val_fraction", float, "share of the training set held out for validation"),
     "--split-seed": ("split_seed", int, "seed of the validation split (the same for every run)"),
     "--model": ("model", str, "resnet18, preact_resnet18, wrn28_10, fast_cnn"),
-    "--method": ("method", str, "none, mixup, cutmix, saliencymix, saliencymix_per_sample, randsaliencymix"),
+    "--method": ("method", str, "one of: " + ", ".join(_METHOD_NAMES)),
     "--epochs": ("epochs", int, "training epochs"),
     "--batch-size": ("batch_size", int, "batch size per process"),
     "--lr": ("lr", float, "peak learning rate"),
@@ -60,14 +75,17 @@ _TRAIN_FLAGS = {
     "--eval-every": ("eval_every", int, "validate every N epochs (always after the last)"),
     "--robustness-images": ("robustness_images", int, "score the corruptions on the first N test images (0: all)"),
     "--seed": ("seed", int, "seed of the model, shuffling and mixing"),
+    "--mean": ("mean", _floats, "per-channel input mean, comma-separated (default: the training split's)"),
+    "--std": ("std", _floats, "per-channel input std, comma-separated (default: the training split's)"),
     "--device": ("device", str, "cpu or cuda"),
     "--threads": ("threads", int, "torch CPU threads (0: default)"),
 }
 
 
-def _add_train_flags(parser: argparse.ArgumentParser) -> None:
+def _add_train_flags(parser: argparse.ArgumentParser, skip: tuple = ()) -> None:
     for flag, (_, kind, text) in _TRAIN_FLAGS.items():
-        parser.add_argument(flag, type=kind, default=None, help=text)
+        if flag not in skip:
+            parser.add_argument(flag, type=kind, default=None, help=text)
     parser.add_argument(
         "--mix-opt",
         action="append",
@@ -92,10 +110,11 @@ def _add_train_flags(parser: argparse.ArgumentParser) -> None:
 
 def _resolve_config(
     args: argparse.Namespace, extra: Optional[dict] = None, shared_mix: Optional[dict] = None
-) -> object:
+) -> TrainConfig:
     import yaml
 
-    from .train import TrainConfig, UsageError
+    from .errors import UsageError
+    from .train import TrainConfig
 
     values: dict = {}
     if args.config is not None:
@@ -114,7 +133,7 @@ def _resolve_config(
             raise UsageError(f"config file {path} must hold a mapping of config keys")
         values.update(loaded)
     for flag, (key, _, _) in _TRAIN_FLAGS.items():
-        value = getattr(args, flag.lstrip("-").replace("-", "_"))
+        value = getattr(args, flag.lstrip("-").replace("-", "_"), None)
         if value is not None:
             values[key] = value
     for key in ("test", "robustness", "amp", "channels_last", "download"):
@@ -133,6 +152,9 @@ def _resolve_config(
         values["mix"] = mix
     values.update(extra or {})
     if shared_mix is not None:  # compare: the options go to every mixing method's runs, not the base
+        per_run = sorted(k for k in ("method", "seed") if k in values)
+        if per_run:
+            raise UsageError(f"config keys {per_run} are set per run by compare (use --methods and --seeds/--n-seeds)")
         mix = values.pop("mix", None) or {}
         if not isinstance(mix, dict):
             raise UsageError(f"config key 'mix' must be a mapping, got {mix!r}")
@@ -141,10 +163,15 @@ def _resolve_config(
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from .compare import die_with_parent
     from .train import train
 
+    die_with_parent()
     cfg = _resolve_config(args)
-    result = train(cfg, Path(args.out), resume=args.resume, progress=not args.no_progress)  # type: ignore[arg-type]
+    result = train(
+        cfg, Path(args.out), resume=args.resume, progress=not args.no_progress, overwrite=args.overwrite,
+        extend=args.extend,
+    )  # fmt: skip
     if result:
         shown = {k: round(v, 3) if isinstance(v, float) else v for k, v in result.items() if k != "versions"}
         print(json.dumps(shown, sort_keys=True))
@@ -152,7 +179,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from .train import evaluate_checkpoint
+    from .evaluate import evaluate_checkpoint
 
     metrics = evaluate_checkpoint(
         Path(args.checkpoint),
@@ -170,35 +197,35 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 def _cmd_compare(args: argparse.Namespace) -> int:
     from .compare import compare
-    from .train import UsageError
+    from .errors import UsageError
 
     shared_mix: dict = {}
-    cfg = _resolve_config(args, {"method": "none"} if args.method is None else None, shared_mix)
-    if args.seeds:
+    cfg = _resolve_config(args, None, shared_mix)
+    if args.seeds is not None:
         try:
             seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
         except ValueError as exc:
             raise UsageError(f"--seeds {args.seeds!r}: expected comma-separated integers") from exc
     else:
+        if args.n_seeds < 1:
+            raise UsageError(f"--n-seeds must be >= 1, got {args.n_seeds}")
         seeds = list(range(args.n_seeds))
     methods = [m.strip() for m in args.methods.split(";" if ";" in args.methods else ",") if m.strip()]
-    summary = compare(
-        cfg,
-        methods,
-        seeds,
-        Path(args.out),
-        jobs=args.jobs,
-        reference=args.reference,  # type: ignore[arg-type]
-        shared_mix=shared_mix,
-    )
+    if args.jobs < 1:
+        raise UsageError(f"--jobs must be >= 1, got {args.jobs}")
+    summary = compare(cfg, methods, seeds, Path(args.out), jobs=args.jobs, reference=args.reference,
+                      shared_mix=shared_mix)  # fmt: skip
     print(summary["table"])
     return 1 if summary["failed"] else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rsmix", description="Saliency-guided mix augmentation.")
+    # No abbreviations: compare has --seeds but no --seed, and "--seed 3" must not pass as "--seeds 3".
+    parser = argparse.ArgumentParser(
+        prog="rsmix", description="Saliency-guided mix augmentation.", allow_abbrev=False
+    )
     sub = parser.add_subparsers(dest="command", required=True)
-    show = sub.add_parser("show", help="draw saliency maps and every operator's output")
+    show = sub.add_parser("show", allow_abbrev=False, help="draw saliency maps and every operator's output")
     show.add_argument("--out", default="gallery.png", help="PNG file to write (default: gallery.png)")
     show.add_argument("--images", default=None, help="folder of images (default: scikit-image's sample photographs)")
     show.add_argument("--size", type=int, default=128, help="side of the square images (default: 128)")
@@ -206,14 +233,21 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--seed", type=int, default=0, help="seed of the operators' generator")
     show.set_defaults(func=_cmd_show)
 
-    tr = sub.add_parser("train", help="train one run")
+    tr = sub.add_parser("train", allow_abbrev=False, help="train one run")
     _add_train_flags(tr)
     tr.add_argument("--out", required=True, help="run folder (config, log.jsonl, checkpoint, metrics)")
     tr.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
+    tr.add_argument(
+        "--overwrite", action="store_true", help="delete the run already in --out and start again (default: refuse)"
+    )
+    tr.add_argument(
+        "--extend", action="store_true",
+        help="with --resume and a larger --epochs: train the run for longer (the schedule is recomputed)",
+    )  # fmt: skip
     tr.add_argument("--no-progress", action="store_true", help="no progress bar")
     tr.set_defaults(func=_cmd_train)
 
-    ev = sub.add_parser("eval", help="evaluate a checkpoint")
+    ev = sub.add_parser("eval", allow_abbrev=False, help="evaluate a checkpoint")
     ev.add_argument("--checkpoint", required=True, help="run folder or checkpoint.pt")
     ev.add_argument("--data", required=True, help="dataset source, as for train")
     ev.add_argument("--split", default="test", help="split to evaluate (default: test)")
@@ -234,8 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.set_defaults(func=_cmd_eval)
 
-    cm = sub.add_parser("compare", help="methods x seeds, with tables and plots")
-    _add_train_flags(cm)
+    cm = sub.add_parser("compare", allow_abbrev=False, help="methods x seeds, with tables and plots")
+    _add_train_flags(cm, skip=_PER_RUN)
     cm.add_argument(
         "--methods",
         default="none,mixup,cutmix,saliencymix,randsaliencymix",
@@ -255,20 +289,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    from .errors import UsageError
+
     try:
         return int(args.func(args))
-    except Exception as exc:  # one line, exit 2, for the errors a user can fix
-        from .train import UsageError
-
-        # Bad input from the user (options, paths, data files) is a ValueError/UsageError with a
-        # message naming the problem; a TypeError counts when it is a validation message.
-        user_error = isinstance(exc, (UsageError, FileNotFoundError, ValueError)) or (
-            isinstance(exc, TypeError) and str(exc).startswith("Expected")
-        )
-        if user_error:
-            print(f"rsmix {args.command}: error: {exc}", file=sys.stderr)
-            return 2
-        raise
+    except UsageError as exc:  # the user's mistake: one line, exit 2; anything else is a bug
+        print(f"rsmix {args.command}: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

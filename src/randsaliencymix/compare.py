@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
+import signal
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -18,7 +20,13 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
-from .train import METHODS, TrainConfig, UsageError, atomic_write_bytes, atomic_write_json, check_device, load_splits
+from .errors import UsageError
+from .files import atomic_write_bytes, atomic_write_json
+from .methods import get_method
+from .train import TrainConfig, available_device, load_splits
+
+# A variant's name becomes a folder name: letters, digits and ._+- only, not starting with a dot.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
 
 # Two-sided 95% Student t quantiles for n - 1 degrees of freedom (1..30), then the normal limit.
 _T95 = [
@@ -79,20 +87,46 @@ def parse_method(spec: str) -> Tuple[str, str, Dict[str, Any]]:
         name, rest = spec.split("=", 1)
     else:
         name, rest = spec.split(":")[0], spec
+    name = name.strip()
     method, _, opts = rest.partition(":")
-    if method not in METHODS:
-        raise UsageError(f"unknown method {method!r} in {spec!r}; accepted: {', '.join(METHODS)}")
+    method = method.strip()
+    if not _NAME.fullmatch(name):
+        raise UsageError(
+            f"bad method name {name!r} in {spec!r}: a name is a folder name of letters, digits and ._+- "
+            "that does not start with a dot"
+        )
+    get_method(method)
     options: Dict[str, Any] = {}
     for item in filter(None, opts.split(",")):
         key, eq, value = item.partition("=")
         if not eq:
             raise UsageError(f"bad option {item!r} in {spec!r}; expected key=value")
-        options[key.strip()] = yaml.safe_load(value)
+        try:
+            options[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise UsageError(f"bad option {item!r} in {spec!r}: the value is not a valid YAML scalar") from None
+    get_method(method).check_options(options)
     return name, method, options
 
 
 def run_dir(out: Path, name: str, seed: int) -> Path:
     return out / "runs" / f"{name}_s{seed}"
+
+
+def die_with_parent() -> None:
+    """Called by a run that ``compare`` launched (``RSMIX_PARENT_PID`` set): on Linux, ask the
+    kernel for SIGTERM when the parent dies, so a killed compare leaves no orphan training; if the
+    parent is already gone, stop now. Elsewhere the run folder's lock still prevents a rerun from
+    training the same run twice at once."""
+    parent = os.environ.get("RSMIX_PARENT_PID")
+    if not parent or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
+    if str(os.getppid()) != parent:
+        raise SystemExit(f"rsmix train: the compare ({parent}) that launched this run has ended")
 
 
 def _launch(cfg: TrainConfig, directory: Path, quiet: bool) -> int:
@@ -112,7 +146,8 @@ def _launch(cfg: TrainConfig, directory: Path, quiet: bool) -> int:
         "--no-progress",
     ]
     with open(directory / "stdout.log", "ab") as log:
-        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())
+        env = dict(os.environ, RSMIX_PARENT_PID=str(os.getpid()))
+        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     if not quiet:
         status = "done" if proc.returncode == 0 else f"FAILED (exit {proc.returncode}, see {directory}/stdout.log)"
         print(f"  {directory.name}: {status}", flush=True)
@@ -134,6 +169,14 @@ def compare(
     ``reference``: one method name, or several (a comma-separated string or a list), for the
     paired differences; the first method by default."""
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file; expected a study folder (new or existing)")
+    if not methods:
+        raise UsageError("no methods to compare; pass --methods, e.g. none,mixup,cutmix")
+    if not seeds:
+        raise UsageError("no seeds to run; pass --n-seeds N (N >= 1) or --seeds 0,1,2")
+    if len(set(seeds)) != len(seeds):
+        raise UsageError(f"seeds must be unique, got {list(seeds)}")
     specs = [parse_method(m) for m in methods]
     names = [s[0] for s in specs]
     if len(set(names)) != len(names):
@@ -154,7 +197,7 @@ def compare(
     if todo:
         # Bad data or a batch larger than the training set fails every run: say so once, before
         # any run folder is made.
-        check_device(base)
+        available_device(base.device)
         train_images = load_splits(base)[0].images.shape[0]
         if train_images < base.batch_size:
             raise UsageError(f"batch_size {base.batch_size} exceeds the {train_images} training images")

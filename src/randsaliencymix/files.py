@@ -88,5 +88,5 @@ def atomic_save(obj: Any, path: PathLike) -> None:
 
 def remove_stale_temporaries(folder: PathLike, name: str) -> None:
     """Delete the temporary files that a killed atomic write of ``folder/name`` left behind."""
-    for stale in Path(folder).glob(f".{name}.*.tmp"):
+    for stale in Path(folder).glob(f".{name}.*"):
         stale.unlink(missing_ok=True)

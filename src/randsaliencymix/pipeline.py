@@ -25,6 +25,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ._random import pick_generator
+from .data.container import channel_stats  # the per-channel statistics live with the dataset
 
 __all__ = [
     "CIFAR10_MEAN",
@@ -85,22 +86,6 @@ def _stats_tensor(name: str, values: Optional[Stats], default: float, channels: 
     return t.expand(channels).clone()
 
 
-def channel_stats(images: torch.Tensor, batch_size: int = 4096) -> Tuple[Tuple[float, ...], Tuple[float, ...]]:
-    """Per-channel mean and std of uint8 images on the 0-1 scale, for :func:`normalize`."""
-    images = _check_uint8_images(images)
-    total = torch.zeros(images.shape[1], dtype=torch.float64)
-    total_sq = torch.zeros(images.shape[1], dtype=torch.float64)
-    # Chunks keep the float64 copy small; the sums themselves are exact in float64.
-    for start in range(0, images.shape[0], batch_size):
-        chunk = images[start : start + batch_size].to(torch.float64)
-        total += chunk.sum(dim=(0, 2, 3)).cpu()
-        total_sq += chunk.square().sum(dim=(0, 2, 3)).cpu()
-    count = images.shape[0] * images.shape[2] * images.shape[3]
-    mean = total / count
-    std = (total_sq / count - mean.square()).clamp(min=0).sqrt()
-    return tuple((mean / 255).tolist()), tuple((std / 255).tolist())
-
-
 def crop_flip(
     images: torch.Tensor,
     corners: torch.Tensor,
@@ -116,7 +101,7 @@ def crop_flip(
     (black, as torchvision's RandomCrop), ``"reflect"`` or ``"replicate"``. The padded image is never
     built: one gather reads every output pixel from its source pixel.
     """
-    b, c, h, w = images.shape
+    b, _, h, w = images.shape
     dev = images.device
     corners = corners.to(device=dev, dtype=torch.long)
     # Output pixel (i, j) reads padded pixel (top + i, left + j), i.e. image pixel (top + i - p, ...).
@@ -189,6 +174,11 @@ class DeviceLoader:
     Yields ``(x, y)``: ``x`` ``(B, C, H, W)`` of ``dtype``, ``(x / 255 - mean) / std`` (mean 0 and
     std 1 when not given), channels_last when asked; ``y`` the int64 labels. With ``drop_last``
     a last incomplete batch is skipped; ``len()`` is the number of batches per epoch.
+
+    Several processes (``world_size > 1``, training only): every rank holds the same generator
+    state, draws the same permutation, and takes its own ``batch_size`` slice ``rank`` of each
+    global batch of ``batch_size * world_size`` (an incomplete last global batch is dropped); each
+    rank then draws the crops and flips of its own slice.
     """
 
     def __init__(
@@ -208,6 +198,8 @@ class DeviceLoader:
         drop_last: bool = False,
         channels_last: bool = False,
         dtype: torch.dtype = torch.float32,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
         images = _check_uint8_images(images)
         if not isinstance(labels, torch.Tensor) or labels.shape != (images.shape[0],):
@@ -236,6 +228,15 @@ class DeviceLoader:
         self.channels_last = bool(channels_last)
         self.dtype = dtype
         self.generator = pick_generator(generator, self.device) if self.train else generator
+        if isinstance(world_size, bool) or not isinstance(world_size, numbers.Integral) or world_size < 1:
+            raise ValueError(f"Expected world_size to be an int >= 1, but got {world_size!r} instead.")
+        if isinstance(rank, bool) or not isinstance(rank, numbers.Integral) or not 0 <= rank < world_size:
+            raise ValueError(f"Expected rank in [0, {world_size - 1}], but got {rank!r} instead.")
+        if world_size > 1 and not self.train:
+            raise ValueError("Expected world_size 1 in evaluation mode, but got a sharded evaluation instead.")
+        self.rank, self.world_size = int(rank), int(world_size)
+        if world_size > 1:
+            self.drop_last = True
 
     @classmethod
     def from_dataset(
@@ -250,7 +251,7 @@ class DeviceLoader:
 
     def __len__(self) -> int:
         if self.drop_last:
-            return self.num_samples // self.batch_size
+            return self.num_samples // (self.batch_size * self.world_size)
         return math.ceil(self.num_samples / self.batch_size)
 
     def _augment(self, batch: torch.Tensor) -> torch.Tensor:
@@ -264,8 +265,10 @@ class DeviceLoader:
             order = torch.randperm(n, generator=self.generator, device=self.device)
         else:
             order = None
+        global_batch = self.batch_size * self.world_size
         for b in range(len(self)):
-            start, stop = b * self.batch_size, min((b + 1) * self.batch_size, n)
+            start = b * global_batch + self.rank * self.batch_size
+            stop = min(start + self.batch_size, n)
             if order is None:
                 x, y = self.images[start:stop], self.labels[start:stop]
             else:

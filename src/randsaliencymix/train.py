@@ -1,8 +1,9 @@
-"""Training and evaluation of one run: ``rsmix train`` and ``rsmix eval``.
+"""One training run (``rsmix train``): its configuration and the loop.
 
-A run is a folder: ``config.json`` (the resolved configuration), ``log.jsonl`` (one line per epoch),
-``checkpoint.pt`` (written atomically after every epoch; ``--resume`` continues from it to the
-same result as an uninterrupted run on CPU) and ``metrics.json`` (the final numbers).
+A run is a folder: ``config.json`` (the resolved configuration, normalisation included),
+``log.jsonl`` (one line per epoch), ``checkpoint.pt`` (written atomically after every epoch;
+``resume`` continues from it to the same result as an uninterrupted run on CPU) and
+``metrics.json`` (the final numbers). See :mod:`runs` for what happens to an existing folder.
 
 Hyper-parameters and epochs are never chosen on the test split: the validation split is carved
 from the training set, and the test split is evaluated once, after the last epoch, when asked.
@@ -10,33 +11,35 @@ from the training set, and the test split is evaluated once, after the last epoc
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import sys
-import tempfile
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from .checkpoint import read_checkpoint, restore_checkpoint, save_checkpoint
 from .data import ArrayDataset, class_balanced_subset, load_dataset, train_val_split
+from .errors import UsageError
+from .evaluate import corruption_metrics, flat_corruption_scores, split_metrics
+from .files import atomic_write_json
 from .loss import soft_target_cross_entropy
-from .mixing import CutMix, MixUp, NoMix, RandSaliencyMix, SaliencyMix, _Mixer
+from .methods import METHOD_NAMES, build_mixer, get_method
 from .models import MODEL_NAMES, build_model
-from .pipeline import CIFAR10_MEAN, CIFAR10_STD, normalize, random_crop_flip
+from .pipeline import DeviceLoader
+from .runs import RunLock, append_log, check_output_folder, read_log, start_run_folder
 
-METHODS = ("none", "mixup", "cutmix", "saliencymix", "saliencymix_per_sample", "randsaliencymix")
+__all__ = ["TrainConfig", "UsageError", "available_device", "load_splits", "lr_at", "train"]
+
+METHODS = METHOD_NAMES
 SCHEDULES = ("cosine", "multistep")
-CIFAR_MEAN, CIFAR_STD = CIFAR10_MEAN, CIFAR10_STD
-
-
-class UsageError(ValueError):
-    """A bad command line or configuration: reported in one line, exit code 2."""
+# Config keys that may change on --resume: where the run executes and what is evaluated at the
+# end; anything else would silently make a different run. ``epochs`` may grow with ``extend``.
+_MOVABLE = frozenset({"device", "threads", "test", "robustness", "robustness_images", "eval_every"})
 
 
 @dataclass
@@ -63,6 +66,8 @@ class TrainConfig:
     label_smoothing: float = 0.0
     crop_padding: int = 4
     flip: bool = True
+    mean: Optional[List[float]] = None  # per-channel input normalisation; None: the training split's
+    std: Optional[List[float]] = None
     seed: int = 0
     device: str = "cpu"
     amp: bool = False
@@ -81,32 +86,48 @@ class TrainConfig:
             raise UsageError(f"unknown config keys {unknown}; accepted: {sorted(known)}")
         for f in fields(cls):
             if f.name in values and not _has_type(values[f.name], str(f.type)):
-                raise UsageError(
-                    f"config key {f.name!r} must be {_TYPE_WORDS.get(str(f.type), f.type)}, got {values[f.name]!r}"
-                )
+                words = _TYPE_WORDS.get(str(f.type), f.type)
+                raise UsageError(f"config key {f.name!r} must be {words}, got {values[f.name]!r}")
         cfg = cls(**values)
         cfg.check()
         return cfg
 
     def check(self) -> None:
-        if self.method not in METHODS:
-            raise UsageError(f"unknown method {self.method!r}; accepted: {', '.join(METHODS)}")
-        if self.model not in MODEL_NAMES:
-            raise UsageError(f"unknown model {self.model!r}; accepted: {', '.join(MODEL_NAMES)}")
-        if self.schedule not in SCHEDULES:
-            raise UsageError(f"unknown schedule {self.schedule!r}; accepted: {', '.join(SCHEDULES)}")
-        if self.epochs < 1 or self.batch_size < 1:
-            raise UsageError(f"epochs and batch_size must be >= 1, got {self.epochs} and {self.batch_size}")
-        if self.robustness and not self.test:
-            raise UsageError("robustness needs test: the corruptions are scored on the test split")
-        if self.robustness_images < 0:
-            raise UsageError(f"robustness_images must be >= 0, got {self.robustness_images}")
-        if self.eval_every < 1:
-            raise UsageError(f"eval_every must be >= 1, got {self.eval_every}")
-        if not 0.0 <= self.val_fraction < 1.0:
-            raise UsageError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        """A UsageError naming the first bad value (every number finite and in its range)."""
+        get_method(self.method)
+        _one_of("model", self.model, MODEL_NAMES)
+        _one_of("schedule", self.schedule, SCHEDULES)
+        for f in fields(self):
+            value = getattr(self, f.name)
+            numbers = value if isinstance(value, list) else [value]
+            for v in numbers:
+                if isinstance(v, float) and not math.isfinite(v):
+                    raise UsageError(f"{f.name} must be a finite number, got {v}")
+        _at_least("epochs", self.epochs, 1)
+        _at_least("batch_size", self.batch_size, 1)
+        _at_least("eval_every", self.eval_every, 1)
+        _at_least("robustness_images", self.robustness_images, 0)
+        _at_least("crop_padding", self.crop_padding, 0)
+        _at_least("threads", self.threads, 0)
+        if not self.lr > 0:
+            raise UsageError(f"lr must be > 0, got {self.lr}")
+        for name, lo, hi in (("momentum", 0.0, 1.0), ("label_smoothing", 0.0, 1.0), ("val_fraction", 0.0, 1.0)):
+            if not lo <= getattr(self, name) < hi:
+                raise UsageError(f"{name} must be in [{lo:g}, {hi:g}), got {getattr(self, name)}")
         if not 0.0 < self.train_fraction <= 1.0:
             raise UsageError(f"train_fraction must be in (0, 1], got {self.train_fraction}")
+        if self.weight_decay < 0 or self.warmup_epochs < 0 or not self.lr_decay > 0:
+            raise UsageError("weight_decay and warmup_epochs must be >= 0 and lr_decay > 0")
+        if any(not 0.0 < m < 1.0 for m in self.milestones):
+            raise UsageError(f"milestones must be fractions of training in (0, 1), got {self.milestones}")
+        if (self.mean is None) != (self.std is None):
+            raise UsageError("mean and std go together: give both or neither")
+        if self.std is not None and (not self.std or any(not s > 0 for s in self.std)):
+            raise UsageError(f"std must be > 0 per channel, got {self.std}")
+        if self.mean is not None and self.std is not None and len(self.mean) != len(self.std):
+            raise UsageError(f"mean and std need one value per channel each, got {self.mean} and {self.std}")
+        if self.robustness and not self.test:
+            raise UsageError("robustness needs test: the corruptions are scored on the test split")
         if not isinstance(self.mix, dict):
             raise UsageError(f"mix must be a mapping of operator options, got {self.mix!r}")
         if self.method == "none" and self.mix:
@@ -117,16 +138,17 @@ class TrainConfig:
             raise UsageError(f"unknown device {self.device!r}; accepted: cpu, cuda, cuda:N") from None
         if self.amp and not self.device.startswith("cuda"):
             raise UsageError("amp needs a CUDA device (--device cuda)")
-        accepted = mix_option_names(self.method)
-        unknown = sorted(set(self.mix) - set(accepted))
-        if unknown:
-            raise UsageError(
-                f"unknown options {unknown} for method {self.method!r}; accepted: {', '.join(accepted) or 'none'}"
-            )
-        try:
-            build_mixer(self.method, 10, self.mix)
-        except (TypeError, ValueError) as exc:
-            raise UsageError(f"bad options for method {self.method!r}: {exc}") from exc
+        build_mixer(self.method, 10, self.mix)  # a bad option value is a UsageError now, not mid-run
+
+
+def _one_of(name: str, value: str, accepted: Tuple[str, ...]) -> None:
+    if value not in accepted:
+        raise UsageError(f"unknown {name} {value!r}; accepted: {', '.join(accepted)}")
+
+
+def _at_least(name: str, value: int, minimum: int) -> None:
+    if value < minimum:
+        raise UsageError(f"{name} must be >= {minimum}, got {value}")
 
 
 _TYPE_WORDS = {
@@ -137,51 +159,27 @@ _TYPE_WORDS = {
     "float": "a number",
     "Dict[str, Any]": "a mapping",
     "List[float]": "a list of numbers",
+    "Optional[List[float]]": "a list of numbers or null",
 }
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _has_type(value: Any, annotation: str) -> bool:
-    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    numbers = isinstance(value, list) and all(_is_number(v) for v in value)
     checks = {
         "str": isinstance(value, str),
         "Optional[str]": value is None or isinstance(value, str),
         "bool": isinstance(value, bool),
         "int": isinstance(value, int) and not isinstance(value, bool),
-        "float": number,
+        "float": _is_number(value),
         "Dict[str, Any]": isinstance(value, dict),
-        "List[float]": isinstance(value, list)
-        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value),
+        "List[float]": numbers,
+        "Optional[List[float]]": value is None or numbers,
     }
     return checks.get(annotation, True)
-
-
-_MIXER_CLASSES = {
-    "none": NoMix,
-    "mixup": MixUp,
-    "cutmix": CutMix,
-    "saliencymix": SaliencyMix,
-    "saliencymix_per_sample": SaliencyMix,
-    "randsaliencymix": RandSaliencyMix,
-}
-
-
-def mix_option_names(method: str) -> List[str]:
-    """The ``--mix-opt`` keys a method accepts (its operator's options that the run does not set)."""
-    import inspect
-
-    cls = _MIXER_CLASSES.get(method)
-    if cls is None:
-        return []
-    fixed = {"self", "num_classes", "label_smoothing", "validate"}
-    if method in ("saliencymix_per_sample", "randsaliencymix"):
-        fixed |= {"mean", "std"}
-    if method == "saliencymix_per_sample":
-        fixed.add("mode")
-    return [
-        name
-        for name, param in inspect.signature(cls.__init__).parameters.items()
-        if name not in fixed and param.kind not in (param.VAR_POSITIONAL, param.VAR_KEYWORD)
-    ]
 
 
 def available_device(name: str) -> torch.device:
@@ -195,197 +193,6 @@ def available_device(name: str) -> torch.device:
             f"device {name!r} is not available on this machine (torch.cuda.is_available() is False); accepted: cpu"
         )
     return device
-
-
-def check_device(cfg: TrainConfig) -> torch.device:
-    """The run's device, or a UsageError when this machine does not have it."""
-    return available_device(cfg.device)
-
-
-def build_mixer(
-    method: str,
-    num_classes: int,
-    options: Dict[str, Any],
-    label_smoothing: float = 0.0,
-    mean: Tuple[float, ...] = CIFAR_MEAN,
-    std: Tuple[float, ...] = CIFAR_STD,
-) -> _Mixer:
-    """The operator of a method name with its options; saliency operators get the normalisation."""
-    opts = dict(options)
-    common = dict(num_classes=num_classes, label_smoothing=label_smoothing)
-    if method == "none":
-        return NoMix(**common)
-    if method == "mixup":
-        return MixUp(**common, **opts)
-    if method == "cutmix":
-        return CutMix(**common, **opts)
-    if method == "saliencymix":
-        opts.setdefault("mode", "official")
-        return SaliencyMix(**common, **opts)
-    if method == "saliencymix_per_sample":
-        return SaliencyMix(**common, mode="per_sample", mean=mean, std=std, **opts)
-    if method == "randsaliencymix":
-        return RandSaliencyMix(**common, mean=mean, std=std, **opts)
-    raise UsageError(f"unknown method {method!r}; accepted: {', '.join(METHODS)}")
-
-
-# ------------------------------------------------------------------------------------------
-# Data on the device
-# ------------------------------------------------------------------------------------------
-
-
-def epoch_batches(
-    n: int,
-    batch_size: int,
-    generator: torch.Generator,
-    rank: int = 0,
-    world: int = 1,
-    device: torch.device = torch.device("cpu"),
-) -> Iterator[torch.Tensor]:
-    """Index batches of one shuffled epoch. With several processes every rank draws the same
-    permutation and takes its share of each global batch (incomplete last batch dropped)."""
-    order = torch.randperm(n, generator=generator, device=device)
-    global_batch = batch_size * world
-    for start in range(0, n - global_batch + 1, global_batch):
-        yield order[start + rank * batch_size : start + (rank + 1) * batch_size]
-
-
-# ------------------------------------------------------------------------------------------
-# Metrics
-# ------------------------------------------------------------------------------------------
-
-
-def expected_calibration_error(probs: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> float:
-    """ECE with equal-width confidence bins (Guo et al., 2017)."""
-    conf, pred = probs.max(dim=1)
-    correct = (pred == labels).double()
-    edges = torch.linspace(0, 1, bins + 1, dtype=probs.dtype)
-    index = torch.bucketize(conf, edges[1:-1], right=False)
-    acc = torch.zeros(bins, dtype=torch.float64).index_add_(0, index, correct)
-    confs = torch.zeros(bins, dtype=torch.float64).index_add_(0, index, conf.double())
-    # Sum over bins of |accuracy - confidence| weighted by the bin's share = per-bin sums / N.
-    return float((acc - confs).abs().sum() / max(len(labels), 1))
-
-
-@torch.no_grad()
-def predict(
-    model: nn.Module,
-    images_u8: torch.Tensor,
-    mean: torch.Tensor,
-    std: torch.Tensor,
-    batch_size: int = 500,
-    device: torch.device = torch.device("cpu"),
-    channels_last: bool = False,
-) -> torch.Tensor:
-    """Logits of a uint8 image set, in order, in float32 on the CPU."""
-    model.eval()
-    out = []
-    for start in range(0, images_u8.shape[0], batch_size):
-        x = normalize(images_u8[start : start + batch_size].to(device), mean, std)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        out.append(model(x).float().cpu())
-    return torch.cat(out)
-
-
-def corruption_metrics(
-    model: nn.Module,
-    images_u8: torch.Tensor,
-    labels: torch.Tensor,
-    mean: torch.Tensor,
-    std: torch.Tensor,
-    device: torch.device = torch.device("cpu"),
-    channels_last: bool = False,
-    seed: int = 0,
-    limit: int = 0,
-) -> Dict[str, Dict[str, float]]:
-    """Metrics under every corruption of ``robustness.CORRUPTIONS`` (the same images for every
-    model: the corruptions' randomness is seeded by ``seed``), plus their mean top-1 error; on the
-    first ``limit`` images only when ``limit > 0``."""
-    from .robustness import corrupted_sets
-
-    if limit > 0:
-        images_u8, labels = images_u8[:limit], labels[:limit]
-    out: Dict[str, Dict[str, float]] = {}
-    for name, images in corrupted_sets(images_u8, seed=seed).items():
-        logits = predict(model, images, mean, std, device=device, channels_last=channels_last)
-        out[name] = classification_metrics(logits, labels)
-    out["corruption_mean"] = {"top1_err": sum(m["top1_err"] for m in out.values()) / len(out)}
-    return out
-
-
-def classification_metrics(logits: torch.Tensor, labels: torch.Tensor) -> Dict[str, float]:
-    labels = labels.cpu()
-    k = min(5, logits.shape[1])
-    top = logits.topk(k, dim=1).indices
-    top1 = (top[:, 0] == labels).double().mean()
-    topk = (top == labels[:, None]).any(dim=1).double().mean()
-    return {
-        "top1_err": float(1 - top1) * 100,
-        "top5_err": float(1 - topk) * 100,
-        "nll": float(F.cross_entropy(logits, labels)),
-        "ece": expected_calibration_error(torch.softmax(logits.double(), dim=1), labels) * 100,
-    }
-
-
-# ------------------------------------------------------------------------------------------
-# Run folder helpers
-# ------------------------------------------------------------------------------------------
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_save(obj: Any, path: Path) -> None:
-    """torch.save through a temporary file and a rename: a kill never leaves a broken file."""
-    import io
-
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    atomic_write_bytes(path, buffer.getvalue())
-
-
-def atomic_write_json(obj: Any, path: Path) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
-
-
-class Progress:
-    """A one-line progress bar with ETA on stderr (silent when not a terminal or disabled)."""
-
-    def __init__(self, total: int, enabled: bool, prefix: str = "") -> None:
-        self.total, self.enabled, self.prefix = total, enabled, prefix
-        self.start = time.perf_counter()
-        self.done = 0
-
-    def update(self, done: int, note: str = "") -> None:
-        self.done = done
-        if not self.enabled:
-            return
-        elapsed = time.perf_counter() - self.start
-        eta = elapsed / max(done, 1) * (self.total - done)
-        width = 24
-        fill = int(width * done / max(self.total, 1))
-        sys.stderr.write(
-            f"\r{self.prefix} [{'#' * fill}{'.' * (width - fill)}] {done}/{self.total} "
-            f"{elapsed:5.0f}s eta {eta:5.0f}s {note}   "
-        )
-        sys.stderr.flush()
-
-    def close(self) -> None:
-        if self.enabled:
-            sys.stderr.write("\n")
 
 
 def lr_at(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
@@ -402,30 +209,8 @@ def lr_at(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
 
 
 # ------------------------------------------------------------------------------------------
-# Training
+# The steps of a run
 # ------------------------------------------------------------------------------------------
-
-
-def _distributed() -> Tuple[int, int]:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 1
-    import torch.distributed as dist
-
-    if not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() and os.environ.get("RSMIX_BACKEND") != "gloo" else "gloo"
-        dist.init_process_group(backend)
-    return dist.get_rank(), dist.get_world_size()
-
-
-def _normalisation(channels: int, device: Union[str, torch.device]) -> Tuple[torch.Tensor, torch.Tensor]:
-    """(1, C, 1, 1) mean and std of the inputs: CIFAR-10's for colour, a generic pair for grey."""
-    mean = CIFAR_MEAN if channels == 3 else (0.5,)
-    std = CIFAR_STD if channels == 3 else (0.25,)
-    return (
-        torch.tensor(mean, device=device).reshape(1, -1, 1, 1),
-        torch.tensor(std, device=device).reshape(1, -1, 1, 1),
-    )
 
 
 def load_splits(cfg: TrainConfig) -> Tuple[ArrayDataset, ArrayDataset]:
@@ -440,216 +225,236 @@ def load_splits(cfg: TrainConfig) -> Tuple[ArrayDataset, ArrayDataset]:
     return train_ds, val_ds
 
 
-def train(cfg: TrainConfig, out_dir: Path, resume: bool = False, progress: bool = True) -> Dict[str, Any]:
-    """Train one run into ``out_dir``; returns the final metrics (also in ``metrics.json``)."""
+def _resolve_normalisation(cfg: TrainConfig, train_ds: ArrayDataset) -> TrainConfig:
+    """The config with the mean/std the run uses: given, or the training split's own."""
+    channels = train_ds.images.shape[1]
+    if cfg.mean is None or cfg.std is None:
+        mean, std = train_ds.channel_stats()
+        return replace(cfg, mean=[round(v, 6) for v in mean], std=[round(v, 6) for v in std])
+    if len(cfg.mean) != channels:
+        raise UsageError(f"mean and std have {len(cfg.mean)} values but the images have {channels} channels")
+    return cfg
+
+
+def _distributed() -> Tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() and os.environ.get("RSMIX_BACKEND") != "gloo" else "gloo"
+        dist.init_process_group(backend)
+    return dist.get_rank(), dist.get_world_size()
+
+
+def _run_device(cfg: TrainConfig, world: int) -> torch.device:
+    device = available_device(cfg.device)
+    if device.type == "cuda" and world > 1:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    return device
+
+
+def _optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    """SGD with weight decay on weights only (not on biases and normalisation parameters)."""
+    decay: List[nn.Parameter] = []
+    no_decay: List[nn.Parameter] = []
+    for p in model.parameters():
+        (no_decay if p.ndim <= 1 else decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
+
+
+def _check_resumable(saved: Dict[str, Any], cfg: TrainConfig, folder: Path, extend: bool, done: int) -> None:
+    now = asdict(cfg)
+    changed = sorted(k for k in now if k not in _MOVABLE and saved.get(k) != now[k])
+    if extend and "epochs" in changed:
+        changed.remove("epochs")
+        if cfg.epochs < done:
+            raise UsageError(f"--extend to {cfg.epochs} epochs, but {folder} has already trained {done}")
+    if changed:
+        hint = " (to train a finished run for longer, add --extend)" if changed == ["epochs"] else ""
+        raise UsageError(
+            f"--resume with a changed config ({', '.join(changed)}) in {folder}{hint}; "
+            "use the original settings or a new --out folder"
+        )
+
+
+def _train_epoch(
+    cfg: TrainConfig,
+    epoch: int,
+    loader: DeviceLoader,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: Optional[Any],
+    mixer: nn.Module,
+    mix_gen: torch.Generator,
+    bar: Any,
+) -> float:
+    """One epoch of SGD on mixed batches; returns the mean training loss."""
+    model.train()
+    steps = len(loader)
+    device = loader.device
+    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+    for i, (x, labels) in enumerate(loader):
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(cfg, epoch * steps + i, steps)
+        x, y = mixer(x, labels, generator=mix_gen)
+        with torch.autocast(device.type, enabled=cfg.amp):
+            logits = model(x)
+        loss = soft_target_cross_entropy(logits.float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        loss_sum += loss.detach()
+        bar.update(1)
+    return float(loss_sum) / steps
+
+
+def _gather_mix_states(mix_gen: torch.Generator, world: int) -> Any:
+    if world == 1:
+        return mix_gen.get_state()
+    import torch.distributed as dist
+
+    gathered: List[Any] = [None] * world
+    dist.all_gather_object(gathered, mix_gen.get_state().cpu())
+    return gathered
+
+
+def _progress(total: int, enabled: bool, desc: str) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, disable=not enabled, desc=desc, unit="step", leave=False, file=sys.stderr)
+
+
+def train(
+    cfg: TrainConfig,
+    out_dir: Path,
+    resume: bool = False,
+    progress: bool = True,
+    *,
+    overwrite: bool = False,
+    extend: bool = False,
+) -> Dict[str, Any]:
+    """Train one run into ``out_dir``; returns the final metrics (also in ``metrics.json``).
+
+    ``resume`` continues the folder's run from its checkpoint (a folder without one starts
+    afresh); with ``extend`` it may also raise ``epochs`` of a finished or partial run (the
+    learning-rate schedule is then recomputed for the new length from the next step on).
+    ``overwrite`` deletes the folder's run first. Without either, a folder holding a run is refused.
+    """
     cfg.check()
     out_dir = Path(out_dir)
+    if extend and not resume:
+        raise UsageError("--extend continues a run: use it with --resume")
+    check_output_folder(out_dir, resume=resume, overwrite=overwrite)
     rank, world = _distributed()
     main_process = rank == 0
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
-    device = check_device(cfg)
-    if device.type == "cuda" and world > 1:
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        torch.cuda.set_device(device)
+    device = _run_device(cfg, world)
 
+    # Data: the splits, the normalisation of the training split, one loader.
     train_ds, val_ds = load_splits(cfg)
-    num_classes = train_ds.num_classes
-    channels = train_ds.images.shape[1]
-    mean, std = _normalisation(channels, device)
-    images = train_ds.images.to(device)
-    labels = train_ds.labels.to(device)
+    cfg = _resolve_normalisation(cfg, train_ds)
+    assert cfg.mean is not None and cfg.std is not None  # set by _resolve_normalisation
+    if train_ds.images.shape[0] < cfg.batch_size * world:
+        raise UsageError(
+            f"batch_size {cfg.batch_size} x {world} processes exceeds the {train_ds.images.shape[0]} training images"
+        )
+    # Shuffling draws the same on every rank (each takes its share); mixing differs per rank.
+    data_gen = torch.Generator(device=device).manual_seed(cfg.seed * 1_000_003 + 1)
+    mix_gen = torch.Generator(device=device).manual_seed(cfg.seed * 1_000_003 + 2 + rank)
+    loader = DeviceLoader.from_dataset(
+        train_ds,
+        cfg.batch_size,
+        data_gen,
+        crop_padding=cfg.crop_padding,
+        flip=cfg.flip,
+        mean=cfg.mean,
+        std=cfg.std,
+        device=device,
+        drop_last=True,
+        channels_last=cfg.channels_last,
+        rank=rank,
+        world_size=world,
+    )
 
+    # Model, optimiser and operator.
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model, num_classes).to(device)
+    model = build_model(cfg.model, train_ds.num_classes).to(device)
     if cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     ddp_model: nn.Module = model
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
 
         ddp_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        (no_decay if p.ndim <= 1 else decay).append(p)
-    optimizer = torch.optim.SGD(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=cfg.lr,
-        momentum=cfg.momentum,
-        nesterov=cfg.nesterov,
-    )
+    optimizer = _optimizer(cfg, model)
     scaler = torch.amp.GradScaler("cuda") if cfg.amp else None
     mixer = build_mixer(
-        cfg.method,
-        num_classes,
-        cfg.mix,
-        cfg.label_smoothing,
-        tuple(mean.flatten().tolist()),
-        tuple(std.flatten().tolist()),
+        cfg.method, train_ds.num_classes, cfg.mix, label_smoothing=cfg.label_smoothing, mean=cfg.mean, std=cfg.std
     )
 
-    # Shuffling draws the same on every rank (each takes its share); mixing differs per rank.
-    data_gen = torch.Generator(device=device).manual_seed(cfg.seed * 1_000_003 + 1)
-    mix_gen = torch.Generator(device=device).manual_seed(cfg.seed * 1_000_003 + 2 + rank)
-    steps_per_epoch = images.shape[0] // (cfg.batch_size * world)
-    if steps_per_epoch < 1:
-        raise UsageError(
-            f"batch_size {cfg.batch_size} x {world} processes exceeds the {images.shape[0]} training images"
-        )
-
-    checkpoint_path = out_dir / "checkpoint.pt"
-    log_path = out_dir / "log.jsonl"
-    start_epoch, elapsed_before = 0, 0.0
-    if resume and checkpoint_path.exists():
-        state = torch.load(checkpoint_path, map_location=device, weights_only=False)
-        # Only where the run executes may change on resume; anything else would silently make a
-        # different run (a changed epoch count changes the learning-rate schedule, say).
-        movable = {"device", "threads"}
-        saved = {k: v for k, v in state.get("config", {}).items() if k not in movable}
-        now = {k: v for k, v in asdict(cfg).items() if k not in movable}
-        changed = sorted(k for k in now if saved.get(k) != now[k])
-        if changed:
-            raise UsageError(
-                f"--resume with a changed config ({', '.join(changed)}) in {out_dir}; "
-                "use the original settings or a new --out folder"
+    with RunLock(out_dir) if main_process else _NoLock():
+        start_epoch, elapsed_before = 0, 0.0
+        if resume and (out_dir / "checkpoint.pt").exists():
+            state = read_checkpoint(out_dir, device)
+            _check_resumable(state.get("config", {}), cfg, out_dir, extend, int(state["epoch"]))
+            start_epoch, elapsed_before = restore_checkpoint(
+                state, model=model, optimizer=optimizer, scaler=scaler, data_gen=data_gen, mix_gen=mix_gen, rank=rank
             )
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        data_gen.set_state(state["data_gen"].to(data_gen.device) if device.type != "cpu" else state["data_gen"])
-        mix_gen.set_state(state["mix_gen"][rank] if isinstance(state["mix_gen"], list) else state["mix_gen"])
-        torch.set_rng_state(state["torch_rng"])
-        start_epoch, elapsed_before = int(state["epoch"]), float(state["elapsed"])
-        if scaler is not None and "scaler" in state:
-            scaler.load_state_dict(state["scaler"])
-    if main_process:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        # Temporary files of an atomic write that a kill interrupted.
-        for name in ("checkpoint.pt", "config.json", "log.jsonl", "metrics.json"):
-            for stale in out_dir.glob(f".{name}.*"):
-                stale.unlink(missing_ok=True)
-        atomic_write_json(asdict(cfg), out_dir / "config.json")
-        # Keep only the epochs the checkpoint covers: a crash after logging loses nothing else
-        # (a line cut short by a kill is always past the checkpoint).
-        kept = []
-        if start_epoch > 0 and log_path.exists():
-            for line in log_path.read_text().splitlines():
-                try:
-                    if json.loads(line)["epoch"] < start_epoch:
-                        kept.append(line)
-                except (ValueError, KeyError, TypeError):
-                    continue
-        atomic_write_bytes(log_path, "".join(line + "\n" for line in kept).encode())
-
-    bar = Progress(
-        cfg.epochs * steps_per_epoch,
-        progress and main_process and sys.stderr.isatty(),
-        prefix=f"{cfg.method} s{cfg.seed}",
-    )
-    history: List[Dict[str, Any]] = []
-    for epoch in range(start_epoch, cfg.epochs):
-        t0 = time.perf_counter()
-        ddp_model.train()
-        loss_sum = torch.zeros((), device=device, dtype=torch.float64)
-        for i, index in enumerate(epoch_batches(images.shape[0], cfg.batch_size, data_gen, rank, world, device)):
-            step = epoch * steps_per_epoch + i
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(cfg, step, steps_per_epoch)
-            x8 = random_crop_flip(images[index], data_gen, cfg.crop_padding, cfg.flip)
-            x = normalize(x8, mean, std)
-            if cfg.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            x, y = mixer(x, labels[index], generator=mix_gen)
-            with torch.autocast(device.type, enabled=cfg.amp):
-                logits = ddp_model(x)
-            loss = soft_target_cross_entropy(logits.float(), y)
-            optimizer.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                loss.backward()
-                optimizer.step()
-            loss_sum += loss.detach()
-            bar.update(step + 1, f"loss {float(loss):.3f}" if bar.enabled and i % 20 == 0 else "")
-        seconds = time.perf_counter() - t0
-        record: Dict[str, Any] = {
-            "epoch": epoch,
-            "train_loss": float(loss_sum) / steps_per_epoch,
-            "lr": lr_at(cfg, (epoch + 1) * steps_per_epoch - 1, steps_per_epoch),
-            "seconds": seconds,
-        }
-        validate = (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs
-        if main_process and validate and val_ds.images.shape[0] > 0:
-            logits = predict(model, val_ds.images, mean, std, device=device, channels_last=cfg.channels_last)
-            record.update({f"val_{k}": v for k, v in classification_metrics(logits, val_ds.labels).items()})
-        history.append(record)
+        elif main_process:
+            check_output_folder(out_dir, resume=resume, overwrite=overwrite)  # again, now that we hold the lock
         if main_process:
-            with open(log_path, "a") as fh:
-                fh.write(json.dumps(record) + "\n")
-            mix_states: Any = mix_gen.get_state()
-            if world > 1:
-                import torch.distributed as dist
+            start_run_folder(out_dir, asdict(cfg), start_epoch, overwrite=overwrite)
 
-                gathered: List[Any] = [None] * world
-                dist.all_gather_object(gathered, mix_gen.get_state().cpu())
-                mix_states = gathered
-            state = {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "data_gen": data_gen.get_state(),
-                "mix_gen": mix_states,
-                "torch_rng": torch.get_rng_state(),
-                "epoch": epoch + 1,
-                "elapsed": elapsed_before + sum(r["seconds"] for r in history),
-                "config": asdict(cfg),
+        bar = _progress(
+            (cfg.epochs - start_epoch) * len(loader),
+            progress and main_process and sys.stderr.isatty(),
+            f"{cfg.method} s{cfg.seed}",
+        )
+        elapsed = elapsed_before
+        for epoch in range(start_epoch, cfg.epochs):
+            t0 = time.perf_counter()
+            loss = _train_epoch(cfg, epoch, loader, ddp_model, optimizer, scaler, mixer, mix_gen, bar)
+            if not math.isfinite(loss):
+                raise UsageError(
+                    f"training diverged in epoch {epoch} (train loss {loss}); lower --lr. "
+                    f"The checkpoint in {out_dir} holds the last finite epoch"
+                )
+            seconds = time.perf_counter() - t0
+            elapsed += seconds
+            steps = len(loader)
+            record: Dict[str, Any] = {
+                "epoch": epoch,
+                "train_loss": loss,
+                "lr": lr_at(cfg, (epoch + 1) * steps - 1, steps),
+                "seconds": seconds,
             }
-            if scaler is not None:
-                state["scaler"] = scaler.state_dict()
-            atomic_save(state, checkpoint_path)
-        elif world > 1:
-            import torch.distributed as dist
-
-            dist.all_gather_object([None] * world, mix_gen.get_state().cpu())
-    bar.close()
-
-    result: Dict[str, Any] = {}
-    if main_process:
-        lines = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
-        last = lines[-1] if lines else {}
-        result = {k: v for k, v in last.items() if k.startswith("val_")}
-        result["train_loss"] = last.get("train_loss")
-        result["epochs"] = cfg.epochs
-        result["train_seconds"] = sum(line["seconds"] for line in lines)
-        result["train_images"] = int(images.shape[0])
-        result["val_images"] = int(val_ds.images.shape[0])
-        if cfg.test:
-            test_ds = load_dataset(cfg.data, "test", root=cfg.data_root, download=cfg.download)
-            logits = predict(model, test_ds.images, mean, std, device=device, channels_last=cfg.channels_last)
-            result.update({f"test_{k}": v for k, v in classification_metrics(logits, test_ds.labels).items()})
-            if cfg.robustness:
-                scores = corruption_metrics(
-                    model,
-                    test_ds.images,
-                    test_ds.labels,
-                    mean,
-                    std,
-                    device,
-                    cfg.channels_last,
-                    limit=cfg.robustness_images,
-                )
-                result.update(
-                    {
-                        f"test_{name}_{k}": v
-                        for name, m in scores.items()
-                        for k, v in m.items()
-                        if k in ("top1_err", "ece")
-                    }
-                )
-            result["test_images"] = int(test_ds.images.shape[0])
-        result["method"], result["seed"], result["model"] = cfg.method, cfg.seed, cfg.model
-        result["versions"] = {"torch": torch.__version__, "python": sys.version.split()[0]}
-        atomic_write_json(result, out_dir / "metrics.json")
+            validate = (epoch + 1) % cfg.eval_every == 0 or epoch + 1 == cfg.epochs
+            if main_process and validate and val_ds.images.shape[0] > 0:
+                scores = split_metrics(
+                    model, val_ds.images, val_ds.labels, cfg.mean, cfg.std, device=device,
+                    channels_last=cfg.channels_last,
+                )  # fmt: skip
+                record.update({f"val_{k}": v for k, v in scores.items()})
+            mix_states = _gather_mix_states(mix_gen, world)
+            if main_process:
+                append_log(out_dir, record)
+                save_checkpoint(
+                    out_dir / "checkpoint.pt", model=model, optimizer=optimizer, scaler=scaler, data_gen=data_gen,
+                    mix_states=mix_states, epoch=epoch + 1, elapsed=elapsed, config=asdict(cfg),
+                    classes=train_ds.classes,
+                )  # fmt: skip
+        bar.close()
+        result = _finish(cfg, out_dir, model, device, train_ds, val_ds) if main_process else {}
     if world > 1:
         import torch.distributed as dist
 
@@ -657,60 +462,42 @@ def train(cfg: TrainConfig, out_dir: Path, resume: bool = False, progress: bool 
     return result
 
 
-def evaluate_checkpoint(
-    run: Path,
-    data: str,
-    split: str = "test",
-    data_root: Optional[str] = None,
-    device: str = "cpu",
-    robustness: bool = False,
-    seed: int = 0,
-    robustness_images: int = 0,
-) -> Dict[str, float]:
-    """Top-1/top-5 error, NLL and ECE of a run's checkpoint on a split of any supported dataset;
-    with ``robustness``, also ``<corruption>_top1_err`` and ``<corruption>_ece`` for every fixed
-    corruption of ``robustness.CORRUPTIONS`` (seeded by ``seed``) and their mean top-1 error."""
-    run = Path(run)
-    path = run / "checkpoint.pt" if run.is_dir() else run
-    if not path.exists():
-        raise UsageError(f"no checkpoint at {path}")
-    available_device(device)
-    try:
-        state = torch.load(path, map_location=device, weights_only=False)
-    except Exception as exc:  # a truncated or foreign file
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise UsageError(f"cannot read the checkpoint {path}: {reason}") from None
-    if not isinstance(state, dict) or not {"config", "model"} <= set(state):
-        raise UsageError(f"{path} is not an rsmix checkpoint (no 'config' and 'model')")
-    cfg = TrainConfig.from_dict(state["config"])
-    ds = load_dataset(data, split, root=data_root)
-    model = build_model(cfg.model, ds.num_classes).to(device)
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as exc:
-        raise UsageError(
-            f"checkpoint {path} does not fit {ds.num_classes} classes of {data}: {str(exc).splitlines()[0]}"
-        ) from exc
-    channels = ds.images.shape[1]
-    mean, std = _normalisation(channels, device)
-    # The run's memory format, so that the scores match the ones the run itself reported.
-    if cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    logits = predict(model, ds.images, mean, std, device=torch.device(device), channels_last=cfg.channels_last)
-    metrics = classification_metrics(logits, ds.labels)
-    if robustness:
-        scores = corruption_metrics(
-            model,
-            ds.images,
-            ds.labels,
-            mean,
-            std,
-            torch.device(device),
-            cfg.channels_last,
-            seed=seed,
-            limit=robustness_images,
-        )
-        metrics.update(
-            {f"{name}_{k}": v for name, m in scores.items() for k, v in m.items() if k in ("top1_err", "ece")}
-        )
-    return metrics
+class _NoLock:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def _finish(
+    cfg: TrainConfig, out_dir: Path, model: nn.Module, device: torch.device, train_ds: ArrayDataset,
+    val_ds: ArrayDataset,
+) -> Dict[str, Any]:  # fmt: skip
+    """The final numbers (last validation, the test split once when asked) into metrics.json."""
+    assert cfg.mean is not None and cfg.std is not None
+    lines = read_log(out_dir)
+    last = lines[-1] if lines else {}
+    result: Dict[str, Any] = {k: v for k, v in last.items() if k.startswith("val_")}
+    result["train_loss"] = last.get("train_loss")
+    result["epochs"] = cfg.epochs
+    result["train_seconds"] = sum(line["seconds"] for line in lines)
+    result["train_images"] = int(train_ds.images.shape[0])
+    result["val_images"] = int(val_ds.images.shape[0])
+    if cfg.test:
+        test_ds = load_dataset(cfg.data, "test", root=cfg.data_root, download=cfg.download)
+        if list(test_ds.classes) != list(train_ds.classes):
+            raise UsageError(f"the test split of {cfg.data} has other classes than its training split")
+        kw = {"device": device, "channels_last": cfg.channels_last}
+        scores = split_metrics(model, test_ds.images, test_ds.labels, cfg.mean, cfg.std, **kw)  # type: ignore[arg-type]
+        result.update({f"test_{k}": v for k, v in scores.items()})
+        if cfg.robustness:
+            corrupted = corruption_metrics(
+                model, test_ds.images, test_ds.labels, cfg.mean, cfg.std, limit=cfg.robustness_images, **kw
+            )  # type: ignore[arg-type]
+            result.update(flat_corruption_scores(corrupted, "test_"))
+        result["test_images"] = int(test_ds.images.shape[0])
+    result["method"], result["seed"], result["model"] = cfg.method, cfg.seed, cfg.model
+    result["versions"] = {"torch": torch.__version__, "python": sys.version.split()[0]}
+    atomic_write_json(result, out_dir / "metrics.json")
+    return result

@@ -1,0 +1,156 @@
+"""Scoring a model: logits of a uint8 image set through the one input pipeline, the metrics of a
+split, the fixed corruptions of :mod:`robustness`, and ``rsmix eval`` on a saved checkpoint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import torch
+from torch import nn
+
+from .checkpoint import read_checkpoint
+from .data import load_dataset
+from .errors import UsageError
+from .metrics import classification_metrics
+from .models import build_model
+from .pipeline import CIFAR10_MEAN, CIFAR10_STD, DeviceLoader
+
+__all__ = ["corruption_metrics", "evaluate_checkpoint", "predict", "split_metrics"]
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module,
+    images_u8: torch.Tensor,
+    mean: Sequence[float],
+    std: Sequence[float],
+    *,
+    device: torch.device,
+    channels_last: bool = False,
+    batch_size: int = 500,
+) -> torch.Tensor:
+    """Logits of a uint8 image set, in order, as float32 on the CPU (the model in eval mode)."""
+    model.eval()
+    labels = torch.zeros(images_u8.shape[0], dtype=torch.long)
+    loader = DeviceLoader(
+        images_u8, labels, batch_size, train=False, mean=mean, std=std, device=device, channels_last=channels_last
+    )
+    return torch.cat([model(x).float().cpu() for x, _ in loader])
+
+
+def split_metrics(
+    model: nn.Module,
+    images_u8: torch.Tensor,
+    labels: torch.Tensor,
+    mean: Sequence[float],
+    std: Sequence[float],
+    *,
+    device: torch.device,
+    channels_last: bool = False,
+) -> Dict[str, float]:
+    """:func:`metrics.classification_metrics` of the model on a labelled uint8 image set."""
+    logits = predict(model, images_u8, mean, std, device=device, channels_last=channels_last)
+    return classification_metrics(logits, labels)
+
+
+def corruption_metrics(
+    model: nn.Module,
+    images_u8: torch.Tensor,
+    labels: torch.Tensor,
+    mean: Sequence[float],
+    std: Sequence[float],
+    *,
+    device: torch.device,
+    channels_last: bool = False,
+    seed: int = 0,
+    limit: int = 0,
+) -> Dict[str, Dict[str, float]]:
+    """Metrics under every corruption of ``robustness.CORRUPTIONS`` (the same images for every
+    model: the corruptions' randomness is seeded by ``seed``), plus their mean top-1 error; on the
+    first ``limit`` images only when ``limit > 0``."""
+    from .robustness import corrupted_sets
+
+    if limit > 0:
+        images_u8, labels = images_u8[:limit], labels[:limit]
+    out: Dict[str, Dict[str, float]] = {}
+    for name, images in corrupted_sets(images_u8, seed=seed).items():
+        out[name] = split_metrics(model, images, labels, mean, std, device=device, channels_last=channels_last)
+    out["corruption_mean"] = {"top1_err": sum(m["top1_err"] for m in out.values()) / len(out)}
+    return out
+
+
+def flat_corruption_scores(scores: Dict[str, Dict[str, float]], prefix: str = "") -> Dict[str, float]:
+    """``{prefix}<corruption>_top1_err`` and ``_ece`` of :func:`corruption_metrics`' result."""
+    return {f"{prefix}{name}_{k}": v for name, m in scores.items() for k, v in m.items() if k in ("top1_err", "ece")}
+
+
+def _legacy_normalisation(channels: int) -> tuple:
+    # Checkpoints written before the normalisation was stored used CIFAR-10's statistics for
+    # colour images and (0.5, 0.25) for grey ones.
+    if channels == 3:
+        return CIFAR10_MEAN, CIFAR10_STD
+    return (0.5,) * channels, (0.25,) * channels
+
+
+def evaluate_checkpoint(
+    run: Path,
+    data: str,
+    split: str = "test",
+    data_root: Optional[str] = None,
+    device: str = "cpu",
+    robustness: bool = False,
+    seed: int = 0,
+    robustness_images: int = 0,
+) -> Dict[str, float]:
+    """Top-1/top-5 error, NLL and ECE of a run's checkpoint on a split of any supported dataset;
+    with ``robustness``, also ``<corruption>_top1_err`` and ``<corruption>_ece`` for every fixed
+    corruption (seeded by ``seed``) and their mean top-1 error.
+
+    The model is scored with the normalisation its run trained with, and only on a dataset whose
+    class list is the run's (else a UsageError: the scores would be against the wrong classes)."""
+    from .train import TrainConfig, available_device
+
+    dev = available_device(device)
+    state = read_checkpoint(Path(run), dev)
+    cfg = TrainConfig.from_dict(state["config"])
+    ds = load_dataset(data, split, root=data_root)
+    saved_classes: Optional[List[str]] = state.get("classes")
+    if saved_classes is not None and list(saved_classes) != list(ds.classes):
+        raise UsageError(
+            f"the checkpoint's {len(saved_classes)} classes ({', '.join(saved_classes[:4])}, ...) are not the "
+            f"{len(ds.classes)} classes of {data} ({', '.join(ds.classes[:4])}, ...): its scores would be "
+            "against the wrong classes"
+        )
+    model = build_model(cfg.model, ds.num_classes).to(dev)
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        raise UsageError(
+            f"checkpoint {run} does not fit {ds.num_classes} classes of {data}: {str(exc).splitlines()[0]}"
+        ) from exc
+    channels = ds.images.shape[1]
+    if cfg.mean is not None and cfg.std is not None:
+        mean, std = tuple(cfg.mean), tuple(cfg.std)
+        if len(mean) != channels:
+            raise UsageError(f"the checkpoint was trained on {len(mean)}-channel images, {data} has {channels}")
+    else:
+        mean, std = _legacy_normalisation(channels)
+    # The run's memory format, so that the scores match the ones the run itself reported.
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    metrics = split_metrics(model, ds.images, ds.labels, mean, std, device=dev, channels_last=cfg.channels_last)
+    if robustness:
+        scores = corruption_metrics(
+            model,
+            ds.images,
+            ds.labels,
+            mean,
+            std,
+            device=dev,
+            channels_last=cfg.channels_last,
+            seed=seed,
+            limit=robustness_images,
+        )
+        metrics.update(flat_corruption_scores(scores))
+    return metrics
