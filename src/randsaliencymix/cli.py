@@ -14,7 +14,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 if TYPE_CHECKING:
     from .train import TrainConfig
@@ -51,7 +51,7 @@ def _floats(text: str) -> List[float]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
 
 
-_TRAIN_FLAGS = {
+_TRAIN_FLAGS: Dict[str, Tuple[str, Callable[[str], Any], str]] = {
     # flag: (config key, type, help)
     "--data": (
         "data",
@@ -72,6 +72,7 @@ _TRAIN_FLAGS = {
     "--warmup-epochs": ("warmup_epochs", float, "linear warm-up length"),
     "--label-smoothing": ("label_smoothing", float, "label smoothing"),
     "--crop-padding": ("crop_padding", int, "padding of the random crop (0: no crop)"),
+    "--test-split": ("test_split", str, "name of the test split (default: test; Imagenette's is val)"),
     "--eval-every": ("eval_every", int, "validate every N epochs (always after the last)"),
     "--robustness-images": ("robustness_images", int, "score the corruptions on the first N test images (0: all)"),
     "--seed": ("seed", int, "seed of the model, shuffling and mixing"),
@@ -221,9 +222,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     # No abbreviations: compare has --seeds but no --seed, and "--seed 3" must not pass as "--seeds 3".
-    parser = argparse.ArgumentParser(
-        prog="rsmix", description="Saliency-guided mix augmentation.", allow_abbrev=False
-    )
+    parser = argparse.ArgumentParser(prog="rsmix", description="Saliency-guided mix augmentation.", allow_abbrev=False)
     sub = parser.add_subparsers(dest="command", required=True)
     show = sub.add_parser("show", allow_abbrev=False, help="draw saliency maps and every operator's output")
     show.add_argument("--out", default="gallery.png", help="PNG file to write (default: gallery.png)")

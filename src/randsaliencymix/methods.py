@@ -39,7 +39,7 @@ class Method:
         skip = set(_RUN_SET) | set(self.fixed) | set(self.hidden) | {"self"}
         if self.normalised:
             skip |= {"mean", "std", "value_range"}
-        params = inspect.signature(self.operator.__init__).parameters.values()
+        params = inspect.signature(self.operator).parameters.values()
         return [p for p in params if p.name not in skip and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
 
     def option_names(self) -> List[str]:

@@ -104,7 +104,7 @@ def jpeg(images: torch.Tensor, quality: int) -> torch.Tensor:
 
 
 # name -> (function of (images, generator), description for tables)
-CORRUPTIONS: Dict[str, Tuple[Callable[[torch.Tensor, torch.Generator], torch.Tensor], str]] = {
+CORRUPTIONS: Dict[str, Tuple[Callable[[torch.Tensor, Optional[torch.Generator]], torch.Tensor], str]] = {
     "occlusion_quarter": (
         lambda x, g: occlude(x, max(1, x.shape[-1] // 4), g),
         "grey square, 1/4 of the side (8 px on CIFAR)",

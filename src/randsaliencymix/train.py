@@ -39,7 +39,7 @@ METHODS = METHOD_NAMES
 SCHEDULES = ("cosine", "multistep")
 # Config keys that may change on --resume: where the run executes and what is evaluated at the
 # end; anything else would silently make a different run. ``epochs`` may grow with ``extend``.
-_MOVABLE = frozenset({"device", "threads", "test", "robustness", "robustness_images", "eval_every"})
+_MOVABLE = frozenset({"device", "threads", "test", "test_split", "robustness", "robustness_images", "eval_every"})
 
 
 @dataclass
@@ -73,6 +73,7 @@ class TrainConfig:
     amp: bool = False
     channels_last: bool = False
     test: bool = False  # evaluate the test split once, after the last epoch
+    test_split: str = "test"  # its name (an ImageFolder's folder: Imagenette calls it "val")
     eval_every: int = 1  # validate every N epochs (and always after the last one)
     robustness: bool = False  # with test: also score the test split under fixed corruptions
     robustness_images: int = 0  # score the corruptions on the first N test images (0: all)
@@ -295,7 +296,7 @@ def _train_epoch(
     """One epoch of SGD on mixed batches; returns the mean training loss."""
     model.train()
     steps = len(loader)
-    device = loader.device
+    device: torch.device = loader.device
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
     for i, (x, labels) in enumerate(loader):
         for group in optimizer.param_groups:
@@ -485,16 +486,16 @@ def _finish(
     result["train_images"] = int(train_ds.images.shape[0])
     result["val_images"] = int(val_ds.images.shape[0])
     if cfg.test:
-        test_ds = load_dataset(cfg.data, "test", root=cfg.data_root, download=cfg.download)
+        test_ds = load_dataset(cfg.data, cfg.test_split, root=cfg.data_root, download=cfg.download)
         if list(test_ds.classes) != list(train_ds.classes):
             raise UsageError(f"the test split of {cfg.data} has other classes than its training split")
-        kw = {"device": device, "channels_last": cfg.channels_last}
-        scores = split_metrics(model, test_ds.images, test_ds.labels, cfg.mean, cfg.std, **kw)  # type: ignore[arg-type]
+        images, labels, cl = test_ds.images, test_ds.labels, cfg.channels_last
+        scores = split_metrics(model, images, labels, cfg.mean, cfg.std, device=device, channels_last=cl)
         result.update({f"test_{k}": v for k, v in scores.items()})
         if cfg.robustness:
             corrupted = corruption_metrics(
-                model, test_ds.images, test_ds.labels, cfg.mean, cfg.std, limit=cfg.robustness_images, **kw
-            )  # type: ignore[arg-type]
+                model, images, labels, cfg.mean, cfg.std, device=device, channels_last=cl, limit=cfg.robustness_images
+            )
             result.update(flat_corruption_scores(corrupted, "test_"))
         result["test_images"] = int(test_ds.images.shape[0])
     result["method"], result["seed"], result["model"] = cfg.method, cfg.seed, cfg.model
