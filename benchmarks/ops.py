@@ -75,7 +75,7 @@ def make_batch_u8(batch: int, side: int, seed: int = 0) -> Tuple[torch.Tensor, s
         x = x + 0.05 * torch.randn(batch, 3, side, side, generator=g)
         return (x.clamp(0, 1) * 255).round().to(torch.uint8), "random smooth noise (scikit-image not installed)"
     out = []
-    for i in range(batch):
+    for _ in range(batch):
         img = photos[rng.integers(len(photos))]
         h, w = img.shape[:2]
         s = int(rng.uniform(0.5, 1.0) * min(h, w))

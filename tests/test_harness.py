@@ -210,11 +210,7 @@ def test_killed_compare_takes_its_training_child_with_it(tmp_path: Path) -> None
         while not (run / "config.json").exists():  # the child has started training
             assert time.monotonic() < deadline and parent.poll() is None
             time.sleep(0.2)
-        children = [
-            int(p.name)
-            for p in Path("/proc").iterdir()
-            if p.name.isdigit() and _ppid(p) == parent.pid
-        ]
+        children = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit() and _ppid(p) == parent.pid]
         assert children
         parent.send_signal(signal.SIGKILL)
         parent.wait()

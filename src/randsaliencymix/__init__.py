@@ -1,19 +1,11 @@
 """RandSaliencyMix: saliency-guided mix augmentation for image classification, batched in torch."""
 
+from .base import Mixer
+from .geometry import window_mass
 from .loss import SoftTargetCrossEntropy, soft_target_cross_entropy
-from .mixing import (
-    SALIENCY_ON,
-    CutMix,
-    MixParams,
-    MixUp,
-    NoMix,
-    RandomChoiceMix,
-    RandSaliencyMix,
-    SaliencyMix,
-    apply_mix,
-    source_share,
-    window_mass,
-)
+from .mixing import CutMix, MixUp, NoMix, RandomChoiceMix, SaliencyMix
+from .params import MixParams, apply_mix, source_share
+from .randsaliency import SALIENCY_ON, RandSaliencyMix
 from .saliency import fine_grained, saliency_map, spectral_residual, to_uint8
 
 __version__ = "0.1.0"
@@ -22,6 +14,7 @@ __all__ = [
     "CutMix",
     "MixParams",
     "MixUp",
+    "Mixer",
     "NoMix",
     "RandomChoiceMix",
     "RandSaliencyMix",

@@ -7,10 +7,26 @@ tensors by default and on other devices only when the caller asks (``validate=Tr
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Optional, Sequence, Tuple
 
 import torch
+
+__all__ = [
+    "check_choice",
+    "check_images",
+    "check_nonnegative",
+    "check_normalisation",
+    "check_num_classes",
+    "check_perm",
+    "check_positive",
+    "check_probability",
+    "check_saliency_maps",
+    "should_check_values",
+    "soft_label_tolerance",
+    "to_soft_targets",
+]
 
 _IMAGE_DTYPES = (torch.uint8, torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
@@ -91,7 +107,10 @@ def check_perm(perm: object, x: torch.Tensor, validate: Optional[bool] = None) -
     return perm
 
 
-def check_saliency_maps(maps: object, x: torch.Tensor) -> torch.Tensor:
+def check_saliency_maps(maps: object, x: torch.Tensor, validate: Optional[bool] = None) -> torch.Tensor:
+    """Maps ``(B, H, W)`` of the batch ``x``, floating point; where values are checked (CPU, or
+    ``validate=True``) also finite and non-negative. Unchecked maps are made safe where they are
+    read (NaN and negatives count as 0, +inf as the most salient value)."""
     if not isinstance(maps, torch.Tensor):
         raise TypeError(f"Expected saliency maps as a torch.Tensor, but got {type(maps).__name__} instead.")
     expected = (x.shape[0], x.shape[-2], x.shape[-1])
@@ -101,7 +120,26 @@ def check_saliency_maps(maps: object, x: torch.Tensor) -> torch.Tensor:
         )
     if not maps.is_floating_point():
         raise TypeError(f"Expected floating-point saliency maps, but got {maps.dtype} instead.")
+    if should_check_values(maps, validate) and maps.numel() > 0:
+        lo_t, hi_t = torch.aminmax(maps.detach())  # one pass; NaN propagates to both
+        lo, hi = float(lo_t), float(hi_t)
+        bad = None
+        if math.isnan(lo) or math.isnan(hi):
+            bad = "NaN"
+        elif math.isinf(hi) or math.isinf(lo):
+            bad = "inf" if math.isinf(hi) else "-inf"
+        elif lo < 0:
+            bad = f"a value of {lo:g}"
+        if bad is not None:
+            raise ValueError(f"Expected saliency maps with finite values >= 0, but got {bad} instead.")
     return maps
+
+
+def soft_label_tolerance(dtype: torch.dtype) -> float:
+    """How far from 1 a row of ``(B, K)`` label probabilities of ``dtype`` may sum:
+    ``max(1e-4, 4 * eps(dtype))`` (1e-4 for float32 and float64, 2**-8 for float16, 2**-5 for
+    bfloat16, whose rounding alone moves a softmax row's sum by up to about eps / 2)."""
+    return max(1e-4, 4.0 * torch.finfo(dtype).eps)
 
 
 def to_soft_targets(
@@ -111,7 +149,12 @@ def to_soft_targets(
     label_smoothing: float = 0.0,
     validate: Optional[bool] = None,
 ) -> torch.Tensor:
-    """Turn ``(B,)`` class indices or ``(B, K)`` probabilities into ``(B, K)`` float targets."""
+    """Turn ``(B,)`` class indices or ``(B, K)`` probabilities into ``(B, K)`` float targets.
+
+    Probabilities must be finite, non-negative, and sum to 1 per row within
+    :func:`soft_label_tolerance` of their dtype (checked on CPU, or with ``validate=True``); they
+    are returned renormalised, as float32 (float64 stays float64), so every row sums to 1.
+    """
     if not isinstance(y, torch.Tensor):
         raise TypeError(f"Expected labels as a torch.Tensor, but got {type(y).__name__} instead.")
     if y.ndim == 1:
@@ -143,17 +186,20 @@ def to_soft_targets(
                 f"Expected probabilities over num_classes={num_classes} classes, but got {y.shape[1]} columns instead."
             )
         if should_check_values(y, validate):
-            y32 = y.float()
-            if not bool(torch.isfinite(y32).all()) or bool((y32 < 0).any()):
+            if not bool(torch.isfinite(y).all()) or bool((y < 0).any()):
                 raise ValueError("Expected label probabilities >= 0 and finite, but got others instead.")
-            sums = y32.sum(dim=1)
-            worst = (sums - 1).abs().max()
-            if float(worst) > 1e-3:
+            sums = y.sum(dim=1, dtype=torch.float64)
+            off = (sums - 1).abs()
+            if float(off.max()) > soft_label_tolerance(y.dtype):
                 raise ValueError(
                     "Expected label probabilities whose rows sum to 1, "
-                    f"but got a row summing to {float(sums[(sums - 1).abs().argmax()]):.4f} instead."
+                    f"but got a row summing to {float(sums[off.argmax()]):.4f} instead."
                 )
         soft = y if y.dtype in (torch.float32, torch.float64) else y.to(torch.float32)
+        # Rows within the tolerance are renormalised so that every output row sums to 1 to the
+        # precision of its dtype (float32 for half-precision labels). Unchecked rows (off the
+        # CPU without validate=True) are divided by their sum as well; an all-zero row stays 0.
+        soft = soft / soft.sum(dim=1, keepdim=True).clamp(min=torch.finfo(soft.dtype).tiny)
     else:
         raise ValueError(f"Expected labels of shape (B,) or (B, K), but got {tuple(y.shape)} instead.")
     if label_smoothing > 0:

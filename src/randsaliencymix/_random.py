@@ -6,6 +6,8 @@ from typing import Optional
 
 import torch
 
+__all__ = ["beta", "default_generator", "permutation", "pick_generator", "uniform"]
+
 
 def default_generator(device: torch.device) -> torch.Generator:
     """The global generator of a device, used only when the caller passes none."""
@@ -32,17 +34,6 @@ def beta(alpha: float, n: int, generator: torch.Generator, device: torch.device)
 
 def permutation(n: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
     return torch.randperm(n, generator=generator, device=device)
-
-
-def categorical(logits: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """One index per row of ``logits`` (B, N) with probability softmax(logits), by Gumbel-max.
-
-    Entries of -inf are never chosen. Exact, vectorised, and free of host synchronisation.
-    """
-    u = torch.rand(logits.shape, generator=generator, device=logits.device, dtype=logits.dtype)
-    tiny = torch.finfo(logits.dtype).tiny
-    gumbel = -torch.log(-torch.log(u.clamp(min=tiny)).clamp(min=tiny))
-    return torch.argmax(logits + gumbel, dim=-1)
 
 
 def pick_generator(generator: Optional[torch.Generator], device: torch.device) -> torch.Generator:

@@ -9,7 +9,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .mixing import SALIENCY_ON, CutMix, MixUp, RandSaliencyMix, SaliencyMix
+from .methods import build_mixer
+from .mixing import SALIENCY_ON
 from .saliency import fine_grained, spectral_residual
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -54,32 +55,21 @@ def folder_images(directory: Path, size: int = 128, limit: int = 6) -> List[torc
 
 
 def default_operators(num_classes: int) -> List[tuple]:
-    return [
-        ("MixUp", MixUp(num_classes=num_classes)),
-        ("CutMix", CutMix(num_classes=num_classes)),
-        ("SaliencyMix official", SaliencyMix(num_classes=num_classes, mode="official")),
-        (
-            "SaliencyMix per-sample",
-            SaliencyMix(num_classes=num_classes, mode="per_sample", mean=IMAGENET_MEAN, std=IMAGENET_STD),
-        ),
-        # The saliency ideas switched on: the picture shows what they do (the library's defaults,
-        # chosen by the CIFAR-10 study, use no saliency).
-        (
-            "RandSaliencyMix",
-            RandSaliencyMix(num_classes=num_classes, **SALIENCY_ON, mean=IMAGENET_MEAN, std=IMAGENET_STD),
-        ),
-        (
-            "RSM blend+spectral",
-            RandSaliencyMix(
-                num_classes=num_classes,
-                **{**SALIENCY_ON, "eta": "beta"},
-                beta_blend=2.0,
-                detector="spectral",
-                mean=IMAGENET_MEAN,
-                std=IMAGENET_STD,
-            ),
-        ),
-    ]
+    """(title, operator) of every registered method but ``none``, built by the method registry,
+    plus RandSaliencyMix with its saliency ideas on (the library's defaults, chosen by the CIFAR-10
+    study, use no saliency, so the picture shows what the ideas do) and a blended, spectral variant."""
+    mean, std = IMAGENET_MEAN, IMAGENET_STD
+    titles = {
+        "mixup": "MixUp",
+        "cutmix": "CutMix",
+        "saliencymix": "SaliencyMix official",
+        "saliencymix_per_sample": "SaliencyMix per-sample",
+    }
+    ops: List[tuple] = [(title, build_mixer(name, num_classes, mean=mean, std=std)) for name, title in titles.items()]
+    ops.append(("RandSaliencyMix", build_mixer("randsaliencymix", num_classes, SALIENCY_ON, mean=mean, std=std)))
+    blend = {**SALIENCY_ON, "eta": "beta", "beta_blend": 2.0, "detector": "spectral"}
+    ops.append(("RSM blend+spectral", build_mixer("randsaliencymix", num_classes, blend, mean=mean, std=std)))
+    return ops
 
 
 def draw_gallery(
@@ -122,17 +112,16 @@ def draw_gallery(
     fig, axes = plt.subplots(n, cols, figsize=(1.9 * cols, 2.1 * n), squeeze=False)
     for i in range(n):
         s = int(perm[i])
-        panels = [
-            ("target", lambda ax: show(ax, x[i])),
-            ("source", lambda ax: show(ax, x[s])),
-            ("target fine-grained", lambda ax: ax.imshow(maps_fg[i].numpy(), cmap="inferno", vmin=0, vmax=1)),
-            ("target spectral", lambda ax: ax.imshow(maps_sr[i].numpy(), cmap="inferno", vmin=0, vmax=1)),
-            ("source fine-grained", lambda ax: ax.imshow(maps_fg[s].numpy(), cmap="inferno", vmin=0, vmax=1)),
-            ("source spectral", lambda ax: ax.imshow(maps_sr[s].numpy(), cmap="inferno", vmin=0, vmax=1)),
-        ]
-        for j, (title, draw) in enumerate(panels):
+        for j, (title, image, is_map) in enumerate(
+            [("target", x[i], False), ("source", x[s], False), ("target fine-grained", maps_fg[i], True),
+             ("target spectral", maps_sr[i], True), ("source fine-grained", maps_fg[s], True),
+             ("source spectral", maps_sr[s], True)]
+        ):  # fmt: skip
             ax = axes[i, j]
-            draw(ax)
+            if is_map:
+                ax.imshow(image.numpy(), cmap="inferno", vmin=0, vmax=1)
+            else:
+                show(ax, image)
             ax.set_title(title, fontsize=7)
         for k, (name, xm, ym, params) in enumerate(results):
             ax = axes[i, 6 + k]

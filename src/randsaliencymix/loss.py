@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+__all__ = ["SoftTargetCrossEntropy", "soft_target_cross_entropy"]
+
 
 def soft_target_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
     """``-sum_k targets_k * log_softmax(logits)_k`` per sample, reduced by ``reduction``."""

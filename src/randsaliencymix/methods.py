@@ -15,8 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .errors import UsageError
-from .mixing import CutMix, MixUp, NoMix, RandSaliencyMix, SaliencyMix
-from .mixing import _Mixer as _Base
+from .mixing import CutMix, Mixer, MixUp, NoMix, RandSaliencyMix, SaliencyMix
 
 __all__ = ["METHODS", "METHOD_NAMES", "Method", "build_mixer", "get_method"]
 
@@ -64,7 +63,7 @@ class Method:
         label_smoothing: float = 0.0,
         mean: Optional[Sequence[float]] = None,
         std: Optional[Sequence[float]] = None,
-    ) -> _Base:
+    ) -> Mixer:
         """The operator with these options; a bad option is a :class:`UsageError`."""
         options = dict(options or {})
         self.check_options(options)
@@ -120,6 +119,6 @@ def build_mixer(
     label_smoothing: float = 0.0,
     mean: Optional[Sequence[float]] = None,
     std: Optional[Sequence[float]] = None,
-) -> _Base:
+) -> Mixer:
     """The operator of a registered method with its options (see :meth:`Method.build`)."""
     return get_method(method).build(num_classes, options, label_smoothing=label_smoothing, mean=mean, std=std)

@@ -13,6 +13,8 @@ import torch
 
 from .saliency import to_uint8
 
+__all__ = ["opencv_saliency", "opencv_saliency_hwc"]
+
 
 def _cv2() -> Any:
     try:

@@ -25,12 +25,14 @@ import torch.nn.functional as F
 from ._checks import check_choice, check_images, check_normalisation
 
 __all__ = [
-    "to_uint8",
-    "rgb_to_gray_u8",
-    "fine_grained",
-    "spectral_residual",
-    "saliency_map",
     "DETECTORS",
+    "Detector",
+    "fine_grained",
+    "resize_linear_exact_u8",
+    "rgb_to_gray_u8",
+    "saliency_map",
+    "spectral_residual",
+    "to_uint8",
 ]
 
 # Montabone & Soto's centre-surround half-widths, as in OpenCV contrib.
@@ -45,12 +47,13 @@ def _quantised(
 ) -> torch.Tensor:
     """The 0-255 integer values of :func:`to_uint8`, held in float32 (or uint8 input as is).
 
-    Keeping float avoids a uint8 round trip when the values feed float arithmetic next.
+    Keeping float avoids a uint8 round trip when the values feed float arithmetic next. The
+    detectors are not differentiable: they read ``x.detach()``.
     """
     check_normalisation(value_range, mean, std, channels=x.shape[1])
     if x.dtype == torch.uint8:
         return x
-    xf = x.float()
+    xf = x.detach().float()
     if mean is not None and std is not None:
         m = torch.as_tensor(mean, dtype=torch.float32, device=x.device).reshape(1, -1, 1, 1)
         s = torch.as_tensor(std, dtype=torch.float32, device=x.device).reshape(1, -1, 1, 1)
@@ -61,11 +64,14 @@ def _quantised(
         scaled = torch.sub(xf, lo).mul_(255.0 / (hi - lo))
     else:
         flat = xf.flatten(1)
-        lo = flat.amin(dim=1).reshape(-1, 1, 1, 1)
-        span = flat.amax(dim=1).reshape(-1, 1, 1, 1) - lo
+        # Halves throughout: hi - lo and x - lo overflow float32 for pixels beyond +-1.7e38, their
+        # halves never do. Scaling by 1/2 is exact, so the result is bit for bit (x - lo) * 255 / span.
+        half_lo = flat.amin(dim=1).reshape(-1, 1, 1, 1) * 0.5
+        half_span = flat.amax(dim=1).reshape(-1, 1, 1, 1) * 0.5 - half_lo
         # A constant image has span 0: scale it by 0 so it maps to zeros, never NaN.
-        gain = torch.where(span > 0, 255.0 / span.clamp(min=torch.finfo(torch.float32).tiny), torch.zeros_like(span))
-        scaled = torch.sub(xf, lo).mul_(gain)
+        tiny = torch.finfo(torch.float32).tiny
+        gain = torch.where(half_span > 0, 255.0 / half_span.clamp(min=tiny), torch.zeros_like(half_span))
+        scaled = torch.add(-half_lo, xf, alpha=0.5).mul_(gain)
     return scaled.round_().clamp_(0, 255)
 
 
@@ -243,7 +249,7 @@ def _linear_exact_weights(dst: int, src: int, device: torch.device) -> torch.Ten
             s, f = 0, 0.0
         if s >= src - 1:
             s, f = src - 1, 0.0
-        c1 = int(math.floor(f * 256.0 + 0.5))
+        c1 = math.floor(f * 256.0 + 0.5)
         weights[d, s] += 256 - c1
         if c1:
             weights[d, s + 1] += c1
@@ -262,7 +268,7 @@ def _cached_linear_exact_weights(dst: int, src: int, device: torch.device) -> to
 
 def resize_linear_exact_u8(gray: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
     """cv::resize(INTER_LINEAR_EXACT) of 8-bit grey images (B, H, W) held as float, bit exact."""
-    b, h, w = gray.shape
+    _, h, w = gray.shape
     wy = _cached_linear_exact_weights(size[0], h, gray.device)
     wx = _cached_linear_exact_weights(size[1], w, gray.device)
     # Integers below 2**53: float64 matmuls are exact.
@@ -316,7 +322,7 @@ def spectral_residual(
     """Spectral-residual static saliency (Hou & Zhang 2007) of a batch, as OpenCV 4.x computes it."""
     check_images(x, validate)
     gray = rgb_to_gray_u8(_quantised(x, value_range, mean, std))
-    b, h, w = gray.shape
+    _, h, w = gray.shape
     dev = gray.device
     small = resize_linear_exact_u8(gray, (64, 64))
 
@@ -357,10 +363,14 @@ def saliency_map(
     std: Optional[Sequence[float]] = None,
     validate: Optional[bool] = None,
 ) -> torch.Tensor:
-    """Saliency maps ``(B, H, W)`` in [0, 1] by a named detector or a callable ``f(x) -> (B, H, W)``."""
+    """Saliency maps ``(B, H, W)`` in [0, 1] by a named detector or a callable ``f(x) -> (B, H, W)``.
+
+    A callable's maps are checked like the ``saliency=`` argument of the operators: shape and
+    dtype always, finite non-negative values on CPU or with ``validate=True``.
+    """
     if callable(method):
         from ._checks import check_saliency_maps
 
-        return check_saliency_maps(method(x), x)
+        return check_saliency_maps(method(x), x, validate)
     check_choice("method", method, tuple(DETECTORS))
     return DETECTORS[method](x, value_range=value_range, mean=mean, std=std, validate=validate)

@@ -1,0 +1,160 @@
+"""What one mixing step drew (:class:`MixParams`) and the one pure function that applies it.
+
+Row ``i`` is the target, row ``perm[i]`` its source, as in ``SPEC.md``. Each output pixel is
+``(1 - s) * x[i] + s * x[perm[i]]`` at the source's shifted position, with ``s`` the per-pixel source
+share (:func:`source_share`): ``eta`` inside the pasted box, ``1 - lam`` everywhere for a MixUp
+sample, 0 elsewhere. The targets are ``(1 - w) * y[i] + w * y[perm[i]]`` with ``w`` the source's
+label weight as applied.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from typing import Tuple, Union
+
+import torch
+
+__all__ = ["MixParams", "apply_mix", "check_params", "source_share"]
+
+
+@dataclass
+class MixParams:
+    """Everything one mixing step drew, replayable with :func:`apply_mix`.
+
+    Boxes are ``(row1, col1, row2, col2)``, half-open, in pixels; an empty box is all zeros.
+    ``image_size`` is the ``(H, W)`` the parameters were sampled for: boxes and label weights only
+    mean something for images of that size, so :func:`apply_mix` rejects any other.
+    """
+
+    perm: torch.Tensor  # (B,) long: source row of each target row
+    lam: torch.Tensor  # (B,) float64: lam as drawn (share of the target kept, before rounding)
+    src_boxes: torch.Tensor  # (B, 4) long: patch cut from the source
+    dst_boxes: torch.Tensor  # (B, 4) long: where it lands in the target (same size)
+    eta: torch.Tensor  # (B,) float64: blend strength inside the box (1 = hard paste)
+    mixup: torch.Tensor  # (B,) bool: whole-image MixUp with source share 1 - lam instead of a patch
+    applied: torch.Tensor  # (B,) bool: the sample is mixed at all (probability p)
+    source_weight: torch.Tensor  # (B,) float64: label weight of the source, as applied
+    image_size: Tuple[int, int]  # static: (H, W) of the images the parameters were sampled for
+    shifted: bool = False  # static: some patch lands away from its source coordinates
+    blended: bool = True  # static: some share may lie strictly between 0 and 1 (else a hard paste)
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.perm.shape[0])
+
+    @classmethod
+    def identity(cls, batch_size: int, image_size: Tuple[int, int], device: Union[str, torch.device]) -> MixParams:
+        """Parameters that mix nothing: every sample is its own source and none is applied.
+
+        A convenient start for a custom operator: ``dataclasses.replace(MixParams.identity(...), ...)``.
+        """
+        zeros = torch.zeros(batch_size, dtype=torch.float64, device=device)
+        no = torch.zeros(batch_size, dtype=torch.bool, device=device)
+        boxes = torch.zeros(batch_size, 4, dtype=torch.long, device=device)
+        return cls(
+            perm=torch.arange(batch_size, device=device),
+            lam=zeros + 1.0,
+            src_boxes=boxes,
+            dst_boxes=boxes,
+            eta=zeros + 1.0,
+            mixup=no,
+            applied=no,
+            source_weight=zeros,
+            image_size=(int(image_size[0]), int(image_size[1])),
+            blended=False,
+        )
+
+    def to(self, device: Union[str, torch.device]) -> MixParams:
+        """The same parameters on another device (static fields, ``image_size`` included, kept)."""
+        return replace(
+            self,
+            **{
+                f.name: getattr(self, f.name).to(device)
+                for f in fields(self)
+                if isinstance(getattr(self, f.name), torch.Tensor)
+            },
+        )
+
+
+def check_params(params: object, x: torch.Tensor) -> MixParams:
+    """``params`` is a :class:`MixParams` for the batch ``x``: its batch size and image size."""
+    if not isinstance(params, MixParams):
+        raise TypeError(f"Expected params of type MixParams, but got {type(params).__name__} instead.")
+    if params.batch_size != x.shape[0]:
+        raise ValueError(
+            f"Expected params for a batch of {x.shape[0]}, but got params for {params.batch_size} instead."
+        )
+    height, width = int(x.shape[-2]), int(x.shape[-1])
+    if tuple(params.image_size) != (height, width):
+        got_h, got_w = params.image_size
+        raise ValueError(
+            f"Expected params for {height}x{width} images, but got params sampled for {got_h}x{got_w} instead."
+        )
+    return params
+
+
+def source_share(params: MixParams, height: int, width: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Per-pixel share of the source in the output, ``(B, 1, H, W)``."""
+    dev = params.perm.device
+    rows = torch.arange(height, device=dev)
+    cols = torch.arange(width, device=dev)
+    box = params.dst_boxes
+    in_rows = (rows >= box[:, 0:1]) & (rows < box[:, 2:3])
+    in_cols = (cols >= box[:, 1:2]) & (cols < box[:, 3:4])
+    inside = in_rows[:, :, None] & in_cols[:, None, :]
+    eta = params.eta.to(dtype)[:, None, None]
+    share = torch.where(inside, eta, torch.zeros((), dtype=dtype, device=dev))
+    mix = (1.0 - params.lam).to(dtype)[:, None, None].expand_as(share)
+    share = torch.where(params.mixup[:, None, None], mix, share)
+    share = torch.where(params.applied[:, None, None], share, torch.zeros((), dtype=dtype, device=dev))
+    return share.unsqueeze(1)
+
+
+def _aligned_sources(x: torch.Tensor, params: MixParams) -> torch.Tensor:
+    """Each target's source image, translated so the source box sits on the target box."""
+    if not params.shifted:
+        return x.index_select(0, params.perm)
+    _, c, h, w = x.shape
+    dev = x.device
+    shift = params.src_boxes[:, :2] - params.dst_boxes[:, :2]  # (B, 2) rows, cols
+    rows = (torch.arange(h, device=dev) + shift[:, 0:1]).clamp(0, h - 1)  # (B, H)
+    cols = (torch.arange(w, device=dev) + shift[:, 1:2]).clamp(0, w - 1)  # (B, W)
+    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        # Advanced indices around a slice put the broadcast dims first: (B, H, W, C), which is
+        # channels_last once permuted, and reads whole pixels at a time.
+        return x[params.perm[:, None, None], :, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+    channels = torch.arange(c, device=dev)
+    return x[
+        params.perm[:, None, None, None], channels[None, :, None, None], rows[:, None, :, None], cols[:, None, None, :]
+    ]
+
+
+def apply_mix(x: torch.Tensor, y: torch.Tensor, params: MixParams) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Mix images ``(B, C, H, W)`` and soft targets ``(B, K)`` as ``params`` say. Pure.
+
+    Differentiable with respect to ``x`` (and ``y``) for float images. ``params`` must have been
+    sampled for this batch size and image size.
+    """
+    check_params(params, x)
+    b, _, h, w = x.shape
+    work_dtype = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
+    share = source_share(params, h, w, work_dtype)
+    sources = _aligned_sources(x, params)
+    if params.blended:
+        # (1 - s) x + s src, not lerp: lerp's x + s (src - x) overflows for large values of opposite
+        # sign (0 * inf = NaN), while this form is exact at s = 0 and s = 1 and bounded between.
+        share = share.expand(b, x.shape[1], h, w)
+        mixed = torch.mul(x.to(work_dtype), 1.0 - share).addcmul_(sources.to(work_dtype), share)
+    else:
+        # Every share is 0 or 1: a pure selection, bit exact in any dtype.
+        mixed = torch.where(share > 0.5, sources, x)
+    if x.dtype == torch.uint8:
+        mixed = mixed.round_().clamp_(0, 255)
+    mixed = mixed.to(x.dtype)
+    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        mixed = mixed.contiguous(memory_format=torch.channels_last)
+    else:
+        mixed = mixed.contiguous()
+    weight = params.source_weight.to(y.dtype)[:, None]
+    targets = torch.lerp(y, y.index_select(0, params.perm), weight)
+    return mixed, targets
