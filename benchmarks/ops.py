@@ -164,6 +164,44 @@ def _rows() -> List[Row]:
 
         return build
 
+    def maps_call(fn: Callable[[Dict[str, object]], Callable[[], object]]):
+        def build(ctx):
+            if ctx["maps"] is None:
+                raise RuntimeError("no precomputed maps (fine_grained failed)")
+            return fn(ctx)
+
+        return build
+
+    def pairing_build(kind: str):
+        from randsaliencymix.pairing import (
+            complementary_pairing,
+            confusion_sources,
+            guided_maps,
+            saliency_distances,
+            uniform_confusion,
+        )
+
+        def build(ctx):
+            maps = ctx["maps"]
+            if kind == "distances":
+                return lambda: saliency_distances(guided_maps(maps))
+            if kind == "greedy":
+                d = saliency_distances(guided_maps(maps))
+                return lambda: complementary_pairing(d)
+            e = uniform_confusion(k).to(ctx["device"])
+            gen = torch.Generator(device=ctx["device"]).manual_seed(0)
+            return lambda: confusion_sources(e, ctx["y"], gen)
+
+        return maps_call(build)
+
+    def cam_build(ctx):
+        from randsaliencymix.models import build_model
+
+        torch.manual_seed(0)
+        model = build_model("fast_resnet", k).to(ctx["device"]).train()
+        x, y = ctx["x"], ctx["y"]
+        return lambda: rsm.cam_and_logits(model, x, y)
+
     def kornia_call(name: str, **kw):
         def build(ctx):
             import kornia.augmentation as K
@@ -271,6 +309,66 @@ def _rows() -> List[Row]:
             "operator",
             op_call(lambda: rsm.RandSaliencyMix(num_classes=k, **norm)),
         ),
+        Row(
+            "rsm_noise",
+            "`RandSaliencyMix(**SALIENCY_ON, patch_noise=0.4)`",
+            "operator",
+            op_call(lambda: rsm.RandSaliencyMix(num_classes=k, patch_noise=0.4, **on, **norm)),
+            "cv_fg",
+        ),
+        Row(
+            "rsm_comp",
+            '`RandSaliencyMix(**SALIENCY_ON, pairing="complementary")`',
+            "operator",
+            op_call(lambda: rsm.RandSaliencyMix(num_classes=k, pairing="complementary", **on, **norm)),
+            "cv_fg",
+        ),
+        Row(
+            "rsm_conf",
+            '`RandSaliencyMix(**SALIENCY_ON, pairing="confusion")`',
+            "operator",
+            op_call(lambda: rsm.RandSaliencyMix(num_classes=k, pairing="confusion", **on, **norm)),
+            "cv_fg",
+        ),
+        Row(
+            "rsm_maps_comp",
+            '`RandSaliencyMix(**SALIENCY_ON, pairing="complementary")` given maps',
+            "operator",
+            op_call(lambda: rsm.RandSaliencyMix(num_classes=k, pairing="complementary", **on, **norm), with_maps=True),
+        ),
+        Row(
+            "pair_dist",
+            "pairing: `saliency_distances(guided_maps(maps))` (blur, normalise, B×B L2)",
+            "pairing",
+            pairing_build("distances"),
+        ),
+        Row(
+            "pair_greedy",
+            "pairing: `complementary_pairing(D)` (greedy cycle, B-2 steps)",
+            "pairing",
+            pairing_build("greedy"),
+        ),
+        Row("pair_conf", "pairing: `confusion_sources(E, y, g)`", "pairing", pairing_build("confusion")),
+        Row(
+            "guided",
+            "`GuidedMixup(p=1)` (SR: spectral detector inside, complementary pairing)",
+            "operator",
+            op_call(lambda: rsm.GuidedMixup(num_classes=k, p=1.0, **norm)),
+            "cv_sr",
+        ),
+        Row(
+            "guided_maps",
+            "`GuidedMixup(p=1)` given maps (complementary pairing)",
+            "operator",
+            op_call(lambda: rsm.GuidedMixup(num_classes=k, p=1.0, **norm), with_maps=True),
+        ),
+        Row(
+            "guided_maps_rand",
+            '`GuidedMixup(p=1, pairing="random")` given maps',
+            "operator",
+            op_call(lambda: rsm.GuidedMixup(num_classes=k, p=1.0, pairing="random", **norm), with_maps=True),
+        ),
+        Row("cam", "`cam_and_logits(fast_resnet, x, y)` (CAM: one no-grad forward, train mode)", "saliency", cam_build),
         Row("k_cutmix", "kornia `RandomCutMixV2`", "kornia", kornia_call("RandomCutMixV2", use_correct_lambda=True)),
         Row("k_mixup", "kornia `RandomMixUpV2`", "kornia", kornia_call("RandomMixUpV2")),
     ]
@@ -301,7 +399,7 @@ def run_workload(
     for row in rows:
         t0 = time.perf_counter()
         try:
-            if row.key == "rsm_maps" and ctx["maps"] is None:
+            if row.key in ("rsm_maps", "rsm_maps_comp", "guided_maps", "guided_maps_rand") and ctx["maps"] is None:
                 raise RuntimeError("no precomputed maps (fine_grained failed)")
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")

@@ -3,22 +3,33 @@
 Usage::
 
     .venv/bin/python benchmarks/train_step.py --out benchmarks/train_step.md [--model fast_cnn]
+    # several models and image sizes side by side in one run (issue 10: the Imagenette preset at
+    # 128 px against the CIFAR preset at 32 px), one torch thread:
+    .venv/bin/python benchmarks/train_step.py --threads 1 --channels-last --methods none,cutmix \\
+        --setups fast_cnn@32:pad_crop,fast_resnet@128:resized_crop --out benchmarks/train_step_128.md
 
-For each method the same batches go through: the input pipeline (batched crop + flip + normalise
-from the uint8 dataset on the device), the mixing operator, and forward + backward + SGD step. Each
-part is timed separately (median over steps after warm-up), side by side in one run. Targets (issue
-3): the operator at most 5% of the step; the input pipeline not the bottleneck.
+A setup is ``MODEL@SIZE[:AUGMENT]``; ``--model``, ``--image-size`` and ``--augment`` give a single one.
+Every setup reads ``--data`` (default: the procedural dataset, drawn at each setup's size; an image
+folder or archive such as Imagenette is decoded at that size; images/s do not depend on content).
+
+For each setup and method the same batches go through: the input pipeline (``DeviceLoader``:
+batched crop + flip + normalise from the uint8 dataset on the device), the mixing operator, and
+forward + backward + SGD step. Each part is timed separately (median over steps after warm-up),
+side by side in one run. Targets (issue 3): the operator at most 5% of the step; the input
+pipeline not the bottleneck.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import os
 import platform
 import statistics
 import sys
 import time
 from pathlib import Path
+from typing import List, Tuple
 
 import torch
 
@@ -26,8 +37,11 @@ from randsaliencymix import SALIENCY_ON
 from randsaliencymix.data import load_dataset
 from randsaliencymix.loss import soft_target_cross_entropy
 from randsaliencymix.methods import METHOD_NAMES, build_mixer
-from randsaliencymix.models import build_model
-from randsaliencymix.pipeline import DeviceLoader
+from randsaliencymix.models import MODEL_NAMES, build_model
+from randsaliencymix.pipeline import AUGMENTS, DeviceLoader
+
+# Training-set sizes for the time per epoch: CIFAR-10 and Imagenette less a 10% validation split.
+EPOCH_IMAGES = {32: 45_000, 128: 8_522}
 
 
 def _cpu_name() -> str:
@@ -40,63 +54,107 @@ def _cpu_name() -> str:
     return platform.processor() or "unknown"
 
 
+def _parse_setups(text: str) -> List[Tuple[str, int, str]]:
+    setups = []
+    for item in (s.strip() for s in text.split(",") if s.strip()):
+        model, _, rest = item.partition("@")
+        size_text, _, augment = rest.partition(":")
+        augment = augment or "pad_crop"
+        if model not in MODEL_NAMES or not size_text.isdigit() or augment not in AUGMENTS:
+            raise SystemExit(
+                f"train_step.py: error: expected MODEL@SIZE[:AUGMENT] with MODEL in {', '.join(MODEL_NAMES)} "
+                f"and AUGMENT in {', '.join(AUGMENTS)}, but got {item!r} instead"
+            )
+        setups.append((model, int(size_text), augment))
+    return setups
+
+
+def _load(source: str, size: int):
+    if source.startswith("procedural"):
+        return load_dataset(source, "train", size=size)
+    if source in ("cifar10", "cifar100") or "cifar" in os.path.basename(source):
+        return load_dataset(source, "train", limit_per_class=500)  # CIFAR is 32x32 as stored
+    return load_dataset(source, "train", size=size, limit_per_class=500)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="benchmarks/train_step.md")
-    ap.add_argument("--model", default="fast_cnn")
+    ap.add_argument("--setups", default=None, help="MODEL@SIZE[:AUGMENT], comma-separated")
+    ap.add_argument("--model", default="fast_cnn", help="one setup's model (without --setups)")
+    ap.add_argument("--image-size", type=int, default=32, help="one setup's image size (without --setups)")
+    ap.add_argument("--augment", default="pad_crop", choices=AUGMENTS, help="one setup's augmentation")
+    ap.add_argument("--data", default="procedural:2048:16", help="dataset source (default: procedural)")
+    ap.add_argument("--methods", default=",".join(METHOD_NAMES), help="comma-separated methods")
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--steps", type=int, default=8)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--channels-last", action="store_true", help="channels_last model and batches")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args(argv)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    setups = _parse_setups(args.setups or f"{args.model}@{args.image_size}:{args.augment}")
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in METHOD_NAMES]
+    if unknown:
+        raise SystemExit(f"train_step.py: error: unknown methods {unknown}; accepted: {', '.join(METHOD_NAMES)}")
     dev = torch.device(args.device)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    fmt = torch.channels_last if args.channels_last else torch.contiguous_format
 
-    ds = load_dataset("procedural:4096:16", "train")
-    mean, std = ds.channel_stats()
     rows = []
-    for method in METHOD_NAMES:
-        torch.manual_seed(0)
-        model = build_model(args.model, ds.num_classes).to(dev)
-        opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True)
-        # RandSaliencyMix with its saliency ideas on: its defaults skip the detector (CutMix's cost).
-        options = dict(SALIENCY_ON) if method == "randsaliencymix" else {}
-        mixer = build_mixer(method, ds.num_classes, options, mean=mean, std=std)
-        gen = torch.Generator(device=dev).manual_seed(0)
-        # The training loop's one data path: crop, flip and normalise from the uint8 set on the device.
-        loader = DeviceLoader.from_dataset(ds, args.batch_size, gen, mean=mean, std=std, device=dev, drop_last=True)
-        batches = iter(loader)
-        t_data, t_mix, t_step = [], [], []
-        for step in range(args.steps + 2):
-            sync()
-            t0 = time.perf_counter()
-            try:
-                x, labels = next(batches)
-            except StopIteration:
-                batches = iter(loader)
-                x, labels = next(batches)
-            sync()
-            t1 = time.perf_counter()
-            x, y = mixer(x, labels, generator=gen)
-            sync()
-            t2 = time.perf_counter()
-            loss = soft_target_cross_entropy(model(x), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sync()
-            t3 = time.perf_counter()
-            if step >= 2:  # warm-up steps are not timed
-                t_data.append(t1 - t0)
-                t_mix.append(t2 - t1)
-                t_step.append(t3 - t2)
-        d, m, s = (statistics.median(v) * 1e3 for v in (t_data, t_mix, t_step))
-        total = d + m + s
-        rows.append((method, args.batch_size / total * 1e3, d, m, s, 100 * m / total, 100 * d / total))
-        print(
-            f"{method:24s} {rows[-1][1]:8.0f} img/s  data {d:6.1f} ms  mix {m:6.1f} ms  "
-            f"model {s:7.1f} ms  mix share {rows[-1][5]:4.1f}%",
-            flush=True,
-        )
+    for model_name, size, augment in setups:
+        ds = _load(args.data, size)
+        mean, std = ds.channel_stats()
+        setup = f"{model_name}@{ds.image_size[0]} {augment}"
+        for method in methods:
+            torch.manual_seed(0)
+            model = build_model(model_name, ds.num_classes).to(dev).to(memory_format=fmt)  # type: ignore[call-overload]
+            opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True)
+            # RandSaliencyMix with its saliency ideas on: its defaults skip the detector (CutMix's cost).
+            options = dict(SALIENCY_ON) if method == "randsaliencymix" else {}
+            mixer = build_mixer(method, ds.num_classes, options, mean=mean, std=std)
+            gen = torch.Generator(device=dev).manual_seed(0)
+            # The training loop's one data path: augment and normalise from the uint8 set on the device.
+            loader = DeviceLoader.from_dataset(
+                ds, args.batch_size, gen, augment=augment, mean=mean, std=std, device=dev, drop_last=True,
+                channels_last=args.channels_last,
+            )  # fmt: skip
+            batches = iter(loader)
+            t_data, t_mix, t_step = [], [], []
+            for step in range(args.steps + 2):
+                sync()
+                t0 = time.perf_counter()
+                try:
+                    x, labels = next(batches)
+                except StopIteration:
+                    batches = iter(loader)
+                    x, labels = next(batches)
+                sync()
+                t1 = time.perf_counter()
+                x, y = mixer(x, labels, generator=gen)
+                sync()
+                t2 = time.perf_counter()
+                loss = soft_target_cross_entropy(model(x), y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sync()
+                t3 = time.perf_counter()
+                if step >= 2:  # warm-up steps are not timed
+                    t_data.append(t1 - t0)
+                    t_mix.append(t2 - t1)
+                    t_step.append(t3 - t2)
+            d, m, s = (statistics.median(v) * 1e3 for v in (t_data, t_mix, t_step))
+            total = d + m + s
+            ips = args.batch_size / total * 1e3
+            rows.append((setup, method, ips, d, m, s, 100 * m / total, 100 * d / total))
+            print(
+                f"{setup:28s} {method:24s} {ips:8.0f} img/s  data {d:6.1f} ms  mix {m:6.1f} ms  "
+                f"model {s:7.1f} ms  mix share {rows[-1][6]:4.1f}%",
+                flush=True,
+            )
 
     cmd = "python benchmarks/train_step.py " + " ".join(argv if argv is not None else sys.argv[1:])
     lines = [
@@ -104,27 +162,42 @@ def main(argv=None) -> int:
         "",
         f"Command: `{cmd}`  ",
         f"Date: {_dt.datetime.now().isoformat(timespec='seconds')}  ",
-        f"Hardware: {_cpu_name()}, {torch.get_num_threads()} torch threads, device {dev}  ",
+        f"Hardware: {_cpu_name()}, {torch.get_num_threads()} torch threads, device {dev}, "
+        f"load average {os.getloadavg()[0]:.1f} at the end  ",
         f"Versions: python {platform.python_version()}, torch {torch.__version__}  ",
-        f"Model `{args.model}`, batch {args.batch_size}, 3x32x32 procedural images, median of "
-        f"{args.steps} steps after 2 warm-up steps.",
+        f"Data `{args.data}` at each setup's size, batch {args.batch_size}, "
+        f"{'channels_last' if args.channels_last else 'contiguous'}, median of {args.steps} steps after "
+        "2 warm-up steps.",
         "",
-        "| method | images/s | input pipeline ms | mixing ms | fwd+bwd+step ms | mixing share | pipeline share |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| setup | method | images/s | input pipeline ms | mixing ms | fwd+bwd+step ms | mixing share "
+        "| pipeline share |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for method, ips, d, m, s, share, dshare in rows:
-        lines.append(f"| {method} | {ips:.0f} | {d:.1f} | {m:.1f} | {s:.1f} | {share:.1f}% | {dshare:.1f}% |")
+    for setup, method, ips, d, m, s, share, dshare in rows:
+        lines.append(f"| {setup} | {method} | {ips:.0f} | {d:.1f} | {m:.1f} | {s:.1f} | {share:.1f}% | {dshare:.1f}% |")
     lines += ["", "## Targets", ""]
-    for method, _, _, _, _, share, _ in rows:
+    for setup, method, _, _, _, _, share, _ in rows:
         if method != "none":
             lines.append(
-                f"- {method}: mixing {share:.1f}% of the step (target <= 5%): **{'MET' if share <= 5 else 'NOT MET'}**"
+                f"- {setup}, {method}: mixing {share:.1f}% of the step (target <= 5%): "
+                f"**{'MET' if share <= 5 else 'NOT MET'}**"
             )
-    worst = max(r[6] for r in rows)
+    worst = max(r[7] for r in rows)
     lines.append(
         f"- input pipeline at most {worst:.1f}% of a step (not the bottleneck when well under "
         f"50%): **{'MET' if worst < 50 else 'NOT MET'}**"
     )
+    # Setups side by side: cost per image relative to the first, and the time per epoch.
+    plain = {r[0]: r[2] for r in rows if r[1] == methods[0]}
+    if len(plain) > 1:
+        base = next(iter(plain.values()))
+        lines += ["", f"## Setups side by side ({methods[0]})", ""]
+        lines += ["| setup | images/s | cost per image vs the first | seconds per epoch |", "|---|---:|---:|---:|"]
+        for setup, ips in plain.items():
+            size = int(setup.split("@")[1].split()[0])
+            n = EPOCH_IMAGES.get(size)
+            epoch = f"{n / ips:.0f} ({n:,} images)" if n else "n/a"
+            lines.append(f"| {setup} | {ips:.0f} | {base / ips:.2f}x | {epoch} |")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text("\n".join(lines) + "\n")
     print(f"wrote {args.out}")

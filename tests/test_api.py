@@ -16,6 +16,7 @@ from torch import nn
 import randsaliencymix
 from randsaliencymix import (
     CutMix,
+    GuidedMixup,
     Mixer,
     MixParams,
     MixUp,
@@ -27,7 +28,7 @@ from randsaliencymix import (
 )
 
 K = 5
-OPERATORS = [MixUp, CutMix, SaliencyMix, RandSaliencyMix, NoMix]
+OPERATORS = [MixUp, CutMix, SaliencyMix, RandSaliencyMix, GuidedMixup, NoMix]
 
 
 def gen(seed: int) -> torch.Generator:
@@ -58,6 +59,9 @@ MODULES = [
     "mixing",
     "randsaliency",
     "saliency",
+    "cam",
+    "pairing",
+    "guided",
     "loss",
     "reference",
     "_checks",
@@ -151,6 +155,41 @@ def test_draw_params_is_the_documented_typed_hook():
     names = list(inspect.signature(Mixer.draw_params).parameters)
     assert names == ["self", "x", "generator", "perm", "saliency"]
     assert "draw_params" in (Mixer.__doc__ or "")
+    # The hook of operators whose draws need the labels, and the step observer: no-ops by default.
+    names = list(inspect.signature(Mixer.draw_params_with_labels).parameters)
+    assert names == ["self", "x", "generator", "perm", "saliency", "labels"]
+    op = HalfMix(num_classes=K)
+    assert op.uses_labels is False and op.observe(torch.randn(2, K), torch.arange(2)) is None
+
+
+def test_labels_reach_an_operator_that_uses_them():
+    seen = []
+
+    class LabelMix(HalfMix):
+        @property
+        def uses_labels(self):
+            return True
+
+        def draw_params_with_labels(self, x, generator, perm, saliency, labels):
+            seen.append(labels)
+            return self.draw_params(x, generator, perm, saliency)
+
+    x = torch.randn(4, 3, 8, 8, generator=gen(0))
+    op = LabelMix(num_classes=K)
+    op(x, torch.tensor([0, 1, 2, 3]), generator=gen(1))
+    op.sample_params(x, torch.nn.functional.one_hot(torch.tensor([3, 2, 1, 0]), K).float(), generator=gen(1))
+    op.sample_params(x, generator=gen(1))
+    assert seen[0].tolist() == [0, 1, 2, 3] and seen[1].tolist() == [3, 2, 1, 0] and seen[2] is None
+    # An operator that does not use labels never sees them (sample_params still takes y).
+    plain = []
+
+    class Plain(HalfMix):
+        def draw_params_with_labels(self, x, generator, perm, saliency, labels):
+            plain.append(labels)
+            return self.draw_params(x, generator, perm, saliency)
+
+    Plain(num_classes=K)(x, torch.arange(4), generator=gen(2))
+    assert plain == [None]
 
 
 def test_user_operator_works_with_forward_sample_params_and_apply():

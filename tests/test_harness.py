@@ -286,14 +286,17 @@ def test_an_output_path_that_is_a_file_is_refused(tmp_path: Path, capsys) -> Non
     assert path.read_text() == "keep me"
 
 
-def test_a_full_disk_is_a_usage_error(tmp_path: Path, capsys, monkeypatch) -> None:
-    def full(src: str, dst: str) -> None:
-        raise OSError(errno.ENOSPC, "No space left on device")
+@pytest.mark.parametrize(
+    "code, reason", [(errno.ENOSPC, "No space left on device"), (errno.EROFS, "Read-only file system")]
+)
+def test_a_full_or_read_only_disk_is_a_usage_error(tmp_path: Path, capsys, monkeypatch, code: int, reason: str):
+    def refuse(src: str, dst: str) -> None:
+        raise OSError(code, reason)
 
-    monkeypatch.setattr(files_mod.os, "replace", full)
+    monkeypatch.setattr(files_mod.os, "replace", refuse)
     assert train(tmp_path / "run") == 2
     line = one_error_line(capsys, "train")
-    assert "No space left" in line and "cannot write" in line
+    assert reason in line and "cannot write" in line
     assert not list((tmp_path / "run").glob(".*.tmp"))
 
 

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from randsaliencymix import (
     CutMix,
+    GuidedMixup,
     MixParams,
     MixUp,
     NoMix,
@@ -90,11 +91,15 @@ def ref_soft(y: torch.Tensor, label_smoothing: float) -> torch.Tensor:
 
 
 def ref_share(params: MixParams, h: int, w: int) -> torch.Tensor:
-    """Source share (B, 1, H, W) built from the params fields by hand, float64."""
+    """Source share (B, 1, H, W) built from the params fields by hand, float64 (a per-pixel
+    operator's drawn share map, where it has one)."""
     b = params.batch_size
     s = torch.zeros(b, 1, h, w, dtype=torch.float64)
     for i in range(b):
         if not bool(params.applied[i]):
+            continue
+        if params.share_map is not None:
+            s[i] = params.share_map[i].double()
             continue
         if bool(params.mixup[i]):
             s[i] = 1.0 - float(params.lam[i])
@@ -113,8 +118,8 @@ def ref_sources(x: torch.Tensor, params: MixParams) -> torch.Tensor:
         j = int(params.perm[i])
         if not bool(params.applied[i]):
             continue
-        if bool(params.mixup[i]):
-            out[i] = xd[j]
+        if bool(params.mixup[i]) or (params.share_map is not None and not bool(params.dst_boxes[i].any())):
+            out[i] = xd[j]  # MixUp, or a per-pixel blend (no box): the whole source, unshifted
             continue
         sr1, sc1, sr2, sc2 = [int(v) for v in params.src_boxes[i]]
         dr1, dc1, dr2, dc2 = [int(v) for v in params.dst_boxes[i]]
@@ -438,6 +443,11 @@ MIX_OPS: Dict[str, Callable[[], object]] = {
         num_classes=K,
     ),
     "nomix": lambda: NoMix(num_classes=K),
+    "guided_random": lambda: GuidedMixup(num_classes=K, pairing="random", p=0.7),
+    "choice_guided_cutmix": lambda: RandomChoiceMix(
+        [GuidedMixup(p=1.0), CutMix(mode="sample")], mode="sample", num_classes=K
+    ),
+    "rsm_complementary": lambda: RandSaliencyMix(num_classes=K, pairing="complementary"),
 }
 # Operators whose label weights are not the area of the applied mask by design (saliency labels).
 SALIENCY_LABELS = {"rsm_design", "rsm_peak_same", "rsm_saliency_paste"}

@@ -13,10 +13,14 @@ from torch import nn
 from randsaliencymix.models import (
     MODEL_NAMES,
     FastCNN,
+    FastResNet,
+    ImageNetResNet,
     build_model,
     cifar_resnet18,
     fast_cnn,
+    fast_resnet,
     preact_resnet18,
+    resnet18_imagenet,
     wide_resnet,
     wrn_28_10,
 )
@@ -89,7 +93,7 @@ def wrn():
 
 
 def test_model_names_match_the_registry():
-    assert MODEL_NAMES == ("resnet18", "preact_resnet18", "wrn28_10", "fast_cnn")
+    assert MODEL_NAMES == ("resnet18", "preact_resnet18", "wrn28_10", "fast_cnn", "fast_resnet", "resnet18_imagenet")
 
 
 @pytest.mark.parametrize("name", ["resnet18", "preact_resnet18", "fast_cnn"])
@@ -184,7 +188,7 @@ def test_no_max_pool_in_cifar_resnets():
         assert stem.kernel_size == (3, 3) and stem.stride == (1, 1) and stem.out_channels == 64
 
 
-@pytest.mark.parametrize("name", ["fast_cnn", "resnet18"])
+@pytest.mark.parametrize("name", ["fast_cnn", "resnet18", "fast_resnet"])
 def test_backward_reaches_every_parameter(name):
     torch.manual_seed(0)
     model = build_model(name, 10).train()
@@ -226,7 +230,7 @@ def test_fast_cnn_channels_last_matches_contiguous():
     torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", ["resnet18", "preact_resnet18", "fast_cnn"])
+@pytest.mark.parametrize("name", ["resnet18", "preact_resnet18", "fast_cnn", "fast_resnet", "resnet18_imagenet"])
 def test_same_seed_gives_identical_init(name):
     torch.manual_seed(123)
     a = build_model(name, 10).state_dict()
@@ -269,7 +273,7 @@ def test_unknown_model_name():
     with pytest.raises(
         ValueError,
         match=r"Expected a model name in 'resnet18', 'preact_resnet18', "
-        r"'wrn28_10', 'fast_cnn', but got 'resnet50' instead\.",
+        r"'wrn28_10', 'fast_cnn', 'fast_resnet', 'resnet18_imagenet', but got 'resnet50' instead\.",
     ):
         build_model("resnet50", 10)
 
@@ -303,3 +307,126 @@ def test_bad_architecture_arguments():
         fast_cnn(10, stem_width=0)
     with pytest.raises(ValueError, match="Expected logit_scale > 0"):
         FastCNN(10, logit_scale=0.0)
+
+
+# --------------------------------------------------------------------------------------------
+# Photographs: fast_resnet (CPU, 96-160 px) and resnet18_imagenet
+# --------------------------------------------------------------------------------------------
+
+
+def expected_basic_stages(cin: int, widths, blocks) -> int:
+    total = 0
+    for width, n in zip(widths, blocks):
+        for _ in range(n):
+            total += conv(3, cin, width) + bn(width) + conv(3, width, width) + bn(width)
+            if cin != width:
+                total += conv(1, cin, width) + bn(width)
+            cin = width
+    return total
+
+
+def expected_fast_resnet_params(num_classes: int, widths=(32, 64, 128, 256), blocks=(1, 1, 1, 1), stem=24) -> int:
+    total = conv(3, 3, stem) + bn(stem) + conv(3, stem, widths[0]) + bn(widths[0])
+    total += expected_basic_stages(widths[0], widths, blocks)
+    return total + widths[-1] * num_classes + num_classes
+
+
+def expected_resnet18_imagenet_params(num_classes: int) -> int:
+    total = conv(7, 3, 64) + bn(64) + expected_basic_stages(64, (64, 128, 256, 512), (2, 2, 2, 2))
+    return total + 512 * num_classes + num_classes
+
+
+@pytest.fixture(scope="module")
+def photo_models():
+    torch.manual_seed(0)
+    return {"fast_resnet": fast_resnet(10).eval(), "resnet18_imagenet": resnet18_imagenet(10).eval()}
+
+
+@pytest.mark.parametrize("size", [64, 96, 128, 160])
+@pytest.mark.parametrize("name", ["fast_resnet", "resnet18_imagenet"])
+def test_photo_models_output_shapes(photo_models, name, size):
+    model = photo_models[name]
+    x = torch.randn(3, 3, size, size)
+    with torch.no_grad():
+        out = model(x)
+        features = model.features(x)
+    assert out.shape == (3, 10) and torch.isfinite(out).all()
+    # Both downsample by 32 in all: 4 in the stem, 2 in each of the three later stages.
+    assert features.shape[-2:] == (size // 32, size // 32)
+
+
+@pytest.mark.parametrize("name", ["fast_resnet", "resnet18_imagenet"])
+def test_photo_models_stem_downsamples_by_4(photo_models, name):
+    with torch.no_grad():
+        assert photo_models[name].stem(torch.randn(1, 3, 128, 128)).shape[-2:] == (32, 32)
+        assert photo_models[name].stem(torch.randn(1, 3, 96, 160)).shape[-2:] == (24, 40)
+
+
+@pytest.mark.parametrize("name", ["fast_resnet", "resnet18_imagenet"])
+def test_photo_models_head_is_average_pool_then_one_linear(photo_models, name):
+    # The structure class activation maps need: logits = fc(mean over space of features), so
+    # the CAM of class k, fc.weight[k] . features, averages (plus the bias) to logit k.
+    model = photo_models[name]
+    assert isinstance(model.fc, nn.Linear) and isinstance(model.pool, nn.AdaptiveAvgPool2d)
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    assert linears == [model.fc]
+    x = torch.randn(2, 3, 96, 96)
+    with torch.no_grad():
+        features = model.features(x)
+        cams = torch.einsum("kc,bchw->bkhw", model.fc.weight, features)
+        logits = model(x)
+    torch.testing.assert_close(cams.mean(dim=(2, 3)) + model.fc.bias, logits, rtol=1e-4, atol=1e-4)
+
+
+def test_photo_model_parameter_counts():
+    assert count_params(fast_resnet(10)) == expected_fast_resnet_params(10) == 1_235_714
+    small = fast_resnet(7, widths=(16, 32), blocks_per_stage=(2, 1), stem_width=8)
+    assert count_params(small) == expected_fast_resnet_params(7, (16, 32), (2, 1), 8)
+    assert count_params(resnet18_imagenet(10)) == expected_resnet18_imagenet_params(10) == 11_181_642
+    # torchvision's resnet18 (1000 classes) has 11,689,512 parameters.
+    assert count_params(resnet18_imagenet(1000)) == 11_689_512
+
+
+def test_resnet18_imagenet_layout():
+    model = resnet18_imagenet(10)
+    assert isinstance(model, ImageNetResNet)
+    stem_conv = model.stem[0]
+    assert stem_conv.kernel_size == (7, 7) and stem_conv.stride == (2, 2) and stem_conv.out_channels == 64
+    pool = model.stem[3]
+    assert isinstance(pool, nn.MaxPool2d) and pool.kernel_size == 3 and pool.stride == 2
+    assert [len(stage) for stage in model.stages] == [2, 2, 2, 2]
+    assert [stage[0].conv1.out_channels for stage in model.stages] == [64, 128, 256, 512]
+    assert [stage[0].conv1.stride for stage in model.stages] == [(1, 1), (2, 2), (2, 2), (2, 2)]
+
+
+def test_fast_resnet_layout():
+    model = fast_resnet(10)
+    assert isinstance(model, FastResNet)
+    convs = [m for m in model.stem.modules() if isinstance(m, nn.Conv2d)]
+    assert [(c.kernel_size, c.stride, c.out_channels) for c in convs] == [((3, 3), (2, 2), 24), ((3, 3), (2, 2), 32)]
+    assert not any(isinstance(m, nn.MaxPool2d) for m in model.modules())
+    assert [len(stage) for stage in model.stages] == [1, 1, 1, 1]
+    assert [stage[0].conv1.out_channels for stage in model.stages] == [32, 64, 128, 256]
+
+
+def test_fast_resnet_channels_last_matches_contiguous():
+    torch.manual_seed(0)
+    model = fast_resnet(10).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        ref = model(x)
+        out = model.to(memory_format=torch.channels_last)(x.contiguous(memory_format=torch.channels_last))
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
+
+
+def test_photo_models_bad_arguments():
+    with pytest.raises(ValueError, match="Expected every block count to be an int >= 1"):
+        fast_resnet(10, blocks_per_stage=(1, 0, 1, 1))
+    with pytest.raises(TypeError, match="Expected blocks_per_stage as a sequence of ints, but got int instead"):
+        fast_resnet(10, blocks_per_stage=2)
+    with pytest.raises(ValueError, match=r"Expected one block count per stage \(4\), but got 3 instead"):
+        fast_resnet(10, blocks_per_stage=(1, 1, 1))
+    with pytest.raises(ValueError, match="Expected stem_width to be an int >= 1"):
+        fast_resnet(10, stem_width=0)
+    with pytest.raises(ValueError, match="Expected num_classes"):
+        resnet18_imagenet(0)

@@ -8,6 +8,11 @@ An operator is a sampler of :class:`~randsaliencymix.params.MixParams` plus the 
   switches) and the label weights;
 * ``op.apply(x, y, params)`` mixes images and targets and is deterministic;
 * ``op(x, y, params=None, generator=None)`` does both.
+
+Operators whose draws depend on the batch's labels (RandSaliencyMix's confusion pairing) say so
+with :attr:`Mixer.uses_labels` and implement :meth:`Mixer.draw_params_with_labels`; operators that
+learn from the model's outputs implement :meth:`Mixer.observe` (a no-op for the others), so a
+training loop can call ``op.observe(logits, y)`` after every step whatever the operator.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from ._checks import (
     check_saliency_maps,
     to_soft_targets,
 )
-from .params import MixParams, apply_mix, check_params
+from .params import MixParams, check_params, mix_checked
 
 __all__ = ["Mixer"]
 
@@ -53,6 +58,9 @@ class Mixer(nn.Module):
                     MixParams.identity(n, (h, w), dev),
                     perm=perm, src_boxes=box, dst_boxes=box, applied=applied, source_weight=area,
                 )
+
+    An operator whose draws need the batch's labels sets ``uses_labels`` and implements
+    :meth:`draw_params_with_labels` instead (``draw_params`` then calls it without labels).
 
     Arguments (keyword only): ``num_classes`` (needed for ``(B,)`` class-index labels), ``p`` (the
     probability of mixing, for the subclass to use), ``label_smoothing`` (applied to the soft
@@ -94,6 +102,32 @@ class Mixer(nn.Module):
         """
         raise NotImplementedError(f"{type(self).__name__} must implement draw_params(x, generator, perm, saliency)")
 
+    def draw_params_with_labels(
+        self,
+        x: torch.Tensor,
+        generator: torch.Generator,
+        perm: Optional[torch.Tensor],
+        saliency: Optional[torch.Tensor],
+        labels: Optional[torch.Tensor],
+    ) -> MixParams:
+        """:meth:`draw_params` with the batch's class indices ``labels`` ``(B,)`` (long, on ``x``'s
+        device; the argmax of each row for ``(B, K)`` probabilities), or ``None`` when the caller
+        gave no labels. Called for every draw; the default ignores the labels and calls
+        :meth:`draw_params`. Operators whose draws depend on the labels override this and set
+        :attr:`uses_labels`."""
+        return self.draw_params(x, generator, perm, saliency)
+
+    @property
+    def uses_labels(self) -> bool:
+        """Whether the draws depend on the batch's labels (then ``sample_params`` needs ``y``)."""
+        return False
+
+    def observe(self, logits: torch.Tensor, targets: torch.Tensor) -> None:
+        """Learn from one training step's model outputs ``logits (B, K)`` and ``targets`` ((B,)
+        class indices or (B, K) probabilities). A no-op here; operators with state that follows
+        the model (RandSaliencyMix's confusion matrix) override it. Call it after every step."""
+        return None
+
     # -- public API ----------------------------------------------------------------------
     def sample_params(
         self,
@@ -103,13 +137,19 @@ class Mixer(nn.Module):
         perm: Optional[torch.Tensor] = None,
         saliency: Optional[torch.Tensor] = None,
     ) -> MixParams:
-        """Draw the parameters of one mixing step for the batch ``x`` (``y`` is not needed).
+        """Draw the parameters of one mixing step for the batch ``x``.
 
+        ``y`` (the batch's labels) is needed only by operators whose draws depend on them
+        (:attr:`uses_labels`, e.g. RandSaliencyMix's confusion pairing); others ignore it.
         ``perm`` fixes the pairing (target ``i`` gets source ``perm[i]``) instead of drawing it;
         ``saliency`` gives precomputed ``(B, H, W)`` maps of ``x`` to the saliency-based operators.
         """
         check_images(x, self.validate)
-        return self._checked_sample(x, generator, perm, saliency)
+        labels = None
+        if y is not None and self.uses_labels:
+            to_soft_targets(y, x.shape[0], self.num_classes, 0.0, self.validate)
+            labels = _class_indices(y, x.device)
+        return self._checked_sample(x, generator, perm, saliency, labels)
 
     def _checked_sample(
         self,
@@ -117,13 +157,14 @@ class Mixer(nn.Module):
         generator: Optional[torch.Generator],
         perm: Optional[torch.Tensor],
         saliency: Optional[torch.Tensor],
+        labels: Optional[torch.Tensor] = None,
     ) -> MixParams:
         gen = rnd.pick_generator(generator, x.device)
         if perm is not None:
             perm = check_perm(perm, x, self.validate)
         if saliency is not None:
             saliency = check_saliency_maps(saliency, x, self.validate).detach()
-        return self._draw_checked(x, gen, perm, saliency)
+        return self._draw_checked(x, gen, perm, saliency, labels)
 
     def _draw_checked(
         self,
@@ -131,12 +172,13 @@ class Mixer(nn.Module):
         generator: torch.Generator,
         perm: Optional[torch.Tensor],
         saliency: Optional[torch.Tensor],
+        labels: Optional[torch.Tensor] = None,
     ) -> MixParams:
-        """:meth:`draw_params`, its result checked (type, batch size, image size)."""
-        params = self.draw_params(x, generator, perm, saliency)
+        """:meth:`draw_params_with_labels`, its result checked (type, batch size, image size, pairing)."""
+        params = self.draw_params_with_labels(x, generator, perm, saliency, labels)
         if not isinstance(params, MixParams):
             raise TypeError(f"Expected draw_params to return MixParams, but got {type(params).__name__} instead.")
-        return check_params(params, x)
+        return check_params(params, x, self.validate)
 
     @overload
     def apply(self, x: Callable[[nn.Module], None]) -> Mixer: ...
@@ -159,7 +201,7 @@ class Mixer(nn.Module):
             return super().apply(x)
         x = check_images(x, self.validate)
         soft = to_soft_targets(y, x.shape[0], self.num_classes, self.label_smoothing, self.validate)
-        return apply_mix(x, soft, check_params(params, x))
+        return mix_checked(x, soft, check_params(params, x, self.validate))
 
     def forward(
         self,
@@ -174,8 +216,11 @@ class Mixer(nn.Module):
         check_images(x, self.validate)
         soft = to_soft_targets(y, x.shape[0], self.num_classes, self.label_smoothing, self.validate)
         if params is None:
-            params = self._checked_sample(x, generator, perm, saliency)
-        return apply_mix(x, soft, params)
+            labels = _class_indices(y, x.device) if self.uses_labels else None
+            params = self._checked_sample(x, generator, perm, saliency, labels)
+        else:
+            params = check_params(params, x, self.validate)
+        return mix_checked(x, soft, params)
 
     # -- helpers for the library's operators ------------------------------------------------
     def _coins(self, n: int, per_sample: bool, gen: torch.Generator, dev: torch.device) -> torch.Tensor:
@@ -184,3 +229,9 @@ class Mixer(nn.Module):
 
     def _lam(self, alpha: float, n: int, per_sample: bool, gen: torch.Generator, dev: torch.device) -> torch.Tensor:
         return rnd.beta(alpha, n if per_sample else 1, gen, dev).expand(n).contiguous()
+
+
+def _class_indices(y: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """The class of each sample of checked labels: the index, or the argmax of a probability row."""
+    classes = y.argmax(dim=1) if y.ndim == 2 else y
+    return classes.long().to(device)

@@ -16,6 +16,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
+from . import __version__
+
 if TYPE_CHECKING:
     from .train import TrainConfig
 
@@ -59,10 +61,20 @@ _TRAIN_FLAGS: Dict[str, Tuple[str, Callable[[str], Any], str]] = {
         "procedural[:N[:M]], cifar10, cifar100, a CIFAR folder/.tar.gz, an ImageFolder or .tar[.gz]",
     ),
     "--data-root": ("data_root", str, "folder holding cifar10/cifar100 archives"),
+    "--image-size": (
+        "image_size",
+        int,
+        "decode every split once at N x N (cached by content and size; image folders and archives, procedural); "
+        "0: as stored",
+    ),
     "--train-fraction": ("train_fraction", float, "class-balanced share of the training set (low-data regime)"),
     "--val-fraction": ("val_fraction", float, "share of the training set held out for validation"),
     "--split-seed": ("split_seed", int, "seed of the validation split (the same for every run)"),
-    "--model": ("model", str, "resnet18, preact_resnet18, wrn28_10, fast_cnn"),
+    "--model": (
+        "model",
+        str,
+        "resnet18, preact_resnet18, wrn28_10, fast_cnn (32 px); fast_resnet (96-160 px, CPU), resnet18_imagenet",
+    ),
     "--method": ("method", str, "one of: " + ", ".join(_METHOD_NAMES)),
     "--epochs": ("epochs", int, "training epochs"),
     "--batch-size": ("batch_size", int, "batch size per process"),
@@ -71,7 +83,14 @@ _TRAIN_FLAGS: Dict[str, Tuple[str, Callable[[str], Any], str]] = {
     "--schedule": ("schedule", str, "cosine or multistep"),
     "--warmup-epochs": ("warmup_epochs", float, "linear warm-up length"),
     "--label-smoothing": ("label_smoothing", float, "label smoothing"),
-    "--crop-padding": ("crop_padding", int, "padding of the random crop (0: no crop)"),
+    "--augment": (
+        "augment",
+        str,
+        "pad_crop (CIFAR: --crop-padding, flip) or resized_crop (photographs: --rrc-scale, --rrc-ratio, flip)",
+    ),
+    "--crop-padding": ("crop_padding", int, "pad_crop: padding of the random crop (0: no crop)"),
+    "--rrc-scale": ("rrc_scale", _floats, "resized_crop: area fraction range MIN,MAX (default 0.35,1)"),
+    "--rrc-ratio": ("rrc_ratio", _floats, "resized_crop: aspect ratio (w/h) range MIN,MAX (default 0.75,1.3333)"),
     "--test-split": ("test_split", str, "name of the test split (default: test; Imagenette's is val)"),
     "--eval-every": ("eval_every", int, "validate every N epochs (always after the last)"),
     "--robustness-images": ("robustness_images", int, "score the corruptions on the first N test images (0: all)"),
@@ -223,6 +242,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     # No abbreviations: compare has --seeds but no --seed, and "--seed 3" must not pass as "--seeds 3".
     parser = argparse.ArgumentParser(prog="rsmix", description="Saliency-guided mix augmentation.", allow_abbrev=False)
+    parser.add_argument("--version", action="version", version=f"rsmix {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     show = sub.add_parser("show", allow_abbrev=False, help="draw saliency maps and every operator's output")
     show.add_argument("--out", default="gallery.png", help="PNG file to write (default: gallery.png)")

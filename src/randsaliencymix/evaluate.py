@@ -114,7 +114,7 @@ def evaluate_checkpoint(
     dev = available_device(device)
     state = read_checkpoint(Path(run), dev)
     cfg = TrainConfig.from_dict(state["config"])
-    ds = load_dataset(data, split, root=data_root)
+    ds = load_dataset(data, split, root=data_root, size=cfg.image_size or None)  # the run's image size
     saved_classes: Optional[List[str]] = state.get("classes")
     if saved_classes is not None and list(saved_classes) != list(ds.classes):
         raise UsageError(

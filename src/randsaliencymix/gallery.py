@@ -1,4 +1,7 @@
-"""Pictures of what each operator does: saliency maps and mixed images with their label weights."""
+"""Pictures of what each operator does: saliency maps and mixed images with their label weights.
+
+Class activation maps (the ``cam`` saliency source) are not shown: they are only meaningful for a
+trained model, and the gallery has none (an untrained network's CAM is noise)."""
 
 from __future__ import annotations
 
@@ -57,7 +60,8 @@ def folder_images(directory: Path, size: int = 128, limit: int = 6) -> List[torc
 def default_operators(num_classes: int) -> List[tuple]:
     """(title, operator) of every registered method but ``none``, built by the method registry,
     plus RandSaliencyMix with its saliency ideas on (the library's defaults, chosen by the CIFAR-10
-    study, use no saliency, so the picture shows what the ideas do) and a blended, spectral variant."""
+    study, use no saliency, so the picture shows what the ideas do), a blended, spectral variant and
+    one with patch noise (the seed's sigma 0.4). Every operator mixes every sample (``p = 1``)."""
     mean, std = IMAGENET_MEAN, IMAGENET_STD
     titles = {
         "mixup": "MixUp",
@@ -69,6 +73,9 @@ def default_operators(num_classes: int) -> List[tuple]:
     ops.append(("RandSaliencyMix", build_mixer("randsaliencymix", num_classes, SALIENCY_ON, mean=mean, std=std)))
     blend = {**SALIENCY_ON, "eta": "beta", "beta_blend": 2.0, "detector": "spectral"}
     ops.append(("RSM blend+spectral", build_mixer("randsaliencymix", num_classes, blend, mean=mean, std=std)))
+    noisy = {**SALIENCY_ON, "patch_noise": 0.4}
+    ops.append(("RSM patch noise 0.4", build_mixer("randsaliencymix", num_classes, noisy, mean=mean, std=std)))
+    ops.append(("GuidedMixup SR", build_mixer("guidedmixup", num_classes, {"p": 1.0}, mean=mean, std=std)))
     return ops
 
 

@@ -18,6 +18,7 @@ __all__ = [
     "box_area_share",
     "box_mass",
     "box_sides",
+    "categorical",
     "centred_boxes",
     "draw_corner",
     "integral",
@@ -148,8 +149,11 @@ def window_mass(maps: torch.Tensor, h: torch.Tensor, w: torch.Tensor) -> torch.T
     return torch.where(valid, mass, torch.full_like(mass, float("nan")))
 
 
-def _inverse_cdf(weights: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """One index per row of non-negative ``weights`` (B, N), with probability proportional to them."""
+def categorical(weights: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """One index per row of non-negative ``weights`` (B, N), with probability proportional to them.
+
+    One uniform draw per row (inverse CDF), no host synchronisation. A row must have some
+    positive weight."""
     cdf = weights.double().cumsum(dim=1)
     u = rnd.uniform(weights.shape[0], generator, weights.device)[:, None] * cdf[:, -1:]
     index = torch.searchsorted(cdf, u, right=True)
@@ -181,8 +185,8 @@ def draw_corner(
         # Invalid corners scored 0: a maximum of 0 is taken at corner 0, which is always valid.
         return score.mul_(vr[:, :, None]).mul_(vc[:, None, :]).flatten(1).argmax(dim=1)
     if mode == "uniform" or tau == 0:
-        row = _inverse_cdf(vr, generator)
-        col = _inverse_cdf(vc, generator)
+        row = categorical(vr, generator)
+        col = categorical(vc, generator)
         return row * valid_cols.shape[1] + col
     # Invalid corners weigh 0 before the maximum is taken, so they cannot push every valid weight
     # to underflow; scaling by the maximum lets a large tau keep the peak at exactly 1.
@@ -191,7 +195,7 @@ def draw_corner(
         weights = weights.div_(weights.amax(dim=(1, 2), keepdim=True)).pow_(tau)
     # Row then column: the only full pass over the grid is one batched matrix-vector product.
     row_mass = torch.bmm(weights, vc[:, :, None]).squeeze(2)
-    row = _inverse_cdf(row_mass, generator)
+    row = categorical(row_mass, generator)
     row_weights = weights.gather(1, row[:, None, None].expand(-1, 1, weights.shape[2])).squeeze(1)
-    col = _inverse_cdf(row_weights, generator)
+    col = categorical(row_weights, generator)
     return row * valid_cols.shape[1] + col

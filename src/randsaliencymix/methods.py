@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .errors import UsageError
+from .guided import GuidedMixup
 from .mixing import CutMix, Mixer, MixUp, NoMix, RandSaliencyMix, SaliencyMix
 
 __all__ = ["METHODS", "METHOD_NAMES", "Method", "build_mixer", "get_method"]
@@ -99,6 +100,13 @@ METHODS: Dict[str, Method] = {
             normalised=True,
         ),
         Method("randsaliencymix", RandSaliencyMix, "RandSaliencyMix (this project; SPEC.md)", normalised=True),
+        Method(
+            "guidedmixup",
+            GuidedMixup,
+            "GuidedMixup, SR variant (Kang & Kim, 2023): per-pixel saliency blend, complementary pairing",
+            fixed={"detector": "spectral"},
+            normalised=True,
+        ),
     )
 }
 METHOD_NAMES: Tuple[str, ...] = tuple(METHODS)

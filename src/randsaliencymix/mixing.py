@@ -18,7 +18,7 @@ from __future__ import annotations
 import itertools
 import math
 from dataclasses import fields
-from typing import Callable, List, Optional, Sequence, Tuple, Union, cast
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union, cast
 
 import torch
 from torch import nn
@@ -292,6 +292,15 @@ class RandomChoiceMix(Mixer):
         self.probs = [float(q) for q in probs]
         self.mode = check_choice("mode", mode, ("batch", "sample"))
 
+    @property
+    def uses_labels(self) -> bool:
+        return any(cast(Mixer, op).uses_labels for op in self.ops)
+
+    def observe(self, logits: torch.Tensor, targets: torch.Tensor) -> None:
+        """Every operator observes the step (see :meth:`Mixer.observe`)."""
+        for op in self.ops:
+            cast(Mixer, op).observe(logits, targets)
+
     def draw_params(
         self,
         x: torch.Tensor,
@@ -299,27 +308,67 @@ class RandomChoiceMix(Mixer):
         perm: Optional[torch.Tensor],
         saliency: Optional[torch.Tensor],
     ) -> MixParams:
+        return self.draw_params_with_labels(x, generator, perm, saliency, None)
+
+    def draw_params_with_labels(
+        self,
+        x: torch.Tensor,
+        generator: torch.Generator,
+        perm: Optional[torch.Tensor],
+        saliency: Optional[torch.Tensor],
+        labels: Optional[torch.Tensor],
+    ) -> MixParams:
         n, dev = x.shape[0], x.device
-        all_params: List[MixParams] = [cast(Mixer, op)._draw_checked(x, generator, perm, saliency) for op in self.ops]
+        height, width = int(x.shape[-2]), int(x.shape[-1])
+        all_params: List[MixParams] = [
+            cast(Mixer, op)._draw_checked(x, generator, perm, saliency, labels) for op in self.ops
+        ]
         cdf = torch.tensor(list(itertools.accumulate(self.probs)), dtype=torch.float64, device=dev)
         u = rnd.uniform(n if self.mode == "sample" else 1, generator, dev)
         choice = torch.searchsorted(cdf, u, right=True).clamp(max=len(self.ops) - 1).expand(n)
         applied = (rnd.uniform(n if self.mode == "sample" else 1, generator, dev) < self.p).expand(n)
-        merged = {}
+        per_pixel = any(q.share_map is not None for q in all_params)
+        noisy = any(q.noise is not None for q in all_params)
+        merged: Dict[str, Optional[torch.Tensor]] = {}
         for f in fields(MixParams):
-            if f.name in ("image_size", "shifted", "blended"):
+            if f.name in ("image_size", "shifted", "blended", "perm_is_permutation"):
                 continue
-            stacked = torch.stack([getattr(q, f.name) for q in all_params])  # (n_ops, B, ...)
+            if f.name == "share_map":
+                if not per_pixel:
+                    merged[f.name] = None
+                    continue
+                # Box operators' shares as maps, so that every sample has one.
+                values = [
+                    q.share_map if q.share_map is not None else source_share(q, height, width) for q in all_params
+                ]
+            elif f.name == "noise":
+                if not noisy:
+                    merged[f.name] = None
+                    continue
+                values = [q.noise if q.noise is not None else torch.zeros(x.shape, device=dev) for q in all_params]
+            else:
+                values = [getattr(q, f.name) for q in all_params]
+            stacked = torch.stack([v.float() if f.name in ("share_map", "noise") else v for v in values])
             index = choice.reshape(1, n, *([1] * (stacked.ndim - 2))).expand(1, *stacked.shape[1:])
             merged[f.name] = stacked.gather(0, index).squeeze(0)
-        merged["applied"] = merged["applied"] & applied
-        merged["source_weight"] = torch.where(
-            applied, merged["source_weight"], torch.zeros_like(merged["source_weight"])
-        )
-        merged["mixup"] = merged["mixup"] & applied
+        applied_t = cast(torch.Tensor, merged["applied"]) & applied
+        weight = cast(torch.Tensor, merged["source_weight"])
         return MixParams(
-            **merged,
-            image_size=(x.shape[-2], x.shape[-1]),
+            perm=cast(torch.Tensor, merged["perm"]),
+            lam=cast(torch.Tensor, merged["lam"]),
+            src_boxes=cast(torch.Tensor, merged["src_boxes"]),
+            dst_boxes=cast(torch.Tensor, merged["dst_boxes"]),
+            eta=cast(torch.Tensor, merged["eta"]),
+            mixup=cast(torch.Tensor, merged["mixup"]) & applied,
+            applied=applied_t,
+            source_weight=torch.where(applied, weight, torch.zeros_like(weight)),
+            image_size=(height, width),
             shifted=any(q.shifted for q in all_params),
-            blended=any(q.blended for q in all_params),
+            blended=any(q.blended for q in all_params) or per_pixel,
+            share_map=merged["share_map"],
+            noise=merged["noise"],
+            # Per-sample choices among operators that drew their own pairings mix rows of several
+            # permutations: sources are then not a permutation of the batch.
+            perm_is_permutation=all(q.perm_is_permutation for q in all_params)
+            and (self.mode == "batch" or perm is not None or len(all_params) == 1),
         )

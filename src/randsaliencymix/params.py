@@ -1,20 +1,21 @@
 """What one mixing step drew (:class:`MixParams`) and the one pure function that applies it.
 
 Row ``i`` is the target, row ``perm[i]`` its source, as in ``SPEC.md``. Each output pixel is
-``(1 - s) * x[i] + s * x[perm[i]]`` at the source's shifted position, with ``s`` the per-pixel source
-share (:func:`source_share`): ``eta`` inside the pasted box, ``1 - lam`` everywhere for a MixUp
-sample, 0 elsewhere. The targets are ``(1 - w) * y[i] + w * y[perm[i]]`` with ``w`` the source's
-label weight as applied.
+``(1 - s) * x[i] + s * src[i]`` with ``src[i]`` the source ``x[perm[i]]`` at its shifted position
+(plus the step's patch noise inside the pasted box, if any) and ``s`` the per-pixel source share
+(:func:`source_share`): ``eta`` inside the pasted box, ``1 - lam`` everywhere for a MixUp sample,
+0 elsewhere, or, for per-pixel operators (GuidedMixup), the drawn ``share_map``. The targets are
+``(1 - w) * y[i] + w * y[perm[i]]`` with ``w`` the source's label weight as applied.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
-from typing import Tuple, Union
+from typing import Optional, Tuple, Union
 
 import torch
 
-__all__ = ["MixParams", "apply_mix", "check_params", "source_share"]
+__all__ = ["MixParams", "apply_mix", "check_params", "mix_checked", "patch_mask", "source_share"]
 
 
 @dataclass
@@ -24,6 +25,18 @@ class MixParams:
     Boxes are ``(row1, col1, row2, col2)``, half-open, in pixels; an empty box is all zeros.
     ``image_size`` is the ``(H, W)`` the parameters were sampled for: boxes and label weights only
     mean something for images of that size, so :func:`apply_mix` rejects any other.
+
+    ``perm`` is a permutation of the batch (every image is the source of exactly one target) unless
+    ``perm_is_permutation`` is ``False``: then sources were drawn independently per target (the
+    confusion pairing of RandSaliencyMix, RandomChoiceMix per sample) and an image may be the source
+    of several targets or of none. Every invariant of one row holds either way.
+
+    ``share_map``, when given, is the per-pixel source share ``(B, 1, H, W)`` of a per-pixel operator
+    (GuidedMixup) and replaces the share the boxes, ``eta`` and ``mixup`` would give; sources are
+    still aligned by the boxes (an all-zero box: no shift). ``noise``, when given, is added to the
+    source pixels inside each pasted box (patch samples only, never outside the box, never for
+    MixUp samples), in the images' units (for uint8 images the noisy source is rounded and clipped
+    to 0..255 before blending).
     """
 
     perm: torch.Tensor  # (B,) long: source row of each target row
@@ -37,6 +50,9 @@ class MixParams:
     image_size: Tuple[int, int]  # static: (H, W) of the images the parameters were sampled for
     shifted: bool = False  # static: some patch lands away from its source coordinates
     blended: bool = True  # static: some share may lie strictly between 0 and 1 (else a hard paste)
+    share_map: Optional[torch.Tensor] = None  # (B, 1, H, W) float: per-pixel source share, or None
+    noise: Optional[torch.Tensor] = None  # (B, C, H, W) float: noise on the pasted source pixels, or None
+    perm_is_permutation: bool = True  # static: perm is a permutation of 0..B-1
 
     @property
     def batch_size(self) -> int:
@@ -76,8 +92,14 @@ class MixParams:
         )
 
 
-def check_params(params: object, x: torch.Tensor) -> MixParams:
-    """``params`` is a :class:`MixParams` for the batch ``x``: its batch size and image size."""
+def _values_checked(t: torch.Tensor, validate: Optional[bool]) -> bool:
+    return t.device.type == "cpu" if validate is None else bool(validate)
+
+
+def check_params(params: object, x: torch.Tensor, validate: Optional[bool] = None) -> MixParams:
+    """``params`` is a :class:`MixParams` for the batch ``x``: its batch size, image size, and the
+    shapes of its optional per-pixel fields. Where values are checked (CPU, or ``validate=True``)
+    also its pairing: sources in range, and a permutation unless ``perm_is_permutation`` is False."""
     if not isinstance(params, MixParams):
         raise TypeError(f"Expected params of type MixParams, but got {type(params).__name__} instead.")
     if params.batch_size != x.shape[0]:
@@ -90,11 +112,41 @@ def check_params(params: object, x: torch.Tensor) -> MixParams:
         raise ValueError(
             f"Expected params for {height}x{width} images, but got params sampled for {got_h}x{got_w} instead."
         )
+    b = x.shape[0]
+    if params.share_map is not None:
+        expected = (b, 1, height, width)
+        if tuple(params.share_map.shape) != expected or not params.share_map.is_floating_point():
+            got = f"{tuple(params.share_map.shape)} {params.share_map.dtype}"
+            raise ValueError(
+                f"Expected params.share_map of shape (B, 1, H, W) = {expected}, floating point, but got {got} instead."
+            )
+    if params.noise is not None:
+        expected = (b, int(x.shape[1]), height, width)
+        if tuple(params.noise.shape) != expected or not params.noise.is_floating_point():
+            got = f"{tuple(params.noise.shape)} {params.noise.dtype}"
+            raise ValueError(
+                f"Expected params.noise of shape (B, C, H, W) = {expected}, floating point, but got {got} instead."
+            )
+    perm = params.perm
+    if perm.dtype not in (torch.int32, torch.int64):
+        raise TypeError(f"Expected params.perm as an integer tensor, but got {perm.dtype} instead.")
+    if _values_checked(perm, validate) and b > 0:
+        lo, hi = int(perm.min()), int(perm.max())
+        if lo < 0 or hi >= b:
+            raise ValueError(
+                f"Expected params.perm with source rows in [0, {b - 1}], but got {lo if lo < 0 else hi} instead."
+            )
+        if params.perm_is_permutation and not torch.equal(perm.sort().values, torch.arange(b, device=perm.device)):
+            raise ValueError(
+                f"Expected params.perm to be a permutation of 0..{b - 1} (perm_is_permutation=True), "
+                f"but got {perm.tolist()} instead."
+            )
     return params
 
 
-def source_share(params: MixParams, height: int, width: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Per-pixel share of the source in the output, ``(B, 1, H, W)``."""
+def patch_mask(params: MixParams, height: int, width: int) -> torch.Tensor:
+    """``(B, 1, H, W)`` bool: the pixels inside each sample's pasted box (applied patch samples only;
+    MixUp samples and unapplied samples have none)."""
     dev = params.perm.device
     rows = torch.arange(height, device=dev)
     cols = torch.arange(width, device=dev)
@@ -102,11 +154,23 @@ def source_share(params: MixParams, height: int, width: int, dtype: torch.dtype 
     in_rows = (rows >= box[:, 0:1]) & (rows < box[:, 2:3])
     in_cols = (cols >= box[:, 1:2]) & (cols < box[:, 3:4])
     inside = in_rows[:, :, None] & in_cols[:, None, :]
-    eta = params.eta.to(dtype)[:, None, None]
-    share = torch.where(inside, eta, torch.zeros((), dtype=dtype, device=dev))
-    mix = (1.0 - params.lam).to(dtype)[:, None, None].expand_as(share)
-    share = torch.where(params.mixup[:, None, None], mix, share)
-    share = torch.where(params.applied[:, None, None], share, torch.zeros((), dtype=dtype, device=dev))
+    patch = params.applied & ~params.mixup
+    return (inside & patch[:, None, None]).unsqueeze(1)
+
+
+def source_share(params: MixParams, height: int, width: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Per-pixel share of the source in the output, ``(B, 1, H, W)``."""
+    dev = params.perm.device
+    zero = torch.zeros((), dtype=dtype, device=dev)
+    if params.share_map is not None:
+        share = params.share_map.to(dtype)[:, 0]
+    else:
+        inside = patch_mask(params, height, width)[:, 0]
+        eta = params.eta.to(dtype)[:, None, None]
+        share = torch.where(inside, eta, zero)
+        mix = (1.0 - params.lam).to(dtype)[:, None, None].expand_as(share)
+        share = torch.where(params.mixup[:, None, None], mix, share)
+    share = torch.where(params.applied[:, None, None], share, zero)
     return share.unsqueeze(1)
 
 
@@ -129,25 +193,46 @@ def _aligned_sources(x: torch.Tensor, params: MixParams) -> torch.Tensor:
     ]
 
 
+def _noisy_sources(
+    sources: torch.Tensor, noise: torch.Tensor, params: MixParams, work_dtype: torch.dtype
+) -> torch.Tensor:
+    """The aligned sources plus ``noise`` inside each pasted box, in ``work_dtype`` (for uint8
+    images rounded and clipped to 0..255, so the noisy source is a valid uint8 picture)."""
+    h, w = sources.shape[-2:]
+    clean = sources.to(work_dtype)
+    noisy = torch.where(patch_mask(params, h, w), clean + noise.to(work_dtype), clean)
+    if sources.dtype == torch.uint8:
+        noisy = noisy.round_().clamp_(0, 255)
+    return noisy
+
+
 def apply_mix(x: torch.Tensor, y: torch.Tensor, params: MixParams) -> Tuple[torch.Tensor, torch.Tensor]:
     """Mix images ``(B, C, H, W)`` and soft targets ``(B, K)`` as ``params`` say. Pure.
 
     Differentiable with respect to ``x`` (and ``y``) for float images. ``params`` must have been
-    sampled for this batch size and image size.
+    sampled for this batch size and image size (checked; on CPU also its pairing, see
+    :func:`check_params`).
     """
-    check_params(params, x)
+    return mix_checked(x, y, check_params(params, x))
+
+
+def mix_checked(x: torch.Tensor, y: torch.Tensor, params: MixParams) -> Tuple[torch.Tensor, torch.Tensor]:
+    """:func:`apply_mix` for params already checked against ``x`` (the operators' path, which checks
+    them under the operator's ``validate`` setting)."""
     b, _, h, w = x.shape
     work_dtype = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
     share = source_share(params, h, w, work_dtype)
     sources = _aligned_sources(x, params)
-    if params.blended:
+    if params.noise is not None:
+        sources = _noisy_sources(sources, params.noise, params, work_dtype)
+    if params.blended or params.share_map is not None:
         # (1 - s) x + s src, not lerp: lerp's x + s (src - x) overflows for large values of opposite
         # sign (0 * inf = NaN), while this form is exact at s = 0 and s = 1 and bounded between.
         share = share.expand(b, x.shape[1], h, w)
         mixed = torch.mul(x.to(work_dtype), 1.0 - share).addcmul_(sources.to(work_dtype), share)
     else:
         # Every share is 0 or 1: a pure selection, bit exact in any dtype.
-        mixed = torch.where(share > 0.5, sources, x)
+        mixed = torch.where(share > 0.5, sources.to(x.dtype), x)
     if x.dtype == torch.uint8:
         mixed = mixed.round_().clamp_(0, 255)
     mixed = mixed.to(x.dtype)

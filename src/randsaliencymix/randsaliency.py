@@ -4,7 +4,7 @@ and saliency-weighted labels (``SPEC.md``). Importable from :mod:`randsaliencymi
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union, cast
 
 import torch
 
@@ -16,9 +16,20 @@ from ._checks import (
     check_positive,
     check_probability,
     check_saliency_maps,
+    should_check_values,
+    to_soft_targets,
 )
 from .base import Mixer
 from .geometry import box_mass, box_sides, draw_corner, integral, normalised_maps, valid_extent, window_masses
+from .pairing import (
+    CONFUSION_UPDATES,
+    complementary_pairing,
+    confusion_sources,
+    confusion_update,
+    guided_maps,
+    saliency_distances,
+    uniform_confusion,
+)
 from .params import MixParams
 from .saliency import saliency_map
 
@@ -42,6 +53,20 @@ class RandSaliencyMix(Mixer):
     * ``eta``: blend strength inside the box, a number (1 = hard paste) or ``"beta"`` for
       ``Beta(beta_blend, beta_blend)`` per sample; ``mixup_prob``: per-sample switch to MixUp.
     * ``gamma``: source label weight ``gamma * w_saliency + (1 - gamma) * w_area``.
+    * ``patch_noise`` (sigma >= 0): inside the pasted box the source pixels get ``sigma * N(0, 1)``
+      per pixel and channel, in the units of the images (for uint8 images ``255 * sigma``, the
+      noisy source rounded and clipped to 0..255). Labels are unchanged. The noise is drawn last
+      and kept in the params (``MixParams.noise``), so a step replays exactly; ``0`` draws none.
+    * ``pairing``: how each target's source is chosen when no ``perm`` is given. ``"random"``: a
+      random permutation. ``"complementary"``: GuidedMixup's greedy cycle on the distances of the
+      blurred, sum-normalised saliency maps (deterministic given the maps). ``"confusion"``: each
+      target of class ``a`` draws its source ``j != i`` independently with probability
+      ``∝ E[a, class(j)] + 1e-4`` from a running class-confusion matrix ``E`` (the ``confusion``
+      buffer, in ``state_dict()``), which :meth:`observe` updates after each step
+      (``confusion_update="mean"``: SPEC's batch-mean blend with weight ``confusion_weight``;
+      ``"sequential"``: the seed repository's sample-by-sample blend of shifted logits). It needs
+      ``num_classes`` and the batch's labels (``op(x, y)``, or ``sample_params(x, y)``); its
+      params have ``perm_is_permutation=False``.
 
     The defaults are the settings the CIFAR-10 study chose on validation data (RESULTS.md, stage 1):
     ``p=0.5, eta="beta", mixup_prob=0.25`` and ``tau_src=0, tau_dst=0, gamma=0``. With the last
@@ -52,6 +77,8 @@ class RandSaliencyMix(Mixer):
     detected, are made safe before use: NaN and negative values count as 0, +inf as the most
     salient value (on CPU, or with ``validate=True``, such maps are rejected instead).
     """
+
+    confusion: torch.Tensor  # (K, K) buffer, with pairing="confusion" only
 
     def __init__(
         self,
@@ -69,6 +96,10 @@ class RandSaliencyMix(Mixer):
         gamma: float = 0.0,
         detector: Union[str, Callable[[torch.Tensor], torch.Tensor]] = "fine_grained",
         eps: float = 1e-4,
+        patch_noise: float = 0.0,
+        pairing: str = "random",
+        confusion_update: str = "mean",
+        confusion_weight: float = 0.5,
         value_range: Optional[Tuple[float, float]] = None,
         mean: Optional[Sequence[float]] = None,
         std: Optional[Sequence[float]] = None,
@@ -93,16 +124,55 @@ class RandSaliencyMix(Mixer):
             check_choice("detector", detector, ("fine_grained", "spectral"))
         self.detector = detector
         self.eps = check_positive("eps", eps)
+        self.patch_noise = check_nonnegative("patch_noise", patch_noise)
+        self.pairing = check_choice("pairing", pairing, ("random", "complementary", "confusion"))
+        self.confusion_update = check_choice("confusion_update", confusion_update, CONFUSION_UPDATES)
+        self.confusion_weight = check_probability("confusion_weight", confusion_weight)
+        if self.pairing == "confusion":
+            if self.num_classes is None:
+                raise ValueError("Expected num_classes for pairing='confusion', but got None instead.")
+            # A buffer: it follows the module's device and lands in state_dict() and checkpoints.
+            self.register_buffer("confusion", uniform_confusion(self.num_classes))
         check_normalisation(value_range, mean, std)
         self.value_range, self.mean, self.std = value_range, mean, std
 
     @property
+    def uses_labels(self) -> bool:
+        """Whether the draws need the batch's labels (``pairing="confusion"``)."""
+        return self.pairing == "confusion"
+
+    def observe(self, logits: torch.Tensor, targets: torch.Tensor) -> None:
+        """Update the confusion matrix from one step (``pairing="confusion"``; a no-op otherwise).
+
+        ``logits`` ``(B, K)``: the model's outputs; ``targets``: the batch's ``(B,)`` class indices
+        (one-hot targets) or ``(B, K)`` probability rows (class = argmax). See
+        :func:`~randsaliencymix.pairing.confusion_update` for the two update rules. No host
+        synchronisation (values are checked on CPU or with ``validate=True``); the matrix moves to
+        the logits' device if it is elsewhere."""
+        if self.pairing != "confusion":
+            return None
+        k = cast(int, self.num_classes)
+        if not isinstance(logits, torch.Tensor) or logits.ndim != 2 or logits.shape[1] != k:
+            got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+            raise ValueError(f"Expected logits of shape (B, {k}), but got {got} instead.")
+        if not logits.is_floating_point():
+            raise TypeError(f"Expected floating-point logits, but got {logits.dtype} instead.")
+        to_soft_targets(targets, logits.shape[0], k, 0.0, self.validate)
+        if should_check_values(logits, self.validate) and not bool(torch.isfinite(logits).all()):
+            raise ValueError("Expected finite logits, but got NaN or infinity instead.")
+        confusion = self.confusion
+        if confusion.device != logits.device:
+            confusion = confusion.to(logits.device)
+        self.confusion = confusion_update(confusion, logits, targets, self.confusion_weight, self.confusion_update)
+
+    @property
     def uses_saliency(self) -> bool:
         """Whether any draw or label weight depends on the saliency maps (with ``tau_src = 0``,
-        ``tau_dst = 0`` and ``gamma = 0`` none does, and the detector is not run)."""
+        ``tau_dst = 0``, ``gamma = 0`` and no complementary pairing none does, and the detector is
+        not run)."""
         source = self.source == "peak" or (self.source == "saliency" and self.tau_src > 0)
         paste = self.paste in ("anti_saliency", "saliency") and self.tau_dst > 0
-        return source or paste or self.gamma > 0
+        return source or paste or self.gamma > 0 or self.pairing == "complementary"
 
     def _maps(self, x: torch.Tensor, saliency: Optional[torch.Tensor]) -> torch.Tensor:
         if saliency is not None:
@@ -114,6 +184,25 @@ class RandSaliencyMix(Mixer):
         # uniform one, and every draw is the one it would be with any map.
         return torch.zeros(x.shape[0], x.shape[-2], x.shape[-1], device=x.device)
 
+    def _pairing(
+        self,
+        x: torch.Tensor,
+        maps: torch.Tensor,
+        generator: torch.Generator,
+        labels: Optional[torch.Tensor],
+    ) -> torch.Tensor:
+        n, dev = x.shape[0], x.device
+        if self.pairing == "complementary":
+            return complementary_pairing(saliency_distances(guided_maps(maps)))
+        if self.pairing == "confusion":
+            if labels is None:
+                raise ValueError(
+                    "Expected the batch's labels to draw pairing='confusion' (op(x, y) or sample_params(x, y)), "
+                    "but got None instead."
+                )
+            return confusion_sources(self.confusion, labels, generator)
+        return rnd.permutation(n, generator, dev)
+
     def draw_params(
         self,
         x: torch.Tensor,
@@ -121,13 +210,25 @@ class RandSaliencyMix(Mixer):
         perm: Optional[torch.Tensor],
         saliency: Optional[torch.Tensor],
     ) -> MixParams:
+        return self.draw_params_with_labels(x, generator, perm, saliency, None)
+
+    def draw_params_with_labels(
+        self,
+        x: torch.Tensor,
+        generator: torch.Generator,
+        perm: Optional[torch.Tensor],
+        saliency: Optional[torch.Tensor],
+        labels: Optional[torch.Tensor],
+    ) -> MixParams:
         n, dev = x.shape[0], x.device
         height, width = x.shape[-2:]
-        perm = rnd.permutation(n, generator, dev) if perm is None else perm
+        maps = self._maps(x, saliency)
+        drawn_pairing = perm is None
+        perm = self._pairing(x, maps, generator, labels) if perm is None else perm
         lam = rnd.beta(self.alpha, n, generator, dev)
         h, w = box_sides(lam, height, width)
 
-        table = integral(normalised_maps(self._maps(x, saliency)))
+        table = integral(normalised_maps(maps))
         valid_rows, valid_cols = valid_extent(height, h), valid_extent(width, w)
         src_mass = window_masses(table, h, w, perm)
         src_corner = draw_corner(src_mass, valid_rows, valid_cols, self.source, self.tau_src, self.eps, generator)
@@ -166,6 +267,11 @@ class RandSaliencyMix(Mixer):
         weight = self.gamma * by_saliency + (1.0 - self.gamma) * area
         weight = torch.where(mixup, 1.0 - lam, weight)
         weight = torch.where(applied, weight, torch.zeros_like(weight))
+        noise = None
+        if self.patch_noise > 0:
+            # Drawn last: every other draw is the one the operator makes without noise.
+            scale = self.patch_noise * (255.0 if x.dtype == torch.uint8 else 1.0)
+            noise = torch.randn(tuple(x.shape), generator=generator, device=dev, dtype=torch.float32).mul_(scale)
         return MixParams(
             perm=perm,
             lam=lam,
@@ -178,4 +284,6 @@ class RandSaliencyMix(Mixer):
             image_size=(height, width),
             shifted=self.paste != "same",
             blended=self.eta != 1.0 or self.mixup_prob > 0,
+            noise=noise,
+            perm_is_permutation=not (drawn_pairing and self.pairing == "confusion"),
         )

@@ -12,6 +12,10 @@ float32 maps in [0, 1] on the input's device. Every step is a tensor op over the
 
 Float images are first brought to uint8 (see :func:`to_uint8`), because both algorithms are
 defined on 8-bit grey values. A constant image has no saliency: its map is all zeros.
+
+The third saliency source, class activation maps of the model being trained
+(:func:`class_activation_maps`, :func:`cam_and_logits`), lives in :mod:`randsaliencymix.cam` and is
+re-exported here.
 """
 
 from __future__ import annotations
@@ -23,10 +27,14 @@ import torch
 import torch.nn.functional as F
 
 from ._checks import check_choice, check_images, check_normalisation
+from .cam import cam_and_logits, cam_from_features, class_activation_maps
 
 __all__ = [
     "DETECTORS",
     "Detector",
+    "cam_and_logits",
+    "cam_from_features",
+    "class_activation_maps",
     "fine_grained",
     "resize_linear_exact_u8",
     "rgb_to_gray_u8",

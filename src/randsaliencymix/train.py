@@ -30,7 +30,7 @@ from .files import atomic_write_json
 from .loss import soft_target_cross_entropy
 from .methods import METHOD_NAMES, build_mixer, get_method
 from .models import MODEL_NAMES, build_model
-from .pipeline import DeviceLoader
+from .pipeline import AUGMENTS, RRC_RATIO, RRC_SCALE, DeviceLoader, check_rrc_range
 from .runs import RunLock, append_log, check_output_folder, read_log, start_run_folder
 
 __all__ = ["TrainConfig", "UsageError", "available_device", "load_splits", "lr_at", "train"]
@@ -40,6 +40,14 @@ SCHEDULES = ("cosine", "multistep")
 # Config keys that may change on --resume: where the run executes and what is evaluated at the
 # end; anything else would silently make a different run. ``epochs`` may grow with ``extend``.
 _MOVABLE = frozenset({"device", "threads", "test", "test_split", "robustness", "robustness_images", "eval_every"})
+# Keys added after runs were saved, with the value that reproduces what a run without them did:
+# --resume of such a run compares against these, not against a missing key.
+_ADDED_KEYS: Dict[str, Any] = {
+    "image_size": 0,
+    "augment": "pad_crop",
+    "rrc_scale": list(RRC_SCALE),
+    "rrc_ratio": list(RRC_RATIO),
+}
 
 
 @dataclass
@@ -47,6 +55,7 @@ class TrainConfig:
     data: str = "procedural:5000:1000"
     data_root: Optional[str] = None
     download: bool = False
+    image_size: int = 0  # decode every split at N x N once (cached by content and size); 0: as stored
     train_fraction: float = 1.0  # class-balanced subset of the training set (low-data regime)
     val_fraction: float = 0.1
     split_seed: int = 0  # the same validation split for every method and seed
@@ -64,8 +73,11 @@ class TrainConfig:
     lr_decay: float = 0.2
     warmup_epochs: float = 1.0
     label_smoothing: float = 0.0
+    augment: str = "pad_crop"  # "pad_crop" (crop_padding, flip) or "resized_crop" (rrc_scale, rrc_ratio, flip)
     crop_padding: int = 4
     flip: bool = True
+    rrc_scale: List[float] = field(default_factory=lambda: list(RRC_SCALE))  # area fraction (min, max)
+    rrc_ratio: List[float] = field(default_factory=lambda: list(RRC_RATIO))  # aspect ratio w / h (min, max)
     mean: Optional[List[float]] = None  # per-channel input normalisation; None: the training split's
     std: Optional[List[float]] = None
     seed: int = 0
@@ -98,6 +110,7 @@ class TrainConfig:
         get_method(self.method)
         _one_of("model", self.model, MODEL_NAMES)
         _one_of("schedule", self.schedule, SCHEDULES)
+        _one_of("augment", self.augment, AUGMENTS)
         for f in fields(self):
             value = getattr(self, f.name)
             numbers = value if isinstance(value, list) else [value]
@@ -109,6 +122,12 @@ class TrainConfig:
         _at_least("eval_every", self.eval_every, 1)
         _at_least("robustness_images", self.robustness_images, 0)
         _at_least("crop_padding", self.crop_padding, 0)
+        _at_least("image_size", self.image_size, 0)
+        for name, upper in (("rrc_scale", 1.0), ("rrc_ratio", None)):
+            try:
+                check_rrc_range(name, getattr(self, name), upper)
+            except ValueError as exc:
+                raise UsageError(str(exc)) from None
         _at_least("threads", self.threads, 0)
         if not self.lr > 0:
             raise UsageError(f"lr must be > 0, got {self.lr}")
@@ -216,7 +235,7 @@ def lr_at(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
 
 def load_splits(cfg: TrainConfig) -> Tuple[ArrayDataset, ArrayDataset]:
     """(train, val): the validation split is carved from the training set with split_seed."""
-    full = load_dataset(cfg.data, "train", root=cfg.data_root, download=cfg.download)
+    full = load_dataset(cfg.data, "train", root=cfg.data_root, download=cfg.download, size=cfg.image_size or None)
     if cfg.val_fraction > 0:
         train_ds, val_ds = train_val_split(full, cfg.val_fraction, seed=cfg.split_seed)
     else:
@@ -269,6 +288,7 @@ def _optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
 
 def _check_resumable(saved: Dict[str, Any], cfg: TrainConfig, folder: Path, extend: bool, done: int) -> None:
     now = asdict(cfg)
+    saved = {**_ADDED_KEYS, **saved}
     changed = sorted(k for k in now if k not in _MOVABLE and saved.get(k) != now[k])
     if extend and "epochs" in changed:
         changed.remove("epochs")
@@ -376,8 +396,11 @@ def train(
         train_ds,
         cfg.batch_size,
         data_gen,
+        augment=cfg.augment,
         crop_padding=cfg.crop_padding,
         flip=cfg.flip,
+        rrc_scale=(cfg.rrc_scale[0], cfg.rrc_scale[1]),
+        rrc_ratio=(cfg.rrc_ratio[0], cfg.rrc_ratio[1]),
         mean=cfg.mean,
         std=cfg.std,
         device=device,
@@ -486,7 +509,9 @@ def _finish(
     result["train_images"] = int(train_ds.images.shape[0])
     result["val_images"] = int(val_ds.images.shape[0])
     if cfg.test:
-        test_ds = load_dataset(cfg.data, cfg.test_split, root=cfg.data_root, download=cfg.download)
+        test_ds = load_dataset(
+            cfg.data, cfg.test_split, root=cfg.data_root, download=cfg.download, size=cfg.image_size or None
+        )
         if list(test_ds.classes) != list(train_ds.classes):
             raise UsageError(f"the test split of {cfg.data} has other classes than its training split")
         images, labels, cl = test_ds.images, test_ds.labels, cfg.channels_last

@@ -1,5 +1,7 @@
 """ImageFolder trees ``root/<split>/<class>/<image>``, as a folder or a ``.tar``/``.tar.gz`` of one,
-decoded into an :class:`~randsaliencymix.data.ArrayDataset` and cached by content.
+decoded into an :class:`~randsaliencymix.data.ArrayDataset` and cached by content. A tree
+``root/<class>/<image>`` without split folders (torchvision's layout) is a training set: its
+``train`` split is the whole tree, and it has no other split.
 
 Every split of a source labels with one class list: the ``classes=`` passed, else, for a split
 other than ``train``, the class folders of the ``train`` split next to it, else its own.
@@ -76,6 +78,16 @@ def _split_layout(parts: Sequence[Parts], split: Optional[str], where: str) -> T
             )
         return parts[0][:depth], [(p, p[depth]) for p in parts]
     found = sorted({i for p in parts for i in range(len(p) - 2) if p[i] == split})
+    if not found and top and not set(top) & _SPLIT_NAMES and all(len(p) >= depth + 2 for p in parts):
+        # Class folders and no split folders (torchvision's ImageFolder layout): a training set.
+        if split == TRAIN_SPLIT:
+            return _split_layout(parts, None, where)
+        raise UsageError(
+            f"Expected a folder {split!r} of class folders in {where}, but got class folders without split "
+            f"folders instead ({', '.join(top)}): such a tree is a training set only, so a {split!r} split "
+            f"(rsmix train --test, rsmix eval) needs a source with split folders, "
+            f"<root>/{TRAIN_SPLIT}/<class>/... and <root>/{split}/<class>/..."
+        )
     if not found:
         raise UsageError(
             f"Expected a folder {split!r} of class folders in {where}, "
@@ -206,7 +218,9 @@ def load_image_folder(
     """Load an ImageFolder tree (a folder or a ``.tar``/``.tar.gz`` of one) as one split.
 
     Layout: ``<path>/.../<split>/<class>/<image>`` or, with ``split=None``,
-    ``<path>/.../<class>/<image>``. Labels index one class list, ``dataset.classes``:
+    ``<path>/.../<class>/<image>``. A tree of class folders without split folders (torchvision's
+    ImageFolder) is also the ``"train"`` split; any other split of it is an error saying so.
+    Labels index one class list, ``dataset.classes``:
 
     * ``classes`` when given: a split may lack some of them; a class folder not in the list is an
       error naming it;
@@ -270,6 +284,8 @@ def load_image_folder(
         members, contents = _archive_images(src, split)
         names, items = _resolve_layout(_nonempty(members, src), split, given, str(src), ":")
         items = _limit_items(items, limit_per_class)
+        if any(relpath not in contents for relpath, _ in items):  # a split-less tree read as "train"
+            contents = _archive_images(src, None)[1]
         blobs = [(f"{src}:{relpath}", contents[relpath]) for relpath, _ in items]
     else:
         raise UsageError(f"Expected an image folder or a .tar/.tar.gz archive of one, but got the file {src} instead.")

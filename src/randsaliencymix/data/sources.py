@@ -17,6 +17,8 @@ from .procedural import SPLIT_IDS, procedural_split
 
 __all__ = ["load_dataset"]
 
+_CIFAR_SIZE = (32, 32)  # the size CIFAR is stored at: size=32 asks for nothing to be done
+
 
 def _parse_procedural(source: str) -> Tuple[int, int]:
     n_train, n_test = 50_000, 10_000
@@ -62,6 +64,7 @@ def load_dataset(
     * ``"cifar10"`` / ``"cifar100"``: the official python format in ``root`` (default
       :func:`~randsaliencymix.data.default_cache_dir`), as the folder or the ``.tar.gz``; with
       ``download=True`` the archive is fetched (from ``url`` if given) and verified when missing;
+      CIFAR is never resized (``size`` may only be None or its own 32);
     * a path to a CIFAR python folder or archive, an ImageFolder tree, or a ``.tar``/``.tar.gz``
       of one (``size``, ``cache`` and ``cache_dir`` as in
       :func:`~randsaliencymix.data.load_image_folder`).
@@ -101,7 +104,7 @@ def load_dataset(
         return finish(procedural_split(n, seed, split, size=side))
 
     if text in CIFAR_ARCHIVES:
-        if size is not None:
+        if check_size(size) not in (None, _CIFAR_SIZE):
             raise UsageError(f"Expected no size= for {text} (its images are 32x32), but got {size} instead.")
         cifar_split = _cifar_split(split)
         spec = CIFAR_ARCHIVES[text]
@@ -121,7 +124,7 @@ def load_dataset(
             f"Expected 'procedural[:N]', 'cifar10', 'cifar100' or an existing path, but got {text} instead."
         )
     if cifar_location(path) is not None:
-        if size is not None:
+        if check_size(size) not in (None, _CIFAR_SIZE):
             raise UsageError(f"Expected no size= for CIFAR (its images are 32x32), but got {size} instead.")
         return finish(load_cifar(path, _cifar_split(split)))
     return load_image_folder(

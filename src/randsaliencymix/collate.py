@@ -1,0 +1,135 @@
+"""Mixing inside DataLoader workers, reproducibly: :class:`MixCollate`.
+
+A seeded transform inside DataLoader workers is a classic trap: each worker holds a copy of the
+transform and of its generator, so every worker draws the same numbers, and since non-persistent
+workers are re-created each epoch from the same state, every epoch repeats the previous one's
+"random" augmentation exactly. :class:`MixCollate` never keeps a generator: each batch draws from a
+fresh one whose seed is a hash of
+
+``(seed, epoch, pass, worker id, n)``
+
+* ``seed``: the base seed given to the constructor (under DDP give each rank its own);
+* ``epoch``: the last value given to :meth:`MixCollate.set_epoch` (0 if never called). It is kept
+  in shared memory, so it reaches workers that already exist (``persistent_workers=True``) as
+  well as new ones; call it before iterating the loader for that epoch, as with
+  ``DistributedSampler.set_epoch``;
+* ``pass``: how many times worker ``id`` was started anew since the last ``set_epoch`` (0 unless
+  the loader is iterated again without a ``set_epoch``: then a non-persistent worker's new pass
+  draws new numbers instead of repeating the previous one);
+* worker id (``get_worker_info().id``; 0 in the main process when ``num_workers=0``) and ``n``, the
+  number of batches that worker has mixed in this stream (since its start or the last ``set_epoch``).
+
+So draws differ across workers and epochs, a rerun with the same seed reproduces them, and after
+``set_epoch(e)`` they are those of ``(seed, e, 0, worker, n)``: the same with or without persistent
+workers, and epoch ``e`` can be drawn again alone (a resumed run). Without ``set_epoch`` they still
+differ from pass to pass, but a persistent worker keeps counting ``n`` where a fresh one counts
+passes, so the two settings draw differently. Draws depend on ``num_workers`` (which worker
+collates which batch).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import numbers
+import os
+import struct
+from typing import Any, Callable, List, Optional, Sequence, Tuple
+
+import torch
+from torch.utils.data import default_collate, get_worker_info
+
+from .base import Mixer
+
+__all__ = ["MixCollate", "batch_seed"]
+
+# Workers a MixCollate can tell apart (its per-worker pass counters live in shared memory).
+MAX_WORKERS = 1024
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def _check_int(name: str, value: object, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"Expected {name} to be an int, but got {type(value).__name__} instead.")
+    number = int(value)
+    if not max(low, _INT64[0]) <= number <= _INT64[1]:
+        raise ValueError(f"Expected {name} in [{max(low, _INT64[0])}, 2**63 - 1], but got {number} instead.")
+    return number
+
+
+def batch_seed(seed: int, epoch: int, pass_: int, worker: int, index: int) -> int:
+    """The seed of one batch's generator: a 63-bit hash of the five integers (BLAKE2b), so nearby
+    keys give unrelated streams and every process computes the same value."""
+    key = struct.pack("<5q", seed, epoch, pass_, worker, index)
+    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little") >> 1
+
+
+class MixCollate:
+    """A ``collate_fn`` that stacks samples and mixes them: ``DataLoader(ds, collate_fn=MixCollate(op, seed=0))``.
+
+    ``op`` is any :class:`~randsaliencymix.Mixer` (e.g. ``RandSaliencyMix(num_classes=10)`` or the
+    timm drop-in); ``seed`` (required) is the base seed of every draw; ``collate_fn`` stacks the
+    samples into ``(images, labels)`` (default: torch's ``default_collate``, for datasets of
+    ``(image tensor, label)`` pairs). Each call returns ``op(images, labels, generator=g)``:
+    mixed images and ``(B, K)`` soft targets, on the CPU of the worker. The generator ``g`` of each
+    batch is seeded as the module docstring says; call :meth:`set_epoch` at the start of every
+    epoch.
+    """
+
+    def __init__(self, op: Mixer, *, seed: int, collate_fn: Optional[Callable[[List[Any]], Any]] = None) -> None:
+        if not isinstance(op, Mixer):
+            raise TypeError(f"Expected op to be a randsaliencymix Mixer, but got {type(op).__name__} instead.")
+        if collate_fn is not None and not callable(collate_fn):
+            raise TypeError(f"Expected collate_fn to be callable, but got {type(collate_fn).__name__} instead.")
+        self.op = op
+        self.seed = _check_int("seed", seed, _INT64[0])
+        self.collate_fn = default_collate if collate_fn is None else collate_fn
+        # Shared memory, so that it reaches every worker, forked, spawned or persistent: the epoch
+        # and the number of set_epoch calls (written by the main process); per worker id, the
+        # set_epoch call of its last start and its pass (written by that worker).
+        self._shared = torch.zeros(2, dtype=torch.int64).share_memory_()
+        self._slots = torch.full((MAX_WORKERS, 2), -1, dtype=torch.int64).share_memory_()
+        self._stream: Optional[Tuple[int, int, int, int]] = None  # this process's (pid, worker seed, worker, call)
+        self._pass = 0
+        self._count = 0
+
+    @property
+    def epoch(self) -> int:
+        return int(self._shared[0])
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw the batches of epoch ``epoch`` (>= 0) from now on, in this process and in every
+        worker of every loader using this collate, persistent or not: every worker restarts at
+        pass 0, batch 0 of that epoch. Call it before iterating the loader."""
+        self._shared[0] = _check_int("epoch", epoch, 0)
+        self._shared[1] += 1
+
+    def __repr__(self) -> str:
+        return f"MixCollate({self.op!r}, seed={self.seed}, epoch={self.epoch})"
+
+    def _next_seed(self) -> int:
+        info = get_worker_info()
+        worker = 0 if info is None else int(info.id)
+        if worker >= MAX_WORKERS:
+            raise ValueError(f"Expected at most {MAX_WORKERS} DataLoader workers, but got worker id {worker} instead.")
+        epoch, call = (int(v) for v in self._shared)
+        # A new worker process (a new pass over a loader without persistent workers) or a
+        # set_epoch call starts a new stream; a second start of worker w since the last set_epoch
+        # is a new pass.
+        stream = (os.getpid(), -1 if info is None else int(info.seed), worker, call)
+        if stream != self._stream:
+            slot = self._slots[worker]
+            self._pass = int(slot[1]) + 1 if int(slot[0]) == call else 0
+            slot[0], slot[1] = call, self._pass
+            self._stream, self._count = stream, 0
+        seed = batch_seed(self.seed, epoch, self._pass, worker, self._count)
+        self._count += 1
+        return seed
+
+    def __call__(self, samples: List[Any]) -> Tuple[torch.Tensor, torch.Tensor]:
+        batch = self.collate_fn(samples)
+        if not isinstance(batch, Sequence) or len(batch) != 2 or not all(isinstance(t, torch.Tensor) for t in batch):
+            got = type(batch).__name__ + (f" of length {len(batch)}" if isinstance(batch, Sequence) else "")
+            raise TypeError(f"Expected samples that collate to (images, labels) tensors, but got a {got} instead.")
+        images, labels = batch
+        generator = torch.Generator(device=images.device).manual_seed(self._next_seed())
+        return self.op(images, labels, generator=generator)

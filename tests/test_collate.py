@@ -1,0 +1,215 @@
+"""MixCollate: mixing in DataLoader workers, different across workers and epochs, reproducible.
+
+The dataset repeats every 4 items and batches hold 4 items without shuffling, so every batch has
+the same input: any difference between two batches' outputs comes from the mixing draws alone.
+"""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any, List, Optional, Tuple
+
+import pytest
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from randsaliencymix import MixCollate, MixUp, RandSaliencyMix
+from randsaliencymix.collate import batch_seed
+
+K = 4
+
+
+class Periodic(Dataset):
+    """Item ``i``: a 3x8x8 image of constant ``i % 4 + 1`` with label ``i % 4``."""
+
+    def __init__(self, n: int = 16) -> None:
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> Tuple[torch.Tensor, int]:
+        return torch.full((3, 8, 8), float(i % K + 1)), i % K
+
+
+class NaiveCollate:
+    """The pitfall: a seeded generator held by the collate (copied into every worker)."""
+
+    def __init__(self, seed: int) -> None:
+        self.op = MixUp(num_classes=K, mode="sample")
+        self.gen = torch.Generator().manual_seed(seed)
+
+    def __call__(self, samples: List[Any]) -> Tuple[torch.Tensor, torch.Tensor]:
+        x, y = torch.utils.data.default_collate(samples)
+        return self.op(x, y, generator=self.gen)
+
+
+def mixer() -> MixUp:
+    return MixUp(num_classes=K, mode="sample")
+
+
+def epochs_of(collate: Any, epochs: int = 2, workers: int = 2, persistent: bool = False, set_epoch: bool = True,
+              context: Optional[str] = None) -> List[List[torch.Tensor]]:  # fmt: skip
+    """Per epoch, per batch: the mixed images and targets, flattened into one tensor."""
+    loader = DataLoader(Periodic(), batch_size=K, shuffle=False, num_workers=workers, collate_fn=collate,
+                        persistent_workers=persistent, multiprocessing_context=context)  # fmt: skip
+    out = []
+    for epoch in range(epochs):
+        if set_epoch:
+            collate.set_epoch(epoch)
+        out.append([torch.cat([x.flatten(), y.flatten()]) for x, y in loader])
+    return out
+
+
+def all_distinct(batches: List[torch.Tensor]) -> bool:
+    return all(not torch.equal(a, b) for i, a in enumerate(batches) for b in batches[i + 1 :])
+
+
+def same(a: List[List[torch.Tensor]], b: List[List[torch.Tensor]]) -> bool:
+    return all(torch.equal(u, v) for ea, eb in zip(a, b) for u, v in zip(ea, eb))
+
+
+@pytest.mark.parametrize("persistent", [False, True])
+def test_two_workers_two_epochs_differ_and_reproduce(persistent: bool) -> None:
+    """2 workers x 2 epochs x 2 batches each: all 8 batches draw differently (across workers and
+    across epochs); a rerun with the same seed reproduces every one; another seed does not."""
+    first = epochs_of(MixCollate(mixer(), seed=7), persistent=persistent)
+    assert all_distinct([b for epoch in first for b in epoch]) and len(first[0]) == 4
+    assert same(first, epochs_of(MixCollate(mixer(), seed=7), persistent=persistent))
+    other = epochs_of(MixCollate(mixer(), seed=8), persistent=persistent)
+    assert all_distinct([*first[0], *other[0]])
+
+
+def test_persistent_and_fresh_workers_draw_the_same_with_set_epoch() -> None:
+    """set_epoch reaches persistent workers (shared memory): with it the draws depend only on
+    (seed, epoch, worker, batch), not on whether the workers persist."""
+    assert same(epochs_of(MixCollate(mixer(), seed=3), persistent=True),
+                epochs_of(MixCollate(mixer(), seed=3), persistent=False))  # fmt: skip
+
+
+def test_an_epoch_alone_reproduces_it_in_a_run() -> None:
+    """A resumed run: set_epoch(1) on a fresh collate draws epoch 1 as the full run did."""
+    full = epochs_of(MixCollate(mixer(), seed=5), epochs=2)
+    collate = MixCollate(mixer(), seed=5)
+    collate.set_epoch(1)
+    loader = DataLoader(Periodic(), batch_size=K, num_workers=2, collate_fn=collate)
+    assert same([full[1]], [[torch.cat([x.flatten(), y.flatten()]) for x, y in loader]])
+
+
+@pytest.mark.parametrize("persistent", [False, True])
+def test_set_epoch_again_draws_that_epoch_again(persistent: bool) -> None:
+    """set_epoch(e) restarts every worker, persistent or not, at the start of epoch e."""
+    collate = MixCollate(mixer(), seed=6)
+    loader = DataLoader(Periodic(), batch_size=K, num_workers=2, collate_fn=collate, persistent_workers=persistent)
+    passes = []
+    for _ in range(2):
+        collate.set_epoch(4)
+        passes.append([torch.cat([x.flatten(), y.flatten()]) for x, y in loader])
+    assert same([passes[0]], [passes[1]]) and all_distinct(passes[0])
+
+
+@pytest.mark.parametrize("persistent", [False, True])
+def test_passes_without_set_epoch_still_differ_and_reproduce(persistent: bool) -> None:
+    """Iterating twice without set_epoch: a new pass (fresh workers) or the running count of a
+    persistent worker still gives new draws, reproduced by a rerun."""
+    first = epochs_of(MixCollate(mixer(), seed=11), persistent=persistent, set_epoch=False)
+    assert all_distinct([b for epoch in first for b in epoch])
+    assert same(first, epochs_of(MixCollate(mixer(), seed=11), persistent=persistent, set_epoch=False))
+
+
+def test_the_pitfall_it_avoids() -> None:
+    """Control: a generator held by the collate repeats across workers and across epochs."""
+    naive = epochs_of(NaiveCollate(seed=0), set_epoch=False)
+    assert torch.equal(naive[0][0], naive[0][1])  # worker 0 and worker 1 drew the same
+    assert same([naive[0]], [naive[1]])  # epoch 1 repeats epoch 0 exactly
+
+
+def test_main_process_draws_as_one_worker() -> None:
+    """num_workers=0 draws what a single worker (id 0) draws."""
+    assert same(epochs_of(MixCollate(mixer(), seed=2), workers=0),
+                epochs_of(MixCollate(mixer(), seed=2), workers=1))  # fmt: skip
+
+
+def test_spawned_persistent_workers_see_set_epoch() -> None:
+    """With the spawn start method the collate is pickled into the workers; the shared epoch
+    still reaches them, and they draw as forked workers do."""
+    spawned = epochs_of(MixCollate(mixer(), seed=9), persistent=True, context="spawn")
+    assert same(spawned, epochs_of(MixCollate(mixer(), seed=9), persistent=False))
+
+
+def test_output_is_the_operator_applied_with_the_batch_generator() -> None:
+    """A call returns op(images, labels, generator=g) with g seeded by batch_seed(seed, epoch, 0, 0, n)."""
+    op = RandSaliencyMix(num_classes=K, p=1.0)
+    collate = MixCollate(op, seed=4)
+    collate.set_epoch(2)
+    samples = [Periodic()[i] for i in range(K)]
+    x, y = torch.utils.data.default_collate(samples)
+    for n in range(2):
+        got = collate(samples)
+        expected = op(x, y, generator=torch.Generator().manual_seed(batch_seed(4, 2, 0, 0, n)))
+        assert torch.equal(got[0], expected[0]) and torch.equal(got[1], expected[1])
+    assert collate.epoch == 2 and "seed=4" in repr(collate)
+
+
+def test_pickles_with_its_state() -> None:
+    collate = MixCollate(mixer(), seed=1)
+    collate.set_epoch(3)
+    assert pickle.loads(pickle.dumps(collate)).epoch == 3
+
+
+def test_batch_seed_separates_every_field() -> None:
+    base = batch_seed(0, 0, 0, 0, 0)
+    keys = [(1, 0, 0, 0, 0), (0, 1, 0, 0, 0), (0, 0, 1, 0, 0), (0, 0, 0, 1, 0), (0, 0, 0, 0, 1)]
+    seeds = {batch_seed(*k) for k in keys} | {base}
+    assert len(seeds) == 6 and all(0 <= s < 2**63 for s in seeds)
+
+
+# Errors: one test per path ----------------------------------------------------------------
+
+
+def test_op_must_be_a_mixer() -> None:
+    with pytest.raises(TypeError, match=r"Expected op to be a randsaliencymix Mixer, but got function instead."):
+        MixCollate(lambda x, y: (x, y), seed=0)  # type: ignore[arg-type]
+
+
+def test_collate_fn_must_be_callable() -> None:
+    with pytest.raises(TypeError, match=r"Expected collate_fn to be callable, but got int instead."):
+        MixCollate(mixer(), seed=0, collate_fn=3)  # type: ignore[arg-type]
+
+
+def test_seed_must_be_an_int() -> None:
+    with pytest.raises(TypeError, match=r"Expected seed to be an int, but got float instead."):
+        MixCollate(mixer(), seed=1.0)  # type: ignore[arg-type]
+
+
+def test_seed_must_fit_64_bits() -> None:
+    with pytest.raises(
+        ValueError,
+        match=r"Expected seed in \[-9223372036854775808, 2\*\*63 - 1\], but got 1180591620717411303424 instead.",
+    ):
+        MixCollate(mixer(), seed=2**70)
+
+
+def test_epoch_must_be_a_non_negative_int() -> None:
+    collate = MixCollate(mixer(), seed=0)
+    with pytest.raises(ValueError, match=r"Expected epoch in \[0, 2\*\*63 - 1\], but got -1 instead."):
+        collate.set_epoch(-1)
+    with pytest.raises(TypeError, match=r"Expected epoch to be an int, but got bool instead."):
+        collate.set_epoch(True)
+
+
+def test_samples_must_collate_to_images_and_labels() -> None:
+    collate = MixCollate(mixer(), seed=0)
+    with pytest.raises(
+        TypeError, match="Expected samples that collate to \\(images, labels\\) tensors, but got a Tensor"
+    ):
+        collate([torch.zeros(3, 8, 8), torch.zeros(3, 8, 8)])
+
+
+def test_too_many_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Info:
+        id, seed = 5000, 0
+
+    monkeypatch.setattr("randsaliencymix.collate.get_worker_info", lambda: Info())
+    with pytest.raises(ValueError, match=r"Expected at most 1024 DataLoader workers, but got worker id 5000 instead."):
+        MixCollate(mixer(), seed=0)([Periodic()[i] for i in range(K)])
