@@ -270,7 +270,7 @@ def test_bad_numbers_are_usage_errors_and_write_nothing(tmp_path: Path, capsys, 
 
 
 def test_diverged_training_is_a_clear_error_not_nan_in_json(tmp_path: Path, capsys, monkeypatch) -> None:
-    monkeypatch.setattr(train_mod, "_train_epoch", lambda *a, **k: float("nan"))
+    monkeypatch.setattr(train_mod, "soft_target_cross_entropy", lambda logits, y: logits.sum() * float("nan"))
     assert train(tmp_path / "run") == 2
     assert "diverged" in one_error_line(capsys, "train")
     assert not (tmp_path / "run" / "metrics.json").exists()
@@ -386,3 +386,53 @@ def test_registry_rejects_unknown_methods_and_options() -> None:
         build_mixer("mixup", 10, {"alpha": -1.0})
     assert "mode" not in METHODS["saliencymix"].option_names()
     assert "mean" not in METHODS["randsaliencymix"].option_names()
+
+
+# ------------------------------------------------------------------------------------------
+# Saliency sources and operator state in the loop
+# ------------------------------------------------------------------------------------------
+
+
+def test_saliency_source_from_the_run_equals_the_operators_own_detector(tmp_path: Path) -> None:
+    """--saliency spectral gives every saliency operator the spectral maps of the clean batch: the
+    same run as the operator computing them itself with detector=spectral."""
+    common = ["--method", "saliencymix_per_sample", "--epochs", "2"]
+    assert train(tmp_path / "own", *common, "--mix-opt", "detector=spectral") == 0
+    assert train(tmp_path / "run", *common, "--saliency", "spectral") == 0
+    a = torch.load(tmp_path / "own" / "checkpoint.pt", weights_only=False)["model"]
+    b = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert 0 < metrics["saliency_share"] < 1
+
+
+def test_cam_source_and_confusion_pairing_resume_exactly(tmp_path: Path, monkeypatch) -> None:
+    import randsaliencymix.checkpoint as checkpoint_mod
+
+    flags = ["--method", "randsaliencymix", "--epochs", "3", "--saliency", "cam", "--mix-opt", "tau_src=1",
+             "--mix-opt", "pairing=confusion"]  # fmt: skip
+    assert train(tmp_path / "whole", *flags) == 0
+    real = checkpoint_mod.atomic_save
+
+    def crash_at_second(obj: Any, path: Path) -> None:
+        if obj["epoch"] == 2:
+            raise KeyboardInterrupt
+        real(obj, path)
+
+    monkeypatch.setattr(checkpoint_mod, "atomic_save", crash_at_second)
+    with pytest.raises(KeyboardInterrupt):
+        train(tmp_path / "cut", *flags)
+    monkeypatch.setattr(checkpoint_mod, "atomic_save", real)
+    assert train(tmp_path / "cut", *flags, "--resume") == 0
+    a = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=False)
+    b = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=False)
+    assert torch.equal(a["mixer"]["confusion"], b["mixer"]["confusion"])
+    assert not torch.allclose(a["mixer"]["confusion"], torch.full_like(a["mixer"]["confusion"], 0.1))
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+
+
+def test_cam_source_needs_a_pooling_linear_head_and_official_saliencymix_refuses_a_source(tmp_path, capsys):
+    assert train(tmp_path / "run", "--method", "saliencymix", "--saliency", "cam") == 2
+    assert "saliencymix_per_sample" in one_error_line(capsys, "train")
+    assert train(tmp_path / "run", "--saliency", "bogus") == 2
+    assert "'bogus'" in one_error_line(capsys, "train")

@@ -122,6 +122,12 @@ class Mixer(nn.Module):
         """Whether the draws depend on the batch's labels (then ``sample_params`` needs ``y``)."""
         return False
 
+    @property
+    def uses_saliency(self) -> bool:
+        """Whether any draw or label weight reads saliency maps (then a training loop may pass
+        ``saliency=`` maps from its own source, e.g. cached detector maps or CAM)."""
+        return False
+
     def observe(self, logits: torch.Tensor, targets: torch.Tensor) -> None:
         """Learn from one training step's model outputs ``logits (B, K)`` and ``targets`` ((B,)
         class indices or (B, K) probabilities). A no-op here; operators with state that follows

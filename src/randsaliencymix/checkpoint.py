@@ -29,6 +29,7 @@ def save_checkpoint(
     elapsed: float,
     config: Dict[str, Any],
     classes: List[str],
+    mixer: Optional[nn.Module] = None,
 ) -> None:
     """Write everything :func:`restore_checkpoint` needs; ``mix_states`` is one generator state,
     or one per rank."""
@@ -45,6 +46,8 @@ def save_checkpoint(
     }
     if scaler is not None:
         state["scaler"] = scaler.state_dict()
+    if mixer is not None:  # an operator's learned state (e.g. the confusion matrix of its pairing)
+        state["mixer"] = mixer.state_dict()
     atomic_save(state, path)
 
 
@@ -74,6 +77,7 @@ def restore_checkpoint(
     data_gen: torch.Generator,
     mix_gen: torch.Generator,
     rank: int,
+    mixer: Optional[nn.Module] = None,
 ) -> Tuple[int, float]:
     """Load a checkpoint's state into the run's objects; returns (epochs done, seconds so far)."""
     model.load_state_dict(state["model"])
@@ -86,4 +90,6 @@ def restore_checkpoint(
     torch.set_rng_state(state["torch_rng"].cpu())
     if scaler is not None and "scaler" in state:
         scaler.load_state_dict(state["scaler"])
+    if mixer is not None and "mixer" in state:
+        mixer.load_state_dict(state["mixer"])
     return int(state["epoch"]), float(state["elapsed"])

@@ -76,6 +76,12 @@ _TRAIN_FLAGS: Dict[str, Tuple[str, Callable[[str], Any], str]] = {
         "resnet18, preact_resnet18, wrn28_10, fast_cnn (32 px); fast_resnet (96-160 px, CPU), resnet18_imagenet",
     ),
     "--method": ("method", str, "one of: " + ", ".join(_METHOD_NAMES)),
+    "--saliency": (
+        "saliency",
+        str,
+        "maps the saliency operators read: operator (each its own detector), fine_grained, spectral, "
+        "or cam (class activation maps of the model being trained)",
+    ),
     "--epochs": ("epochs", int, "training epochs"),
     "--batch-size": ("batch_size", int, "batch size per process"),
     "--lr": ("lr", float, "peak learning rate"),

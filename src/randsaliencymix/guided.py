@@ -75,6 +75,10 @@ class GuidedMixup(Mixer):
         check_normalisation(value_range, mean, std)
         self.value_range, self.mean, self.std = value_range, mean, std
 
+    @property
+    def uses_saliency(self) -> bool:
+        return True
+
     def draw_params(
         self,
         x: torch.Tensor,

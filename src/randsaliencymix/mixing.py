@@ -208,6 +208,11 @@ class SaliencyMix(Mixer):
         check_normalisation(value_range, mean, std)
         self.value_range, self.mean, self.std = value_range, mean, std
 
+    @property
+    def uses_saliency(self) -> bool:
+        """Per-sample mode reads maps (given ones too); the official mode reads only its own OpenCV map."""
+        return self.mode == "per_sample"
+
     def draw_params(
         self,
         x: torch.Tensor,
@@ -295,6 +300,10 @@ class RandomChoiceMix(Mixer):
     @property
     def uses_labels(self) -> bool:
         return any(cast(Mixer, op).uses_labels for op in self.ops)
+
+    @property
+    def uses_saliency(self) -> bool:
+        return any(cast(Mixer, op).uses_saliency for op in self.ops)
 
     def observe(self, logits: torch.Tensor, targets: torch.Tensor) -> None:
         """Every operator observes the step (see :meth:`Mixer.observe`)."""
