@@ -221,9 +221,15 @@ def test_killed_compare_takes_its_training_child_with_it(tmp_path: Path) -> None
     finally:
         if parent.poll() is None:
             parent.kill()
-    # Its folder is free again: a rerun can resume it.
-    with RunLock(run):
-        pass
+    # Its folder is free again (once the kernel has closed the dead child's files): a rerun can resume it.
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with RunLock(run):
+                break
+        except UsageError:
+            assert time.monotonic() < deadline, "the dead child's lock was never released"
+            time.sleep(0.2)
 
 
 def _ppid(proc: Path) -> int:

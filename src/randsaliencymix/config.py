@@ -10,10 +10,10 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
+from .augment import AUGMENTS, RRC_RATIO, RRC_SCALE, check_rrc_range
 from .errors import UsageError
 from .methods import METHOD_NAMES, build_mixer, get_method
 from .models import MODEL_NAMES
-from .augment import AUGMENTS, RRC_RATIO, RRC_SCALE, check_rrc_range
 
 __all__ = ["SALIENCY_SOURCES", "SCHEDULES", "TrainConfig", "available_device", "lr_at"]
 
