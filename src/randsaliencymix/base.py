@@ -190,24 +190,29 @@ class Mixer(nn.Module):
     def apply(self, x: Callable[[nn.Module], None]) -> Mixer: ...
 
     @overload
-    def apply(self, x: torch.Tensor, y: torch.Tensor, params: MixParams) -> Tuple[torch.Tensor, torch.Tensor]: ...
+    def apply(
+        self, x: torch.Tensor, y: torch.Tensor, params: MixParams, out: Optional[torch.Tensor] = None
+    ) -> Tuple[torch.Tensor, torch.Tensor]: ...
 
     def apply(
         self,
         x: Union[torch.Tensor, Callable[[nn.Module], None]],
         y: Optional[torch.Tensor] = None,
         params: Optional[MixParams] = None,
+        out: Optional[torch.Tensor] = None,
     ) -> Union[Mixer, Tuple[torch.Tensor, torch.Tensor]]:
         """Mix ``x`` and ``y`` with given parameters; ``y`` as ``(B,)`` indices or ``(B, K)`` probabilities.
 
-        Called with one function instead, it is :meth:`torch.nn.Module.apply` (so that
-        ``model.apply(init_fn)`` still walks a model that holds an operator).
+        ``out``: an optional buffer for the mixed images (see :func:`~randsaliencymix.apply_mix`);
+        ``x`` is never modified. Called with one function instead, it is
+        :meth:`torch.nn.Module.apply` (so that ``model.apply(init_fn)`` still walks a model that
+        holds an operator).
         """
         if callable(x) and not isinstance(x, torch.Tensor) and y is None and params is None:
             return super().apply(x)
         x = check_images(x, self.validate)
         soft = to_soft_targets(y, x.shape[0], self.num_classes, self.label_smoothing, self.validate)
-        return mix_checked(x, soft, check_params(params, x, self.validate))
+        return mix_checked(x, soft, check_params(params, x, self.validate), out=out)
 
     def forward(
         self,
@@ -217,8 +222,14 @@ class Mixer(nn.Module):
         generator: Optional[torch.Generator] = None,
         perm: Optional[torch.Tensor] = None,
         saliency: Optional[torch.Tensor] = None,
+        out: Optional[torch.Tensor] = None,
     ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """Mix a batch: ``x (B, C, H, W)``, ``y (B,)`` or ``(B, K)`` -> ``(x', y' (B, K))``."""
+        """Mix a batch: ``x (B, C, H, W)``, ``y (B,)`` or ``(B, K)`` -> ``(x', y' (B, K))``.
+
+        ``x`` is never modified. ``out``: an optional ``(B, C, H, W)`` buffer of ``x``'s dtype and
+        device, sharing no memory with ``x``, that receives the mixed images and is returned as
+        ``x'`` (reusing one buffer across steps saves allocating a batch per step; no autograd).
+        """
         check_images(x, self.validate)
         soft = to_soft_targets(y, x.shape[0], self.num_classes, self.label_smoothing, self.validate)
         if params is None:
@@ -226,7 +237,7 @@ class Mixer(nn.Module):
             params = self._checked_sample(x, generator, perm, saliency, labels)
         else:
             params = check_params(params, x, self.validate)
-        return mix_checked(x, soft, params)
+        return mix_checked(x, soft, params, out=out)
 
     # -- helpers for the library's operators ------------------------------------------------
     def _coins(self, n: int, per_sample: bool, gen: torch.Generator, dev: torch.device) -> torch.Tensor:

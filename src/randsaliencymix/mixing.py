@@ -113,6 +113,7 @@ class MixUp(_BatchOrSampleMixer):
             applied=applied,
             source_weight=torch.where(applied, 1.0 - lam, torch.zeros_like(lam)),
             image_size=(x.shape[-2], x.shape[-1]),
+            patches=False,
         )
 
 
@@ -340,7 +341,7 @@ class RandomChoiceMix(Mixer):
         noisy = any(q.noise is not None for q in all_params)
         merged: Dict[str, Optional[torch.Tensor]] = {}
         for f in fields(MixParams):
-            if f.name in ("image_size", "shifted", "blended", "perm_is_permutation"):
+            if f.name in ("image_size", "shifted", "blended", "perm_is_permutation", "patches"):
                 continue
             if f.name == "share_map":
                 if not per_pixel:
@@ -373,6 +374,7 @@ class RandomChoiceMix(Mixer):
             source_weight=torch.where(applied, weight, torch.zeros_like(weight)),
             image_size=(height, width),
             shifted=any(q.shifted for q in all_params),
+            patches=any(q.patches for q in all_params),
             blended=any(q.blended for q in all_params) or per_pixel,
             share_map=merged["share_map"],
             noise=merged["noise"],

@@ -4,7 +4,7 @@ and saliency-weighted labels (``SPEC.md``). Importable from :mod:`randsaliencymi
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union, cast
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union, cast
 
 import torch
 
@@ -20,7 +20,15 @@ from ._checks import (
     to_soft_targets,
 )
 from .base import Mixer
-from .geometry import box_mass, box_sides, draw_corner, integral, normalised_maps, valid_extent, window_masses
+from .geometry import (
+    WindowSums,
+    box_sides,
+    draw_window_corner,
+    draw_window_corners_linear,
+    integral,
+    normalised_maps,
+    valid_extent,
+)
 from .pairing import (
     CONFUSION_UPDATES,
     complementary_pairing,
@@ -174,25 +182,26 @@ class RandSaliencyMix(Mixer):
         paste = self.paste in ("anti_saliency", "saliency") and self.tau_dst > 0
         return source or paste or self.gamma > 0 or self.pairing == "complementary"
 
-    def _maps(self, x: torch.Tensor, saliency: Optional[torch.Tensor]) -> torch.Tensor:
+    def _maps(self, x: torch.Tensor, saliency: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
         if saliency is not None:
             return saliency
         if self.uses_saliency:
             detected = saliency_map(x.detach(), self.detector, self.value_range, self.mean, self.std, validate=False)
             return check_saliency_maps(detected, x, self.validate).detach()
-        # No draw and no label reads the maps: skip the detector. A zero map normalises to the
-        # uniform one, and every draw is the one it would be with any map.
-        return torch.zeros(x.shape[0], x.shape[-2], x.shape[-1], device=x.device)
+        # No draw and no label reads the maps: skip the detector (every draw is then the one it
+        # would be with any map).
+        return None
 
     def _pairing(
         self,
         x: torch.Tensor,
-        maps: torch.Tensor,
+        maps: Optional[torch.Tensor],
         generator: torch.Generator,
         labels: Optional[torch.Tensor],
     ) -> torch.Tensor:
         n, dev = x.shape[0], x.device
         if self.pairing == "complementary":
+            assert maps is not None  # complementary pairing makes uses_saliency True
             return complementary_pairing(saliency_distances(guided_maps(maps)))
         if self.pairing == "confusion":
             if labels is None:
@@ -202,6 +211,98 @@ class RandSaliencyMix(Mixer):
                 )
             return confusion_sources(self.confusion, labels, generator)
         return rnd.permutation(n, generator, dev)
+
+    def _windows(
+        self,
+        maps: Optional[torch.Tensor],
+        detected: bool,
+        perm: torch.Tensor,
+        drawn_pairing: bool,
+        h: torch.Tensor,
+        w: torch.Tensor,
+        valid_rows: torch.Tensor,
+        valid_cols: torch.Tensor,
+        generator: torch.Generator,
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The source and target windows: ``(m_src, m_dst, src_corner, dst_corner)``, the masses
+        of the drawn windows (float64; zeros when no label reads them) and their flat corners.
+
+        Draws with ``tau = 1`` (the saliency ideas' setting) read the maps through
+        :class:`~randsaliencymix.geometry.WindowSums` (a few batched products, no grid of masses);
+        ``"peak"`` and other ``tau`` build the grid from the integral image; uniform draws read no
+        map. Every draw uses two uniforms per sample, source first."""
+        n, dev = perm.shape[0], perm.device
+        src_mode = "uniform" if self.source == "saliency" and self.tau_src == 0 else self.source
+        dst_mode = "saliency" if self.paste in ("anti_saliency", "saliency") and self.tau_dst > 0 else "uniform"
+        anti = self.paste == "anti_saliency"
+        reads_maps = src_mode != "uniform" or (self.paste != "same" and dst_mode != "uniform") or self.gamma > 0
+        if not reads_maps:
+            corner, _ = draw_window_corner(
+                None, perm, h, w, valid_rows, valid_cols, "uniform", 0.0, self.eps, generator
+            )
+            if self.paste != "same":
+                dst, _ = draw_window_corner(
+                    None, perm, h, w, valid_rows, valid_cols, "uniform", 0.0, self.eps, generator
+                )
+            else:
+                dst = corner
+            # gamma = 0: the label weight is the area whatever the masses (0 * finite = 0).
+            zeros = torch.zeros(n, dtype=torch.float64, device=dev)
+            return zeros, zeros, corner, dst
+        assert maps is not None  # every setting that reads maps makes uses_saliency True
+        # The built-in detectors' maps are finite and in [0, 1]; given maps are made safe.
+        builtin = detected and isinstance(self.detector, str)
+        norm = normalised_maps(maps, assume_clean=builtin)
+        targets = torch.arange(n, device=dev)
+        # A drawn random or complementary pairing is a permutation: the products then run over the
+        # maps in place. (Confusion pairings, or a given perm, gather the maps instead.)
+        inverse = None
+        if drawn_pairing and self.pairing != "confusion":
+            inverse = torch.empty_like(perm).index_copy_(0, perm, targets)
+        table: List[Optional[torch.Tensor]] = [None]  # the integral image, built on first need
+        sides = [(perm, inverse), (None, None)]  # sources, targets
+        src_linear = src_mode == "saliency" and self.tau_src == 1.0
+        dst_linear = self.paste != "same" and dst_mode == "saliency" and self.tau_dst == 1.0
+        # tau = 1 draws read the maps through batched products, both sides at once.
+        linear_sides = [k for k, on in enumerate((src_linear, dst_linear)) if on]
+        sums = WindowSums(norm, [sides[k] for k in linear_sides])
+        drawn: Dict[int, Tuple[torch.Tensor, Optional[torch.Tensor]]] = {}
+
+        def draw(k: int, images: torch.Tensor, mode: str, tau: float, anti: bool) -> None:
+            if mode != "uniform" and not (mode == "saliency" and tau == 0) and table[0] is None:
+                table[0] = integral(norm)
+            drawn[k] = draw_window_corner(
+                table[0], images, h, w, valid_rows, valid_cols, mode, tau, self.eps, generator, anti
+            )
+
+        if src_linear and dst_linear:
+            drawn[0], drawn[1] = draw_window_corners_linear(
+                sums, h, w, valid_rows, valid_cols, self.eps, generator, [False, anti]
+            )
+        elif src_linear:
+            (drawn[0],) = draw_window_corners_linear(sums, h, w, valid_rows, valid_cols, self.eps, generator, [False])
+        else:
+            draw(0, perm, src_mode, self.tau_src, False)
+        if self.paste == "same":
+            drawn[1] = (drawn[0][0], None)
+        elif not src_linear and dst_linear:
+            (drawn[1],) = draw_window_corners_linear(sums, h, w, valid_rows, valid_cols, self.eps, generator, [anti])
+        elif not dst_linear:
+            draw(1, targets, dst_mode, self.tau_dst, anti)
+        (src_corner, m_src), (dst_corner, m_dst) = drawn[0], drawn[1]
+        missing = [k for k, m in ((0, m_src), (1, m_dst)) if m is None]
+        if missing:
+            # Uniform draws read no map; their windows' masses for the labels.
+            width = valid_cols.shape[1]
+            corners = [drawn[k][0] for k in missing]
+            at_rows = WindowSums(norm, [sides[k] for k in missing]).masses_at_rows(
+                torch.stack([c // width for c in corners]), h, w
+            )
+            for k, c, m in zip(missing, corners, at_rows):
+                drawn[k] = (c, m.gather(1, (c % width)[:, None]).squeeze(1).double())
+        (src_corner, m_src), (dst_corner, m_dst) = drawn[0], drawn[1]
+        assert m_src is not None and m_dst is not None
+        return m_src, m_dst, src_corner, dst_corner
 
     def draw_params(
         self,
@@ -227,24 +328,10 @@ class RandSaliencyMix(Mixer):
         perm = self._pairing(x, maps, generator, labels) if perm is None else perm
         lam = rnd.beta(self.alpha, n, generator, dev)
         h, w = box_sides(lam, height, width)
-
-        table = integral(normalised_maps(maps))
         valid_rows, valid_cols = valid_extent(height, h), valid_extent(width, w)
-        src_mass = window_masses(table, h, w, perm)
-        src_corner = draw_corner(src_mass, valid_rows, valid_cols, self.source, self.tau_src, self.eps, generator)
-        del src_mass
-        if self.paste == "same":
-            dst_corner = src_corner
-        else:
-            dst_mass = window_masses(table, h, w)
-            score = (
-                torch.sub(1.0, dst_mass, out=dst_mass).clamp_(min=0.0) if self.paste == "anti_saliency" else dst_mass
-            )
-            mode = "uniform" if self.paste == "uniform" else "saliency"
-            dst_corner = draw_corner(score, valid_rows, valid_cols, mode, self.tau_dst, self.eps, generator)
-            del dst_mass, score
-        m_src = box_mass(table, perm, src_corner, h, w)
-        m_dst = box_mass(table, torch.arange(n, device=dev), dst_corner, h, w)
+        m_src, m_dst, src_corner, dst_corner = self._windows(
+            maps, saliency is None, perm, drawn_pairing, h, w, valid_rows, valid_cols, generator
+        )
 
         if isinstance(self.eta, str):
             eta = rnd.beta(self.beta_blend, n, generator, dev)
@@ -254,10 +341,10 @@ class RandSaliencyMix(Mixer):
         applied = rnd.uniform(n, generator, dev) < self.p
         patch = applied & ~mixup
 
-        def box(corner: torch.Tensor) -> torch.Tensor:
-            r1, c1 = corner // width, corner % width
-            b = torch.stack([r1, c1, r1 + h, c1 + w], dim=1)
-            return torch.where(patch[:, None], b, torch.zeros_like(b))
+        # Both boxes at once: (2, B, 4) rows, cols of the corners and of the far corners.
+        corners = torch.stack([src_corner, dst_corner])
+        r1, c1 = corners // width, corners % width
+        boxes = torch.stack([r1, c1, r1 + h, c1 + w], dim=2) * patch[:, None].long()
 
         area = eta * (h * w).double() / (height * width)
         kept_src = eta * m_src
@@ -275,8 +362,8 @@ class RandSaliencyMix(Mixer):
         return MixParams(
             perm=perm,
             lam=lam,
-            src_boxes=box(src_corner),
-            dst_boxes=box(dst_corner),
+            src_boxes=boxes[0],
+            dst_boxes=boxes[1],
             eta=eta,
             mixup=mixup & applied,
             applied=applied,

@@ -214,10 +214,12 @@ class Mixup(Mixer):
         generator: Optional[torch.Generator] = None,
         perm: Optional[torch.Tensor] = None,
         saliency: Optional[torch.Tensor] = None,
+        out: Optional[torch.Tensor] = None,
     ) -> Tuple[torch.Tensor, torch.Tensor]:
-        """``(x (B, C, H, W), y (B,) or (B, K)) -> (mixed x, soft targets (B, K))``, as timm's ``__call__``."""
+        """``(x (B, C, H, W), y (B,) or (B, K)) -> (mixed x, soft targets (B, K))``, as timm's ``__call__``
+        (``x`` is not modified; ``out=`` is an optional buffer for the mixed images, see ``Mixer.forward``)."""
         gen = self.generator if generator is None else generator
-        return super().forward(x, y, params=params, generator=gen, perm=perm, saliency=saliency)
+        return super().forward(x, y, params=params, generator=gen, perm=perm, saliency=saliency, out=out)
 
     # -- the draws ---------------------------------------------------------------------------
     def _pairing(
