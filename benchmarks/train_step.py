@@ -8,6 +8,17 @@ Usage::
     .venv/bin/python benchmarks/train_step.py --threads 1 --channels-last --methods none,cutmix \\
         --setups fast_cnn@32:pad_crop,fast_resnet@128:resized_crop --out benchmarks/train_step_128.md
 
+Saliency sources side by side (issue 9): ``--sources operator,fine_grained_cached,cam`` times every
+saliency method once per source (the others once): ``operator`` = the operator's own detector on each
+batch; ``<detector>_cached`` = the training set's maps computed once (reported apart, not in the step)
+and cropped with the images by the loader; ``cam`` = class activation maps from one no-grad forward of
+the clean batch (its time is in the mixing column). Target: RandSaliencyMix with cached maps or CAM
+at most 1.3x a CutMix step::
+
+    .venv/bin/python benchmarks/train_step.py --threads 1 --methods none,cutmix,randsaliencymix \
+        --sources operator,fine_grained_cached,cam --setups fast_cnn@32:pad_crop,fast_resnet@128:resized_crop \
+        --out benchmarks/train_step_sources.md
+
 A setup is ``MODEL@SIZE[:AUGMENT]``; ``--model``, ``--image-size`` and ``--augment`` give a single one.
 Every setup reads ``--data`` (default: the procedural dataset, drawn at each setup's size; an image
 folder or archive such as Imagenette is decoded at that size; images/s do not depend on content).
@@ -34,7 +45,8 @@ from typing import List, Tuple
 import torch
 
 from randsaliencymix import SALIENCY_ON
-from randsaliencymix.data import load_dataset
+from randsaliencymix.cam import cam_and_logits
+from randsaliencymix.data import dataset_maps, load_dataset
 from randsaliencymix.loss import soft_target_cross_entropy
 from randsaliencymix.methods import METHOD_NAMES, build_mixer
 from randsaliencymix.models import MODEL_NAMES, build_model
@@ -77,6 +89,60 @@ def _load(source: str, size: int):
     return load_dataset(source, "train", size=size, limit_per_class=500)
 
 
+class _Row:
+    """One (setup, method, saliency source): its model, optimiser, operator and loader, stepped one
+    training step at a time so that every row's steps interleave with the others'."""
+
+    def __init__(self, args, dev, fmt, ds, model_name, setup, augment, method, options, source, maps, mean, std):
+        torch.manual_seed(0)
+        self.model = build_model(model_name, ds.num_classes).to(dev).to(memory_format=fmt)  # type: ignore[call-overload]
+        self.opt = torch.optim.SGD(self.model.parameters(), lr=0.05, momentum=0.9, nesterov=True)
+        self.mixer = build_mixer(method, ds.num_classes, options, mean=mean, std=std)
+        self.gen = torch.Generator(device=dev).manual_seed(0)
+        # The training loop's one data path: augment and normalise from the uint8 set on the device.
+        self.loader = DeviceLoader.from_dataset(
+            ds, args.batch_size, self.gen, augment=augment, mean=mean, std=std, device=dev, drop_last=True,
+            channels_last=args.channels_last, maps=maps.get(source),
+        )  # fmt: skip
+        self.batches = iter(self.loader)
+        self.source, self.setup, self.batch_size = source, setup, args.batch_size
+        self.label = method if source == "operator" or not self.mixer.uses_saliency else f"{method} ({source})"
+        self.sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+        self.times: List[Tuple[float, float, float]] = []
+
+    def step(self, timed: bool) -> None:
+        self.sync()
+        t0 = time.perf_counter()
+        try:
+            batch = next(self.batches)
+        except StopIteration:
+            self.batches = iter(self.loader)
+            batch = next(self.batches)
+        x, labels = batch[0], batch[1]
+        self.sync()
+        t1 = time.perf_counter()
+        saliency = batch[2] if len(batch) > 2 else None
+        if self.source == "cam" and self.mixer.uses_saliency:
+            saliency, _ = cam_and_logits(self.model, x, labels)
+        x, y = self.mixer(x, labels, generator=self.gen, saliency=saliency)
+        self.sync()
+        t2 = time.perf_counter()
+        loss = soft_target_cross_entropy(self.model(x), y)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        self.sync()
+        t3 = time.perf_counter()
+        if timed:
+            self.times.append((t1 - t0, t2 - t1, t3 - t2))
+
+    def result(self) -> tuple:
+        """(setup, label, images/s, data ms, mixing ms, model ms, mixing share %, pipeline share %)."""
+        d, m, s = (statistics.median(t[k] for t in self.times) * 1e3 for k in range(3))
+        total = d + m + s
+        return (self.setup, self.label, self.batch_size / total * 1e3, d, m, s, 100 * m / total, 100 * d / total)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="benchmarks/train_step.md")
@@ -86,6 +152,9 @@ def main(argv=None) -> int:
     ap.add_argument("--augment", default="pad_crop", choices=AUGMENTS, help="one setup's augmentation")
     ap.add_argument("--data", default="procedural:2048:16", help="dataset source (default: procedural)")
     ap.add_argument("--methods", default=",".join(METHOD_NAMES), help="comma-separated methods")
+    ap.add_argument(
+        "--sources", default="operator", help="saliency sources: operator, fine_grained_cached, spectral_cached, cam"
+    )
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
@@ -100,59 +169,46 @@ def main(argv=None) -> int:
     if unknown:
         raise SystemExit(f"train_step.py: error: unknown methods {unknown}; accepted: {', '.join(METHOD_NAMES)}")
     dev = torch.device(args.device)
-    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
     fmt = torch.channels_last if args.channels_last else torch.contiguous_format
 
+    sources = [x.strip() for x in args.sources.split(",") if x.strip()]
+    bad = [x for x in sources if x not in ("operator", "fine_grained_cached", "spectral_cached", "cam")]
+    if bad:
+        raise SystemExit(f"train_step.py: error: unknown sources {bad}")
+
     rows = []
+    one_off = []  # (setup, what, seconds): the cached maps' one-time cost
     for model_name, size, augment in setups:
         ds = _load(args.data, size)
         mean, std = ds.channel_stats()
         setup = f"{model_name}@{ds.image_size[0]} {augment}"
+        maps = {}
+        for source in sources:
+            if source.endswith("_cached"):
+                t0 = time.perf_counter()
+                maps[source] = dataset_maps(ds.images, source[: -len("_cached")], device=dev, cache=False)
+                one_off.append((setup, source, time.perf_counter() - t0, ds.images.shape[0]))
+        setup_rows = []
         for method in methods:
-            torch.manual_seed(0)
-            model = build_model(model_name, ds.num_classes).to(dev).to(memory_format=fmt)  # type: ignore[call-overload]
-            opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True)
             # RandSaliencyMix with its saliency ideas on: its defaults skip the detector (CutMix's cost).
             options = dict(SALIENCY_ON) if method == "randsaliencymix" else {}
-            mixer = build_mixer(method, ds.num_classes, options, mean=mean, std=std)
-            gen = torch.Generator(device=dev).manual_seed(0)
-            # The training loop's one data path: augment and normalise from the uint8 set on the device.
-            loader = DeviceLoader.from_dataset(
-                ds, args.batch_size, gen, augment=augment, mean=mean, std=std, device=dev, drop_last=True,
-                channels_last=args.channels_last,
-            )  # fmt: skip
-            batches = iter(loader)
-            t_data, t_mix, t_step = [], [], []
-            for step in range(args.steps + 2):
-                sync()
-                t0 = time.perf_counter()
-                try:
-                    x, labels = next(batches)
-                except StopIteration:
-                    batches = iter(loader)
-                    x, labels = next(batches)
-                sync()
-                t1 = time.perf_counter()
-                x, y = mixer(x, labels, generator=gen)
-                sync()
-                t2 = time.perf_counter()
-                loss = soft_target_cross_entropy(model(x), y)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sync()
-                t3 = time.perf_counter()
-                if step >= 2:  # warm-up steps are not timed
-                    t_data.append(t1 - t0)
-                    t_mix.append(t2 - t1)
-                    t_step.append(t3 - t2)
-            d, m, s = (statistics.median(v) * 1e3 for v in (t_data, t_mix, t_step))
-            total = d + m + s
-            ips = args.batch_size / total * 1e3
-            rows.append((setup, method, ips, d, m, s, 100 * m / total, 100 * d / total))
+            uses_saliency = build_mixer(method, ds.num_classes, options, mean=mean, std=std).uses_saliency
+            method_sources = sources if uses_saliency and method != "saliencymix" else sources[:1]
+            for source in method_sources:
+                setup_rows.append(
+                    _Row(args, dev, fmt, ds, model_name, setup, augment, method, options, source, maps, mean, std)
+                )
+        # Interleaved: step k of every row, then step k + 1, so a slow spell of a shared machine
+        # hits every row alike; the first two steps of each row are warm-up.
+        for step in range(args.steps + 2):
+            for row in setup_rows:
+                row.step(timed=step >= 2)
+        for row in setup_rows:
+            rows.append(row.result())
+            r = rows[-1]
             print(
-                f"{setup:28s} {method:24s} {ips:8.0f} img/s  data {d:6.1f} ms  mix {m:6.1f} ms  "
-                f"model {s:7.1f} ms  mix share {rows[-1][6]:4.1f}%",
+                f"{setup:28s} {r[1]:40s} {r[2]:8.0f} img/s  data {r[3]:6.1f} ms  mix {r[4]:6.1f} ms  "
+                f"model {r[5]:7.1f} ms  mix share {r[6]:4.1f}%",
                 flush=True,
             )
 
@@ -167,7 +223,7 @@ def main(argv=None) -> int:
         f"Versions: python {platform.python_version()}, torch {torch.__version__}  ",
         f"Data `{args.data}` at each setup's size, batch {args.batch_size}, "
         f"{'channels_last' if args.channels_last else 'contiguous'}, median of {args.steps} steps after "
-        "2 warm-up steps.",
+        "2 warm-up steps; the rows of a setup step in turn (step k of every row, then step k + 1).",
         "",
         "| setup | method | images/s | input pipeline ms | mixing ms | fwd+bwd+step ms | mixing share "
         "| pipeline share |",
@@ -187,6 +243,21 @@ def main(argv=None) -> int:
         f"- input pipeline at most {worst:.1f}% of a step (not the bottleneck when well under "
         f"50%): **{'MET' if worst < 50 else 'NOT MET'}**"
     )
+    # Saliency from a source that is not the detector on every batch, against CutMix's step.
+    step_ms = {(r[0], r[1]): r[3] + r[4] + r[5] for r in rows}
+    for (setup, label), ms in step_ms.items():
+        cutmix = step_ms.get((setup, "cutmix"))
+        if label.startswith("randsaliencymix (") and cutmix:
+            ratio = ms / cutmix
+            lines.append(
+                f"- {setup}, {label}: step {ratio:.2f}x CutMix's (target <= 1.3x): "
+                f"**{'MET' if ratio <= 1.3 else 'NOT MET'}**"
+            )
+    if one_off:
+        lines += ["", "## Cached maps: the one-time cost", ""]
+        lines += ["| setup | maps | images | seconds | ms per image |", "|---|---|---:|---:|---:|"]
+        for setup, source, seconds, n in one_off:
+            lines.append(f"| {setup} | {source} | {n} | {seconds:.1f} | {1e3 * seconds / n:.2f} |")
     # Setups side by side: cost per image relative to the first, and the time per epoch.
     plain = {r[0]: r[2] for r in rows if r[1] == methods[0]}
     if len(plain) > 1:

@@ -5,6 +5,7 @@ computed without changing the model's mode or BatchNorm statistics; and every er
 from __future__ import annotations
 
 import copy
+import json
 import re
 from typing import Callable, Dict
 
@@ -281,3 +282,49 @@ def test_a_failed_forward_leaves_no_hook_and_restores_statistics():
         class_activation_maps(model, torch.randn(2, 4, 8, 8), torch.tensor([0, 1]))  # 4 channels: conv fails
     assert all(not m._forward_hooks for m in model.modules())
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_gallery_shows_a_trained_runs_cam_maps_and_cam_operators(tmp_path, monkeypatch):
+    """rsmix show --checkpoint: the run's model gives the CAM columns (for its predicted class,
+    with the run's normalisation) and RandSaliencyMix and GuidedMixup read those maps."""
+    pytest.importorskip("matplotlib")
+    import randsaliencymix.gallery as gallery_mod
+    from randsaliencymix.cli import main
+
+    monkeypatch.setenv("RSMIX_CACHE", str(tmp_path / "cache"))
+    run = tmp_path / "run"
+    flags = ["--data", "procedural:200:50", "--batch-size", "32", "--epochs", "1", "--threads", "1", "--no-progress"]
+    assert main(["train", *flags, "--out", str(run)]) == 0
+    seen = {}
+    real = gallery_mod.class_activation_maps
+
+    def spy(model, x, classes):
+        seen["x"], seen["classes"] = x, classes
+        seen["maps"] = real(model, x, classes)
+        return seen["maps"]
+
+    monkeypatch.setattr(gallery_mod, "class_activation_maps", spy)
+    images = tmp_path / "images"
+    images.mkdir()
+    from PIL import Image
+
+    g = torch.Generator().manual_seed(0)
+    for i in range(3):
+        pixels = (torch.rand(40, 40, 3, generator=g) * 255).to(torch.uint8).numpy()
+        Image.fromarray(pixels).save(images / f"{i}.png")
+    out = tmp_path / "g.png"
+    args = ["show", "--checkpoint", str(run), "--images", str(images), "--size", "32", "--out", str(out)]
+    assert main(args) == 0
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert seen["classes"] == "predicted" and seen["x"].shape == (3, 3, 32, 32)
+    config = json.loads((run / "config.json").read_text())
+    pixels = seen["x"] * torch.tensor(config["std"]).view(1, 3, 1, 1) + torch.tensor(config["mean"]).view(1, 3, 1, 1)
+    assert pixels.min() >= -1e-5 and pixels.max() <= 1 + 1e-5 and pixels.max() > 0.9  # the run's normalisation
+
+
+def test_gallery_refuses_a_missing_checkpoint(tmp_path, capsys):
+    from randsaliencymix.cli import main
+
+    assert main(["show", "--checkpoint", str(tmp_path / "nothing"), "--out", str(tmp_path / "g.png")]) == 2
+    assert "no checkpoint" in capsys.readouterr().err
+    assert not (tmp_path / "g.png").exists()

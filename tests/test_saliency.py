@@ -472,3 +472,25 @@ def test_map_of_an_image_does_not_depend_on_its_batch(name, b, h, w, dtype, cons
     # Permuting the batch permutes the maps.
     perm = torch.randperm(b, generator=torch.Generator().manual_seed(seed))
     assert torch.equal(det(x[perm]), batch[perm])
+
+
+@pytest.mark.parametrize("kind", ["uint8", "minmax", "normalised"])
+def test_fine_grained_in_chunks_equals_the_whole_batch(monkeypatch, kind):
+    """The CPU path runs over chunks of images with one reused workspace: any chunking (here 3, 3
+    and a last chunk of 2) gives the whole batch's maps bit for bit, whatever the input's scaling."""
+    import randsaliencymix.saliency as sal
+
+    g = torch.Generator().manual_seed(0)
+    x8 = (torch.rand(8, 3, 20, 24, generator=g) * 255).to(torch.uint8)
+    kw = {}
+    x = x8
+    if kind == "minmax":
+        x = x8.float() * torch.linspace(0.5, 3.0, 8).view(8, 1, 1, 1) - 7.0  # every image its own range
+    elif kind == "normalised":
+        kw = dict(mean=(0.4, 0.5, 0.6), std=(0.2, 0.25, 0.3))
+        x = (x8.float() / 255 - torch.tensor(kw["mean"]).view(1, 3, 1, 1)) / torch.tensor(kw["std"]).view(1, 3, 1, 1)
+    whole = sal.fine_grained(x, **kw)
+    monkeypatch.setattr(sal, "FINE_GRAINED_CHUNK_BYTES", 3 * 4 * 20 * 24)
+    assert torch.equal(sal.fine_grained(x, **kw), whole)
+    for i in range(8):  # and each image alone
+        assert torch.equal(sal.fine_grained(x[i : i + 1], **kw)[0], whole[i])

@@ -23,20 +23,29 @@ if TYPE_CHECKING:
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
-    from .gallery import draw_gallery, folder_images, sample_images
+    from .gallery import CamModel, draw_gallery, folder_images, sample_images
 
+    cam = None
+    size = args.size
+    if args.checkpoint is not None:
+        from .evaluate import load_trained_model
+
+        trained = load_trained_model(Path(args.checkpoint), args.device, channels=3)
+        cam = CamModel(trained.model, trained.mean, trained.std)
+        size = size or trained.image_size or None  # the size the model was trained at
+    size = size or 128
     if args.images is not None:
         if not Path(args.images).is_dir():
             print(f"rsmix show: error: --images {args.images} is not a directory", file=sys.stderr)
             return 2
         try:
-            images = folder_images(Path(args.images), args.size, args.limit)
+            images = folder_images(Path(args.images), size, args.limit)
         except ValueError as exc:
             print(f"rsmix show: error: {exc}", file=sys.stderr)
             return 2
     else:
-        images = sample_images(args.size)
-    out = draw_gallery(images, Path(args.out), seed=args.seed)
+        images = sample_images(size)
+    out = draw_gallery(images, Path(args.out), seed=args.seed, cam=cam)
     print(f"wrote {out}")
     return 0
 
@@ -79,8 +88,10 @@ _TRAIN_FLAGS: Dict[str, Tuple[str, Callable[[str], Any], str]] = {
     "--saliency": (
         "saliency",
         str,
-        "maps the saliency operators read: operator (each its own detector), fine_grained, spectral, "
-        "or cam (class activation maps of the model being trained)",
+        "maps the saliency operators read: operator (each its own detector), fine_grained, spectral "
+        "(that detector on each clean batch), fine_grained_cached, spectral_cached (the training split's maps "
+        "computed once, cached by content, cropped and flipped with the images), or cam (class activation maps "
+        "of the model being trained)",
     ),
     "--epochs": ("epochs", int, "training epochs"),
     "--batch-size": ("batch_size", int, "batch size per process"),
@@ -251,9 +262,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"rsmix {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     show = sub.add_parser("show", allow_abbrev=False, help="draw saliency maps and every operator's output")
-    show.add_argument("--out", default="gallery.png", help="PNG file to write (default: gallery.png)")
+    show.add_argument(
+        "--out", default="gallery.png", help="image to write, PNG or JPEG by its suffix (default: gallery.png)"
+    )
     show.add_argument("--images", default=None, help="folder of images (default: scikit-image's sample photographs)")
-    show.add_argument("--size", type=int, default=128, help="side of the square images (default: 128)")
+    show.add_argument(
+        "--size", type=int, default=None, help="side of the square images (default: the run's image size, else 128)"
+    )
+    show.add_argument(
+        "--checkpoint",
+        default=None,
+        help="a run folder (or checkpoint.pt): also show its model's class activation maps and the operators "
+        "that read them",
+    )
+    show.add_argument("--device", default="cpu", help="device of --checkpoint's model (default: cpu)")
     show.add_argument("--limit", type=int, default=4, help="how many images of --images to use")
     show.add_argument("--seed", type=int, default=0, help="seed of the operators' generator")
     show.set_defaults(func=_cmd_show)

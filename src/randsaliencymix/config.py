@@ -21,8 +21,10 @@ METHODS = METHOD_NAMES
 SCHEDULES = ("cosine", "multistep")
 # Where the saliency operators of a run read their maps: "operator" = each operator's own
 # ``detector`` on the batch (as the library does on its own); a detector name = that detector on
-# the clean batch, for every operator; "cam" = class activation maps of the model being trained.
-SALIENCY_SOURCES = ("operator", "fine_grained", "spectral", "cam")
+# the clean batch, for every operator; "<detector>_cached" = that detector's maps of the training
+# split, computed once, cached by content and cropped and flipped with the images by the loader;
+# "cam" = class activation maps of the model being trained.
+SALIENCY_SOURCES = ("operator", "fine_grained", "spectral", "fine_grained_cached", "spectral_cached", "cam")
 # Config keys that may change on --resume: where the run executes and what is evaluated at the
 # end; anything else would silently make a different run. ``epochs`` may grow with ``extend``.
 _MOVABLE = frozenset({"device", "threads", "test", "test_split", "robustness", "robustness_images", "eval_every"})

@@ -4,7 +4,7 @@ split, the fixed corruptions of :mod:`robustness`, and ``rsmix eval`` on a saved
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -93,6 +93,70 @@ def _legacy_normalisation(channels: int) -> tuple:
     return (0.5,) * channels, (0.25,) * channels
 
 
+class TrainedModel(NamedTuple):
+    """A run's trained model (evaluation mode, in the run's memory format) with what scoring it needs."""
+
+    model: nn.Module
+    classes: Optional[List[str]]  # the training split's class list (None in checkpoints from before it was saved)
+    mean: Tuple[float, ...]
+    std: Tuple[float, ...]
+    image_size: int  # the run's --image-size (0: as stored)
+    channels_last: bool
+
+
+def load_trained_model(
+    run: Path,
+    device: str = "cpu",
+    classes: Optional[Sequence[str]] = None,
+    channels: Optional[int] = None,
+    data: str = "the dataset",
+) -> TrainedModel:
+    """The model of a run folder (or ``checkpoint.pt``) on ``device``, in evaluation mode.
+
+    Given the ``classes`` and ``channels`` of the data it will see (named ``data`` in errors), a
+    UsageError unless they are the run's: scores against another class list would be wrong.
+    Without ``classes``, the run's own list gives the number of classes."""
+    from .train import TrainConfig, available_device
+
+    dev = available_device(device)
+    state = read_checkpoint(Path(run), dev)
+    cfg = TrainConfig.from_dict(state["config"])
+    saved: Optional[List[str]] = list(state["classes"]) if state.get("classes") is not None else None
+    if classes is not None and saved is not None and saved != list(classes):
+        raise UsageError(
+            f"the checkpoint's {len(saved)} classes ({', '.join(saved[:4])}, ...) are not the "
+            f"{len(classes)} classes of {data} ({', '.join(list(classes)[:4])}, ...): its scores would be "
+            "against the wrong classes"
+        )
+    if classes is None and saved is None:
+        raise UsageError(f"checkpoint {run} holds no class list: give the dataset it was trained on")
+    num_classes = len(classes) if classes is not None else len(saved or ())
+    model = build_model(cfg.model, num_classes).to(dev)
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        raise UsageError(
+            f"checkpoint {run} does not fit {num_classes} classes of {data}: {str(exc).splitlines()[0]}"
+        ) from exc
+    if cfg.mean is not None and cfg.std is not None:
+        mean, std = tuple(cfg.mean), tuple(cfg.std)
+        if channels is not None and len(mean) != channels:
+            raise UsageError(f"the checkpoint was trained on {len(mean)}-channel images, {data} has {channels}")
+    else:
+        mean, std = _legacy_normalisation(channels if channels is not None else 3)
+    # The run's memory format, so that the scores match the ones the run itself reported.
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    return TrainedModel(model.eval(), saved, mean, std, cfg.image_size, cfg.channels_last)
+
+
+def run_image_size(run: Path) -> int:
+    """The ``--image-size`` a run trained at (0: as stored), from its checkpoint."""
+    from .train import TrainConfig
+
+    return TrainConfig.from_dict(read_checkpoint(Path(run))["config"]).image_size
+
+
 def evaluate_checkpoint(
     run: Path,
     data: str,
@@ -109,37 +173,11 @@ def evaluate_checkpoint(
 
     The model is scored with the normalisation its run trained with, and only on a dataset whose
     class list is the run's (else a UsageError: the scores would be against the wrong classes)."""
-    from .train import TrainConfig, available_device
-
-    dev = available_device(device)
-    state = read_checkpoint(Path(run), dev)
-    cfg = TrainConfig.from_dict(state["config"])
-    ds = load_dataset(data, split, root=data_root, size=cfg.image_size or None)  # the run's image size
-    saved_classes: Optional[List[str]] = state.get("classes")
-    if saved_classes is not None and list(saved_classes) != list(ds.classes):
-        raise UsageError(
-            f"the checkpoint's {len(saved_classes)} classes ({', '.join(saved_classes[:4])}, ...) are not the "
-            f"{len(ds.classes)} classes of {data} ({', '.join(ds.classes[:4])}, ...): its scores would be "
-            "against the wrong classes"
-        )
-    model = build_model(cfg.model, ds.num_classes).to(dev)
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as exc:
-        raise UsageError(
-            f"checkpoint {run} does not fit {ds.num_classes} classes of {data}: {str(exc).splitlines()[0]}"
-        ) from exc
-    channels = ds.images.shape[1]
-    if cfg.mean is not None and cfg.std is not None:
-        mean, std = tuple(cfg.mean), tuple(cfg.std)
-        if len(mean) != channels:
-            raise UsageError(f"the checkpoint was trained on {len(mean)}-channel images, {data} has {channels}")
-    else:
-        mean, std = _legacy_normalisation(channels)
-    # The run's memory format, so that the scores match the ones the run itself reported.
-    if cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    metrics = split_metrics(model, ds.images, ds.labels, mean, std, device=dev, channels_last=cfg.channels_last)
+    size = run_image_size(run)
+    ds = load_dataset(data, split, root=data_root, size=size or None)  # the run's image size
+    trained = load_trained_model(run, device, ds.classes, ds.images.shape[1], data)
+    model, mean, std, dev = trained.model, trained.mean, trained.std, next(trained.model.parameters()).device
+    metrics = split_metrics(model, ds.images, ds.labels, mean, std, device=dev, channels_last=trained.channels_last)
     if robustness:
         scores = corruption_metrics(
             model,
@@ -148,7 +186,7 @@ def evaluate_checkpoint(
             mean,
             std,
             device=dev,
-            channels_last=cfg.channels_last,
+            channels_last=trained.channels_last,
             seed=seed,
             limit=robustness_images,
         )

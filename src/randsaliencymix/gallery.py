@@ -1,17 +1,20 @@
 """Pictures of what each operator does: saliency maps and mixed images with their label weights.
 
-Class activation maps (the ``cam`` saliency source) are not shown: they are only meaningful for a
-trained model, and the gallery has none (an untrained network's CAM is noise)."""
+Given a trained model (``rsmix show --checkpoint RUN``), the gallery also shows each image's class
+activation map for the model's predicted class (the ``cam`` saliency source) and the operators that
+read it: RandSaliencyMix and GuidedMixup with CAM maps. Without one it shows none: an untrained
+network's CAM is noise."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Any, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .cam import class_activation_maps
 from .methods import build_mixer
 from .mixing import SALIENCY_ON
 from .saliency import fine_grained, spectral_residual
@@ -29,7 +32,7 @@ def _square(img: np.ndarray, size: int) -> torch.Tensor:
     h, w = img.shape[:2]
     s = min(h, w)
     top, left = (h - s) // 2, (w - s) // 2
-    t = torch.from_numpy(np.ascontiguousarray(img[top : top + s, left : left + s])).permute(2, 0, 1).float()
+    t = torch.from_numpy(np.array(img[top : top + s, left : left + s])).permute(2, 0, 1).float()
     t = F.interpolate(t[None], size=(size, size), mode="bilinear", antialias=True, align_corners=False)[0]
     return t.round().clamp(0, 255).to(torch.uint8)
 
@@ -79,13 +82,32 @@ def default_operators(num_classes: int) -> List[tuple]:
     return ops
 
 
+class CamModel(NamedTuple):
+    """A trained classifier for the gallery's CAM columns and the normalisation it was trained with."""
+
+    model: torch.nn.Module
+    mean: Tuple[float, ...]
+    std: Tuple[float, ...]
+
+
+def cam_operators(num_classes: int) -> List[tuple]:
+    """(title, operator) of the operators the gallery shows with CAM maps."""
+    mean, std = IMAGENET_MEAN, IMAGENET_STD
+    return [
+        ("RandSaliencyMix CAM", build_mixer("randsaliencymix", num_classes, SALIENCY_ON, mean=mean, std=std)),
+        ("GuidedMixup CAM", build_mixer("guidedmixup", num_classes, {"p": 1.0}, mean=mean, std=std)),
+    ]
+
+
 def draw_gallery(
     images: Sequence[torch.Tensor],
     out: Path,
     seed: int = 0,
     operators: Optional[List[tuple]] = None,
+    cam: Optional[CamModel] = None,
 ) -> Path:
-    """One row per (target, source) pair: both images, their maps, and every operator's output."""
+    """One row per (target, source) pair: both images, their maps, and every operator's output;
+    with ``cam``, also both images' class activation maps and the operators that read them."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -104,10 +126,20 @@ def draw_gallery(
 
     maps_fg = fine_grained(x8)
     maps_sr = spectral_residual(x8)
+    columns = [("fine-grained", maps_fg), ("spectral", maps_sr)]
+    runs: List[Tuple[str, Any, Optional[torch.Tensor]]] = [(name, op, None) for name, op in ops]
+    if cam is not None:
+        device = next(cam.model.parameters()).device
+        cam_mean = torch.tensor(cam.mean).reshape(1, -1, 1, 1)
+        cam_std = torch.tensor(cam.std).reshape(1, -1, 1, 1)
+        seen = ((x8.float() / 255.0 - cam_mean) / cam_std).to(device)  # as the model was trained
+        maps_cam = class_activation_maps(cam.model, seen, "predicted").cpu()
+        columns.append(("CAM", maps_cam))
+        runs += [(name, op, maps_cam) for name, op in cam_operators(n)]
     results = []
-    for name, op in ops:
+    for name, op, saliency in runs:
         g = torch.Generator().manual_seed(seed)
-        params = op.sample_params(x, generator=g, perm=perm)
+        params = op.sample_params(x, generator=g, perm=perm, saliency=saliency)
         xm, ym = op.apply(x, y, params)
         results.append((name, xm, ym, params))
 
@@ -115,15 +147,16 @@ def draw_gallery(
         img = (img_chw_float * std[0] + mean[0]).clamp(0, 1).permute(1, 2, 0).numpy()
         ax.imshow(img)
 
-    cols = 6 + len(results)
+    first = 2 + 2 * len(columns)
+    cols = first + len(results)
     fig, axes = plt.subplots(n, cols, figsize=(1.9 * cols, 2.1 * n), squeeze=False)
     for i in range(n):
         s = int(perm[i])
-        for j, (title, image, is_map) in enumerate(
-            [("target", x[i], False), ("source", x[s], False), ("target fine-grained", maps_fg[i], True),
-             ("target spectral", maps_sr[i], True), ("source fine-grained", maps_fg[s], True),
-             ("source spectral", maps_sr[s], True)]
-        ):  # fmt: skip
+        panels = [("target", x[i], False), ("source", x[s], False)]
+        panels += [
+            (f"{who} {name}", maps[k], True) for who, k in (("target", i), ("source", s)) for name, maps in columns
+        ]
+        for j, (title, image, is_map) in enumerate(panels):
             ax = axes[i, j]
             if is_map:
                 ax.imshow(image.numpy(), cmap="inferno", vmin=0, vmax=1)
@@ -131,7 +164,7 @@ def draw_gallery(
                 show(ax, image)
             ax.set_title(title, fontsize=7)
         for k, (name, xm, ym, params) in enumerate(results):
-            ax = axes[i, 6 + k]
+            ax = axes[i, first + k]
             show(ax, xm[i])
             r1, c1, r2, c2 = [int(v) for v in params.dst_boxes[i]]
             if r2 > r1 and c2 > c1 and bool(params.applied[i]) and not bool(params.mixup[i]):

@@ -101,6 +101,12 @@ class DeviceLoader:
     state, draws the same permutation, and takes its own ``batch_size`` slice ``rank`` of each
     global batch of ``batch_size * world_size`` (an incomplete last global batch is dropped); each
     rank then draws the crops and flips of its own slice.
+
+    Saliency maps (``maps``, uint8 ``(N, H, W)``: map x 255, e.g. from
+    :func:`~randsaliencymix.data.dataset_maps`): the loader yields ``(x, y, s)``, ``s`` float32
+    ``(B, H, W)`` in [0, 1], each map cropped, resized (bilinear, as its image) and flipped with the
+    same draws as its image (zero saliency where ``pad_crop`` pads with zeros). The draws do not
+    depend on the maps: the images are the same with or without them.
     """
 
     def __init__(
@@ -125,8 +131,19 @@ class DeviceLoader:
         dtype: torch.dtype = torch.float32,
         rank: int = 0,
         world_size: int = 1,
+        maps: Optional[torch.Tensor] = None,
     ) -> None:
         images = _check_uint8_images(images)
+        if maps is not None and (
+            not isinstance(maps, torch.Tensor)
+            or maps.dtype != torch.uint8
+            or tuple(maps.shape) != (images.shape[0], *images.shape[2:])
+        ):
+            found = f"{maps.dtype} {tuple(maps.shape)}" if isinstance(maps, torch.Tensor) else type(maps).__name__
+            raise ValueError(
+                f"Expected maps as uint8 {(images.shape[0], *images.shape[2:])} (map x 255, one per image), "
+                f"but got {found} instead."
+            )
         if not isinstance(labels, torch.Tensor) or labels.shape != (images.shape[0],):
             got = tuple(labels.shape) if isinstance(labels, torch.Tensor) else type(labels).__name__
             raise ValueError(f"Expected labels of shape ({images.shape[0]},), but got {got} instead.")
@@ -139,6 +156,7 @@ class DeviceLoader:
         self.device = torch.device(device) if device is not None else images.device
         self.images = images.to(self.device)
         self.labels = labels.to(device=self.device, dtype=torch.long)
+        self.maps = maps.to(self.device) if maps is not None else None
         self.batch_size = int(batch_size)
         self.train = bool(train)
         self.augment = _check_augment(augment)
@@ -183,6 +201,7 @@ class DeviceLoader:
         return math.ceil(self.num_samples / self.batch_size)
 
     def _augment(self, batch: torch.Tensor) -> torch.Tensor:
+        """The batch's crop and flip (maps, when given, ride along as one more channel)."""
         if not self.train or self.generator is None:  # training mode always holds a generator
             return batch
         if self.augment == "pad_crop":
@@ -194,29 +213,33 @@ class DeviceLoader:
         flips = torch.zeros(n, dtype=torch.bool, device=self.device)
         if self.flip:
             flips = torch.randint(0, 2, (n,), generator=self.generator, device=self.device).bool()
-        # TODO(issue "saliency sources"): cached saliency maps of these samples, (n, 1, H, W), go
-        # through resized_crop_flip(maps, boxes, flips) here with the same boxes and flips, so each
-        # map stays aligned with its image; the pad_crop branch's crop_flip takes maps the same way.
         # Float out: normalize() takes it as is, without rounding to uint8 and converting again.
         return resized_crop_flip(batch, boxes, flips, dtype=torch.float32)
 
-    def __iter__(self) -> Iterator[Tuple[torch.Tensor, torch.Tensor]]:
+    def __iter__(self) -> Iterator[Tuple[torch.Tensor, ...]]:
         n = self.num_samples
         if self.train:
             order = torch.randperm(n, generator=self.generator, device=self.device)
         else:
             order = None
         global_batch = self.batch_size * self.world_size
+        channels = self.images.shape[1]
         for b in range(len(self)):
             start = b * global_batch + self.rank * self.batch_size
             stop = min(start + self.batch_size, n)
             if order is None:
                 x, y = self.images[start:stop], self.labels[start:stop]
+                m = self.maps[start:stop] if self.maps is not None else None
             else:
                 idx = order[start:stop]
                 x, y = self.images.index_select(0, idx), self.labels.index_select(0, idx)
-            x = self._augment(x)
-            yield normalize(x, self.mean, self.std, self.dtype, self.channels_last), y
+                m = self.maps.index_select(0, idx) if self.maps is not None else None
+            if m is None:
+                yield normalize(self._augment(x), self.mean, self.std, self.dtype, self.channels_last), y
+                continue
+            both = self._augment(torch.cat([x, m.unsqueeze(1)], dim=1))
+            x = normalize(both[:, :channels], self.mean, self.std, self.dtype, self.channels_last)
+            yield x, y, both[:, channels].to(torch.float32).mul_(1.0 / 255.0)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from torch import nn
 
 from .checkpoint import read_checkpoint, restore_checkpoint, save_checkpoint
 from .config import _ADDED_KEYS, _MOVABLE, TrainConfig, available_device, lr_at
-from .data import ArrayDataset, class_balanced_subset, load_dataset, train_val_split
+from .data import ArrayDataset, class_balanced_subset, dataset_maps, load_dataset, train_val_split
 from .errors import UsageError
 from .evaluate import corruption_metrics, flat_corruption_scores, split_metrics
 from .files import atomic_write_json
@@ -157,11 +157,14 @@ def _build_run(cfg: TrainConfig) -> _Run:
     # Shuffling draws the same on every rank (each takes its share); mixing differs per rank.
     data_gen = torch.Generator(device=device).manual_seed(cfg.seed * 1_000_003 + 1)
     mix_gen = torch.Generator(device=device).manual_seed(cfg.seed * 1_000_003 + 2 + rank)
+    mixer = build_mixer(
+        cfg.method, train_ds.num_classes, cfg.mix, label_smoothing=cfg.label_smoothing, mean=cfg.mean, std=cfg.std
+    ).to(device)
     loader = DeviceLoader.from_dataset(
         train_ds, cfg.batch_size, data_gen, augment=cfg.augment, crop_padding=cfg.crop_padding, flip=cfg.flip,
         rrc_scale=(cfg.rrc_scale[0], cfg.rrc_scale[1]), rrc_ratio=(cfg.rrc_ratio[0], cfg.rrc_ratio[1]),
         mean=cfg.mean, std=cfg.std, device=device, drop_last=True, channels_last=cfg.channels_last, rank=rank,
-        world_size=world,
+        world_size=world, maps=_cached_maps(cfg, mixer, train_ds, device),
     )  # fmt: skip
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, train_ds.num_classes).to(device)
@@ -172,9 +175,6 @@ def _build_run(cfg: TrainConfig) -> _Run:
         from torch.nn.parallel import DistributedDataParallel
 
         forward = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    mixer = build_mixer(
-        cfg.method, train_ds.num_classes, cfg.mix, label_smoothing=cfg.label_smoothing, mean=cfg.mean, std=cfg.std
-    ).to(device)
     return _Run(
         cfg=cfg, rank=rank, world=world, device=device, train_ds=train_ds, val_ds=val_ds, loader=loader,
         model=model, forward=forward, optimizer=_optimizer(cfg, model),
@@ -183,12 +183,23 @@ def _build_run(cfg: TrainConfig) -> _Run:
     )  # fmt: skip
 
 
+def _cached_maps(
+    cfg: TrainConfig, mixer: Mixer, train_ds: ArrayDataset, device: torch.device
+) -> Optional[torch.Tensor]:
+    """The training split's maps for ``--saliency <detector>_cached`` (computed once and cached by
+    content; the loader crops and flips them with the images), or None."""
+    if not cfg.saliency.endswith("_cached") or not mixer.uses_saliency:
+        return None
+    return dataset_maps(train_ds.images, cfg.saliency[: -len("_cached")], device=device)
+
+
 def _saliency_source(
     cfg: TrainConfig, model: nn.Module, mixer: Mixer, loader: DeviceLoader
 ) -> Optional[SaliencySource]:
     """The run's source of maps for its saliency operators (``cfg.saliency``), or None when the
-    operators compute their own (``"operator"``) or read none."""
-    if cfg.saliency == "operator" or not mixer.uses_saliency:
+    operators compute their own (``"operator"``), the loader yields them (cached maps) or the
+    operator reads none."""
+    if cfg.saliency == "operator" or cfg.saliency.endswith("_cached") or not mixer.uses_saliency:
         return None
     if cfg.saliency == "cam":
         from .cam import cam_and_logits
@@ -228,10 +239,12 @@ def _train_epoch(run: _Run, epoch: int, bar: Any) -> Dict[str, Any]:
     run.forward.train()
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
     t0, saliency_seconds = time.perf_counter(), 0.0
-    for i, (x, labels) in enumerate(run.loader):
+    for i, batch in enumerate(run.loader):
         for group in run.optimizer.param_groups:
             group["lr"] = lr_at(cfg, epoch * steps + i, steps)
-        maps, clean_logits = None, None
+        x, labels = batch[0], batch[1]
+        maps = batch[2] if len(batch) > 2 else None  # the loader's cropped cached maps, if any
+        clean_logits = None
         if run.saliency is not None:
             ts = time.perf_counter()
             maps, clean_logits = run.saliency(x, labels)

@@ -12,6 +12,8 @@ Sources, all reached through :func:`load_dataset` (:mod:`.sources`):
   :mod:`.decode`). Every split labels with the training split's class list (or ``classes=``).
   Decoded splits are cached as ``.npz`` files keyed by the source's content (:mod:`.cache`), so
   only the first load pays for decoding.
+* The saliency maps of a whole split (:func:`dataset_maps`, :mod:`.maps`): computed once by a
+  detector and cached by the images' content, for a loader to crop and flip with the images.
 
 :class:`ArrayDataset` (:mod:`.container`) holds a split and its per-channel statistics
 (:meth:`ArrayDataset.channel_stats`, for normalisation computed on the training split). Splits
@@ -30,6 +32,7 @@ from .cache import default_cache_dir
 from .cifar import CIFAR_ARCHIVES, download_cifar, load_cifar
 from .container import ArrayDataset
 from .folders import IMAGE_SUFFIXES, load_image_folder
+from .maps import dataset_maps
 from .procedural import procedural_dataset, procedural_split
 from .sources import load_dataset
 from .splits import class_balanced_subset, train_val_indices, train_val_split
@@ -47,5 +50,6 @@ __all__ = [
     "train_val_indices",
     "train_val_split",
     "class_balanced_subset",
+    "dataset_maps",
     "default_cache_dir",
 ]

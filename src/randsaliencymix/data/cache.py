@@ -15,7 +15,7 @@ import warnings
 import zipfile
 import zlib
 from pathlib import Path
-from typing import IO, Mapping, Optional
+from typing import IO, Dict, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
@@ -24,7 +24,15 @@ from ..errors import UsageError
 from ..files import atomic_write
 from .container import ArrayDataset
 
-__all__ = ["default_cache_dir", "cache_path", "read_cache", "write_cache", "file_digest"]
+__all__ = [
+    "cache_path",
+    "default_cache_dir",
+    "file_digest",
+    "read_arrays",
+    "read_cache",
+    "write_arrays",
+    "write_cache",
+]
 
 # Bump when the cache file layout, the decoding or the labelling changes, so old entries are never
 # read. 2: a split's labels index the training split's class list (or the classes= passed).
@@ -65,47 +73,67 @@ def cache_path(cache_dir: Path, kind: str, content_digest: str, options: Mapping
     return cache_dir / f"{kind}-{hashlib.sha256(blob.encode()).hexdigest()[:40]}.npz"
 
 
-def read_cache(path: Path) -> Optional[ArrayDataset]:
-    """The cached split at ``path``, or None (with a warning if the file is there but unreadable)."""
+def read_arrays(path: Path, names: Sequence[str]) -> Optional[Dict[str, np.ndarray]]:
+    """The arrays ``names`` of the entry at ``path``, or None: missing (silently) or unreadable (with
+    a warning: the caller computes them again)."""
     if not path.is_file():
         return None
     try:
         with np.load(path, allow_pickle=False) as z:
             # Every array is read (and its CRC checked) inside the with: a cut file fails here.
-            return ArrayDataset(
-                torch.from_numpy(z["images"]),
-                torch.from_numpy(z["labels"]),
-                [str(c) for c in z["classes"]],
-            )
+            return {name: z[name] for name in names}
     except _UNREADABLE as exc:
         warnings.warn(
-            f"Ignoring the unreadable cache file {path} ({type(exc).__name__}: {exc}); decoding again.",
+            f"Ignoring the unreadable cache file {path} ({type(exc).__name__}: {exc}); computing it again.",
             RuntimeWarning,
             stacklevel=3,
         )
         return None
 
 
-def write_cache(path: Path, dataset: ArrayDataset) -> None:
-    """Store ``dataset`` at ``path``; a failure is a warning, the caller still has the data."""
+def write_arrays(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
+    """Store ``arrays`` at ``path`` (atomically); a failure is a warning, the caller still has them."""
 
     def save(fh: IO[bytes]) -> None:
-        np.savez(
-            fh,
-            images=dataset.images.numpy(),
-            labels=dataset.labels.numpy(),
-            classes=np.array(dataset.classes, dtype=str),
-        )
+        np.savez(fh, **dict(arrays))  # type: ignore[arg-type]  # numpy's stub types the kwargs poorly
 
     try:
         atomic_write(path, save)
     except (UsageError, OSError) as exc:
         warnings.warn(
-            f"Cannot write the cache file {path} ({exc}); the data is loaded but will be decoded again "
+            f"Cannot write the cache file {path} ({exc}); the data is loaded but will be computed again "
             "next time (point RSMIX_CACHE or cache_dir= at a writable folder, or pass cache=False).",
             RuntimeWarning,
             stacklevel=3,
         )
+
+
+def read_cache(path: Path) -> Optional[ArrayDataset]:
+    """The cached split at ``path``, or None (with a warning if the file is there but unreadable)."""
+    arrays = read_arrays(path, ("images", "labels", "classes"))
+    if arrays is None:
+        return None
+    try:
+        return ArrayDataset(
+            torch.from_numpy(arrays["images"]),
+            torch.from_numpy(arrays["labels"]),
+            [str(c) for c in arrays["classes"]],
+        )
+    except (TypeError, ValueError) as exc:  # arrays of another layout: a miss, as an unreadable file
+        warnings.warn(f"Ignoring the cache file {path} ({exc}); decoding again.", RuntimeWarning, stacklevel=2)
+        return None
+
+
+def write_cache(path: Path, dataset: ArrayDataset) -> None:
+    """Store ``dataset`` at ``path``; a failure is a warning, the caller still has the data."""
+    write_arrays(
+        path,
+        {
+            "images": dataset.images.numpy(),
+            "labels": dataset.labels.numpy(),
+            "classes": np.array(dataset.classes, dtype=str),
+        },
+    )
 
 
 def file_digest(path: Path, algorithm: str = "sha256") -> str:
