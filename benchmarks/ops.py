@@ -876,12 +876,13 @@ def reading(workloads: List[Tuple[int, int, float]], results: List[Dict[str, Res
 
 
 def train_step_section() -> str:
-    """benchmarks/train_step.md (issue 3's training-step benchmark, its own command), appended as is."""
+    """benchmarks/train_step.md (the training-step benchmark: every method and saliency source,
+    the CPU presets at 32 and 128 px; its own command), appended as is."""
     path = Path(__file__).resolve().parent / "train_step.md"
     if not path.is_file():
         return ""
     body = path.read_text(encoding="utf-8").strip()
-    body = body.replace("# Training-step benchmark", "# Training step (issue 3)", 1)
+    body = body.replace("# Training-step benchmark", "# Training step (issues 3, 9 and 10)", 1)
     return (
         "\n" + body + "\n\n(Copied from `benchmarks/train_step.md`, written by `benchmarks/train_step.py`; "
         "not re-measured by this script.)\n"

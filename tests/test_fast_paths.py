@@ -1,6 +1,6 @@
 """The fast paths of issue 11, each against the plain formula it replaces:
 
-* the chunked mix (:func:`randsaliencymix.params.mix_images` without autograd) gives the same bits,
+* the chunked mix (:func:`randsaliencymix.apply.mix_images` without autograd) gives the same bits,
   strides and dtype as the differentiable whole-batch formula, for every operator, dtype, layout
   and chunk size, and the opt-in ``out=`` buffer gets exactly those values;
 * the tau = 1 window draw (:func:`randsaliencymix.geometry.draw_window_corner_linear`), which never
@@ -20,7 +20,7 @@ import torch
 from scipy.stats import chisquare
 
 import randsaliencymix as rsm
-from randsaliencymix import params as params_module
+from randsaliencymix import apply as apply_module
 from randsaliencymix.geometry import (
     WindowSums,
     categorical,
@@ -81,12 +81,12 @@ def test_chunked_mix_is_the_formula_bit_for_bit(op_name, dtype, layout, monkeypa
         x = batch(seed, shape, dtype, layout)
         maps = torch.rand(shape[0], shape[2], shape[3], generator=gen(seed + 100)) ** 3
         params = OPS[op_name]().sample_params(x, generator=gen(seed), saliency=maps)
-        expected = params_module._mix_differentiable(x, params)
+        expected = apply_module._mix_differentiable(x, params)
         # Chunks of one image, of two (the last one shorter), and the whole batch at once.
         per_image = shape[1] * shape[2] * shape[3] * 8
         for chunk_bytes in (1, 2 * per_image, 1 << 30):
-            monkeypatch.setattr(params_module, "CHUNK_BYTES", chunk_bytes)
-            got = params_module.mix_images(x, params)
+            monkeypatch.setattr(apply_module, "CHUNK_BYTES", chunk_bytes)
+            got = apply_module.mix_images(x, params)
             assert got.dtype == expected.dtype and got.stride() == expected.stride()
             assert torch.equal(got, expected), (op_name, dtype, layout, chunk_bytes)
 

@@ -132,7 +132,10 @@ def test_version_is_written_once_and_shown_by_the_cli(capsys: pytest.CaptureFixt
     assert stop.value.code == 0 and capsys.readouterr().out == f"rsmix {VERSION}\n"
 
 
-@pytest.mark.parametrize("module", ["collate", "integrations.timm", "integrations._patches"])
+@pytest.mark.parametrize(
+    "module",
+    ["collate", "integrations.timm", "integrations._patches", "apply", "params", "data.maps", "models", "saliency"],
+)
 def test_new_modules_list_their_public_definitions(module: str) -> None:
     mod = importlib.import_module(f"randsaliencymix.{module}")
     defined = {

@@ -479,6 +479,7 @@ def test_fine_grained_in_chunks_equals_the_whole_batch(monkeypatch, kind):
     """The CPU path runs over chunks of images with one reused workspace: any chunking (here 3, 3
     and a last chunk of 2) gives the whole batch's maps bit for bit, whatever the input's scaling."""
     import randsaliencymix.saliency as sal
+    from randsaliencymix.saliency import _fine_grained
 
     g = torch.Generator().manual_seed(0)
     x8 = (torch.rand(8, 3, 20, 24, generator=g) * 255).to(torch.uint8)
@@ -490,7 +491,7 @@ def test_fine_grained_in_chunks_equals_the_whole_batch(monkeypatch, kind):
         kw = dict(mean=(0.4, 0.5, 0.6), std=(0.2, 0.25, 0.3))
         x = (x8.float() / 255 - torch.tensor(kw["mean"]).view(1, 3, 1, 1)) / torch.tensor(kw["std"]).view(1, 3, 1, 1)
     whole = sal.fine_grained(x, **kw)
-    monkeypatch.setattr(sal, "FINE_GRAINED_CHUNK_BYTES", 3 * 4 * 20 * 24)
+    monkeypatch.setattr(_fine_grained, "FINE_GRAINED_CHUNK_BYTES", 3 * 4 * 20 * 24)
     assert torch.equal(sal.fine_grained(x, **kw), whole)
     for i in range(8):  # and each image alone
         assert torch.equal(sal.fine_grained(x[i : i + 1], **kw)[0], whole[i])

@@ -1,12 +1,13 @@
 """RandSaliencyMix: saliency-guided mix augmentation for image classification, batched in torch."""
 
+from .apply import apply_mix
 from .base import Mixer
 from .collate import MixCollate
 from .geometry import window_mass
 from .guided import GuidedMixup
 from .loss import SoftTargetCrossEntropy, soft_target_cross_entropy
 from .mixing import CutMix, MixUp, NoMix, RandomChoiceMix, SaliencyMix
-from .params import MixParams, apply_mix, source_share
+from .params import MixParams, source_share
 from .randsaliency import SALIENCY_ON, RandSaliencyMix
 from .saliency import (
     cam_and_logits,

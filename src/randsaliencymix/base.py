@@ -1,7 +1,7 @@
 """The base class of every mixing operator, and of users' own: :class:`Mixer`.
 
 An operator is a sampler of :class:`~randsaliencymix.params.MixParams` plus the one shared, pure
-:func:`~randsaliencymix.params.apply_mix`:
+:func:`~randsaliencymix.apply.apply_mix`:
 
 * ``op.sample_params(x, generator=...) -> MixParams`` validates the call and asks the operator's
   :meth:`Mixer.draw_params` for everything random (permutation, lam, boxes, blend strength,
@@ -31,7 +31,8 @@ from ._checks import (
     check_saliency_maps,
     to_soft_targets,
 )
-from .params import MixParams, check_params, mix_checked
+from .apply import mix_checked
+from .params import MixParams, check_params
 
 __all__ = ["Mixer"]
 

@@ -25,9 +25,10 @@ from torch import nn
 
 from . import _random as rnd
 from ._checks import check_choice, check_nonnegative, check_normalisation, check_positive, check_saliency_maps
+from .apply import apply_mix
 from .base import Mixer
 from .geometry import box_area_share, box_sides, centred_boxes, peak_of_quantised, window_mass
-from .params import MixParams, apply_mix, source_share
+from .params import MixParams, source_share
 from .randsaliency import SALIENCY_ON, RandSaliencyMix
 from .saliency import saliency_map
 

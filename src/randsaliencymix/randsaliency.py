@@ -182,7 +182,9 @@ class RandSaliencyMix(Mixer):
         paste = self.paste in ("anti_saliency", "saliency") and self.tau_dst > 0
         return source or paste or self.gamma > 0 or self.pairing == "complementary"
 
-    def _maps(self, x: torch.Tensor, saliency: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    def batch_maps(self, x: torch.Tensor, saliency: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+        """The maps the draws read: ``saliency`` when given (checked by the caller), else the
+        detector's maps of ``x`` when any draw or label reads maps, else None."""
         if saliency is not None:
             return saliency
         if self.uses_saliency:
@@ -304,6 +306,45 @@ class RandSaliencyMix(Mixer):
         assert m_src is not None and m_dst is not None
         return m_src, m_dst, src_corner, dst_corner
 
+    def draw_windows(
+        self,
+        maps: Optional[torch.Tensor],
+        detected: bool,
+        perm: torch.Tensor,
+        drawn_pairing: bool,
+        h: torch.Tensor,
+        w: torch.Tensor,
+        image_size: Tuple[int, int],
+        generator: torch.Generator,
+    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Where each sample's ``h x w`` patch is cut from its source ``perm[i]`` and where it lands
+        in its target, as this operator's ``source``/``tau_src`` and ``paste``/``tau_dst`` say:
+        ``(boxes, m_src, m_dst)``, ``boxes`` ``(2, B, 4)`` the source and target boxes ``(r1, c1,
+        r2, c2)``, ``m_src``/``m_dst`` the drawn windows' normalised saliency masses (float64; zeros
+        when no label reads them). ``maps`` from :meth:`batch_maps` (``detected``: by the built-in
+        detector); ``drawn_pairing``: ``perm`` was drawn here (not given by the caller)."""
+        height, width = image_size
+        valid_rows, valid_cols = valid_extent(height, h), valid_extent(width, w)
+        m_src, m_dst, src_corner, dst_corner = self._windows(
+            maps, detected, perm, drawn_pairing, h, w, valid_rows, valid_cols, generator
+        )
+        # Both boxes at once: (2, B, 4) rows, cols of the corners and of the far corners.
+        corners = torch.stack([src_corner, dst_corner])
+        r1, c1 = corners // width, corners % width
+        return torch.stack([r1, c1, r1 + h, c1 + w], dim=2), m_src, m_dst
+
+    def label_weight(
+        self, m_src: torch.Tensor, m_dst: torch.Tensor, eta: torch.Tensor, area: torch.Tensor
+    ) -> torch.Tensor:
+        """The source's label weight of a patch (``SPEC.md``): ``gamma * w_saliency + (1 - gamma) *
+        area``, with ``w_saliency = eta m_src / (eta m_src + 1 - eta m_dst)`` (``area`` where that
+        sum is 0) and ``area`` the patch's area weight as the caller defines it."""
+        kept_src = eta * m_src
+        kept_dst = 1.0 - eta * m_dst
+        total = kept_src + kept_dst
+        by_saliency = torch.where(total > 0, kept_src / total.clamp(min=1e-300), area)
+        return self.gamma * by_saliency + (1.0 - self.gamma) * area
+
     def draw_params(
         self,
         x: torch.Tensor,
@@ -323,14 +364,13 @@ class RandSaliencyMix(Mixer):
     ) -> MixParams:
         n, dev = x.shape[0], x.device
         height, width = x.shape[-2:]
-        maps = self._maps(x, saliency)
+        maps = self.batch_maps(x, saliency)
         drawn_pairing = perm is None
         perm = self._pairing(x, maps, generator, labels) if perm is None else perm
         lam = rnd.beta(self.alpha, n, generator, dev)
         h, w = box_sides(lam, height, width)
-        valid_rows, valid_cols = valid_extent(height, h), valid_extent(width, w)
-        m_src, m_dst, src_corner, dst_corner = self._windows(
-            maps, saliency is None, perm, drawn_pairing, h, w, valid_rows, valid_cols, generator
+        boxes, m_src, m_dst = self.draw_windows(
+            maps, saliency is None, perm, drawn_pairing, h, w, (height, width), generator
         )
 
         if isinstance(self.eta, str):
@@ -341,17 +381,8 @@ class RandSaliencyMix(Mixer):
         applied = rnd.uniform(n, generator, dev) < self.p
         patch = applied & ~mixup
 
-        # Both boxes at once: (2, B, 4) rows, cols of the corners and of the far corners.
-        corners = torch.stack([src_corner, dst_corner])
-        r1, c1 = corners // width, corners % width
-        boxes = torch.stack([r1, c1, r1 + h, c1 + w], dim=2) * patch[:, None].long()
-
-        area = eta * (h * w).double() / (height * width)
-        kept_src = eta * m_src
-        kept_dst = 1.0 - eta * m_dst
-        total = kept_src + kept_dst
-        by_saliency = torch.where(total > 0, kept_src / total.clamp(min=1e-300), area)
-        weight = self.gamma * by_saliency + (1.0 - self.gamma) * area
+        boxes = boxes * patch[:, None].long()
+        weight = self.label_weight(m_src, m_dst, eta, eta * (h * w).double() / (height * width))
         weight = torch.where(mixup, 1.0 - lam, weight)
         weight = torch.where(applied, weight, torch.zeros_like(weight))
         noise = None

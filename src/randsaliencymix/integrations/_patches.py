@@ -16,15 +16,9 @@ from .. import _random as rnd
 from .._checks import check_saliency_maps
 from ..geometry import (
     box_area_share,
-    box_mass,
     box_sides,
     centred_boxes,
-    draw_corner,
-    integral,
-    normalised_maps,
     peak_of_quantised,
-    valid_extent,
-    window_masses,
 )
 from ..mixing import SaliencyMix
 from ..randsaliency import RandSaliencyMix
@@ -143,33 +137,12 @@ def randsaliency_patches(
     exact_area: bool,
     generator: torch.Generator,
 ) -> Patches:
-    """RandSaliencyMix's patch (``SPEC.md``; per sample): the ``h x w`` window cut where ``op.source``
-    and ``op.tau_src`` say, pasted where ``op.paste`` and ``op.tau_dst`` say, blended with ``eta``.
-    Label weight of the source: ``gamma * w_saliency + (1 - gamma) * w_area`` with ``w_area =
-    eta * h * w / (H * W)`` (``eta * (1 - lam)`` unless ``exact_area``)."""
-    n, dev = x.shape[0], x.device
+    """RandSaliencyMix's patch (``SPEC.md``; per sample), drawn by the operator itself
+    (:meth:`RandSaliencyMix.draw_windows`, :meth:`RandSaliencyMix.label_weight`) for the given
+    sides, pairing and blend: the label weight's area term is ``eta * h * w / (H * W)``, or
+    ``eta * (1 - lam)`` unless ``exact_area`` (timm's rule)."""
     height, width = x.shape[-2], x.shape[-1]
-    table = integral(normalised_maps(_maps(op, x, saliency, needed=op.uses_saliency)))
-    valid_rows, valid_cols = valid_extent(height, h), valid_extent(width, w)
-    src_corner = draw_corner(
-        window_masses(table, h, w, partner), valid_rows, valid_cols, op.source, op.tau_src, op.eps, generator
-    )
-    if op.paste == "same":
-        dst_corner = src_corner
-    else:
-        dst_mass = window_masses(table, h, w)
-        score = torch.sub(1.0, dst_mass, out=dst_mass).clamp_(min=0.0) if op.paste == "anti_saliency" else dst_mass
-        mode = "uniform" if op.paste == "uniform" else "saliency"
-        dst_corner = draw_corner(score, valid_rows, valid_cols, mode, op.tau_dst, op.eps, generator)
-    kept_src = eta * box_mass(table, partner, src_corner, h, w)
-    kept_dst = 1.0 - eta * box_mass(table, torch.arange(n, device=dev), dst_corner, h, w)
+    maps = op.batch_maps(x, saliency)
+    boxes, m_src, m_dst = op.draw_windows(maps, saliency is None, partner, False, h, w, (height, width), generator)
     area = eta * ((h * w).double() / (height * width) if exact_area else 1.0 - lam)
-    total = kept_src + kept_dst
-    by_saliency = torch.where(total > 0, kept_src / total.clamp(min=1e-300), area)
-    weight = op.gamma * by_saliency + (1.0 - op.gamma) * area
-
-    def box(corner: torch.Tensor) -> torch.Tensor:
-        r1, c1 = corner // width, corner % width
-        return torch.stack([r1, c1, r1 + h, c1 + w], dim=1)
-
-    return box(src_corner), box(dst_corner), eta, weight
+    return boxes[0], boxes[1], eta, op.label_weight(m_src, m_dst, eta, area)
