@@ -233,11 +233,17 @@ def main(argv=None) -> int:
         lines.append(f"| {setup} | {method} | {ips:.0f} | {d:.1f} | {m:.1f} | {s:.1f} | {share:.1f}% | {dshare:.1f}% |")
     lines += ["", "## Targets", ""]
     for setup, method, _, _, _, _, share, _ in rows:
-        if method != "none":
+        if method != "none" and not method.endswith("(cam)"):
             lines.append(
                 f"- {setup}, {method}: mixing {share:.1f}% of the step (target <= 5%): "
                 f"**{'MET' if share <= 5 else 'NOT MET'}**"
             )
+    if any(r[1].endswith("(cam)") for r in rows):
+        lines.append(
+            "- The `(cam)` rows' mixing column includes the CAM forward (one no-grad forward of the clean batch, "
+            "about a third of a training step by construction); the 5% target is for an operator alone, so they "
+            "are judged by the CutMix-step target below."
+        )
     worst = max(r[7] for r in rows)
     lines.append(
         f"- input pipeline at most {worst:.1f}% of a step (not the bottleneck when well under "

@@ -177,3 +177,18 @@ def test_peak_of_quantised_reads_maps_clipped_to_unit_range():
     m[3, 2, 2] = 1.0
     r, c = peak_of_quantised(m)
     assert list(zip(r.tolist(), c.tolist())) == [(0, 0), (1, 3), (2, 4), (1, 1)]
+
+
+def test_normalised_maps_in_place_gives_the_same_maps_and_only_then_writes_its_input() -> None:
+    g = torch.Generator().manual_seed(0)
+    maps = torch.rand(5, 9, 11, generator=g)
+    maps[2] = 0.0  # no saliency: uniform
+    kept = maps.clone()
+    expected = normalised_maps(maps, assume_clean=True)
+    assert torch.equal(maps, kept)  # not in place by default
+    assert torch.equal(normalised_maps(maps, assume_clean=False), expected)
+    result = normalised_maps(maps, assume_clean=True, inplace=True)
+    assert torch.equal(result, expected) and result.data_ptr() == maps.data_ptr()
+    half = kept.half()
+    assert torch.equal(normalised_maps(half, assume_clean=True, inplace=True), normalised_maps(half, assume_clean=True))
+    assert torch.equal(half, kept.half())  # another dtype is converted, never written

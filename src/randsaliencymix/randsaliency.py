@@ -254,7 +254,7 @@ class RandSaliencyMix(Mixer):
         assert maps is not None  # every setting that reads maps makes uses_saliency True
         # The built-in detectors' maps are finite and in [0, 1]; given maps are made safe.
         builtin = detected and isinstance(self.detector, str)
-        norm = normalised_maps(maps, assume_clean=builtin)
+        norm = normalised_maps(maps, assume_clean=builtin, inplace=builtin)  # the detector's own output
         targets = torch.arange(n, device=dev)
         # A drawn random or complementary pairing is a permutation: the products then run over the
         # maps in place. (Confusion pairings, or a given perm, gather the maps instead.)
