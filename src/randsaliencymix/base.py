@@ -17,14 +17,16 @@ training loop can call ``op.observe(logits, y)`` after every step whatever the o
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Tuple, Union, overload
+from typing import Callable, Optional, Sequence, Tuple, Union, overload
 
 import torch
 from torch import nn
 
 from . import _random as rnd
 from ._checks import (
+    check_choice,
     check_images,
+    check_normalisation,
     check_num_classes,
     check_perm,
     check_probability,
@@ -34,7 +36,7 @@ from ._checks import (
 from .apply import mix_checked
 from .params import MixParams, check_params
 
-__all__ = ["Mixer"]
+__all__ = ["DetectorMixer", "Mixer"]
 
 
 class Mixer(nn.Module):
@@ -253,3 +255,39 @@ def _class_indices(y: torch.Tensor, device: torch.device) -> torch.Tensor:
     """The class of each sample of checked labels: the index, or the argmax of a probability row."""
     classes = y.argmax(dim=1) if y.ndim == 2 else y
     return classes.long().to(device)
+
+
+_DetectorArg = Union[str, Callable[[torch.Tensor], torch.Tensor]]
+
+
+class DetectorMixer(Mixer):
+    """A :class:`Mixer` that runs a saliency detector on the batch when it is given no maps: the
+    detector (``"fine_grained"``, ``"spectral"`` or a callable ``f(x) -> (B, H, W)``) and the
+    normalisation of the images it reads (``mean``/``std`` or ``value_range``), checked once here,
+    and :meth:`detect`, the one way the saliency operators compute their maps."""
+
+    def __init__(
+        self,
+        *,
+        detector: _DetectorArg,
+        value_range: Optional[Tuple[float, float]],
+        mean: Optional[Sequence[float]],
+        std: Optional[Sequence[float]],
+        num_classes: Optional[int],
+        p: float,
+        label_smoothing: float,
+        validate: Optional[bool],
+    ) -> None:
+        super().__init__(num_classes=num_classes, p=p, label_smoothing=label_smoothing, validate=validate)
+        if isinstance(detector, str):
+            check_choice("detector", detector, ("fine_grained", "spectral"))
+        self.detector = detector
+        check_normalisation(value_range, mean, std)
+        self.value_range, self.mean, self.std = value_range, mean, std
+
+    def detect(self, x: torch.Tensor) -> torch.Tensor:
+        """The detector's maps ``(B, H, W)`` of ``x.detach()``, checked (a callable's output) and detached."""
+        from .saliency import saliency_map
+
+        detected = saliency_map(x.detach(), self.detector, self.value_range, self.mean, self.std, validate=False)
+        return check_saliency_maps(detected, x, self.validate).detach()

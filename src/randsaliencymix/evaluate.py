@@ -4,7 +4,7 @@ split, the fixed corruptions of :mod:`robustness`, and ``rsmix eval`` on a saved
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -116,10 +116,23 @@ def load_trained_model(
     Given the ``classes`` and ``channels`` of the data it will see (named ``data`` in errors), a
     UsageError unless they are the run's: scores against another class list would be wrong.
     Without ``classes``, the run's own list gives the number of classes."""
-    from .train import TrainConfig, available_device
+    from .train import available_device
 
     dev = available_device(device)
-    state = read_checkpoint(Path(run), dev)
+    return trained_model(read_checkpoint(Path(run), dev), run, dev, classes, channels, data)
+
+
+def trained_model(
+    state: Dict[str, Any],
+    run: Path,
+    dev: torch.device,
+    classes: Optional[Sequence[str]],
+    channels: Optional[int],
+    data: str,
+) -> TrainedModel:
+    """:func:`load_trained_model` from a checkpoint already read (``state``, from ``run``)."""
+    from .train import TrainConfig
+
     cfg = TrainConfig.from_dict(state["config"])
     saved: Optional[List[str]] = list(state["classes"]) if state.get("classes") is not None else None
     if classes is not None and saved is not None and saved != list(classes):
@@ -150,13 +163,6 @@ def load_trained_model(
     return TrainedModel(model.eval(), saved, mean, std, cfg.image_size, cfg.channels_last)
 
 
-def run_image_size(run: Path) -> int:
-    """The ``--image-size`` a run trained at (0: as stored), from its checkpoint."""
-    from .train import TrainConfig
-
-    return TrainConfig.from_dict(read_checkpoint(Path(run))["config"]).image_size
-
-
 def evaluate_checkpoint(
     run: Path,
     data: str,
@@ -173,10 +179,14 @@ def evaluate_checkpoint(
 
     The model is scored with the normalisation its run trained with, and only on a dataset whose
     class list is the run's (else a UsageError: the scores would be against the wrong classes)."""
-    size = run_image_size(run)
+    from .train import TrainConfig, available_device
+
+    dev = available_device(device)
+    state = read_checkpoint(Path(run), dev)
+    size = TrainConfig.from_dict(state["config"]).image_size
     ds = load_dataset(data, split, root=data_root, size=size or None)  # the run's image size
-    trained = load_trained_model(run, device, ds.classes, ds.images.shape[1], data)
-    model, mean, std, dev = trained.model, trained.mean, trained.std, next(trained.model.parameters()).device
+    trained = trained_model(state, run, dev, ds.classes, ds.images.shape[1], data)
+    model, mean, std = trained.model, trained.mean, trained.std
     metrics = split_metrics(model, ds.images, ds.labels, mean, std, device=dev, channels_last=trained.channels_last)
     if robustness:
         scores = corruption_metrics(

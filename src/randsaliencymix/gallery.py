@@ -14,6 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .augment import normalize
 from .cam import class_activation_maps
 from .methods import build_mixer
 from .mixing import SALIENCY_ON
@@ -119,7 +120,7 @@ def draw_gallery(
     mean = torch.tensor(IMAGENET_MEAN).reshape(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD).reshape(1, 3, 1, 1)
     # The operators see what a training loop holds: normalised float images.
-    x = (x8.float() / 255.0 - mean) / std
+    x = normalize(x8, IMAGENET_MEAN, IMAGENET_STD)
     y = torch.arange(n)  # each image is its own class, so label weights read as target / source
     perm = torch.roll(torch.arange(n), -1)
     ops = operators if operators is not None else default_operators(n)
@@ -130,9 +131,7 @@ def draw_gallery(
     runs: List[Tuple[str, Any, Optional[torch.Tensor]]] = [(name, op, None) for name, op in ops]
     if cam is not None:
         device = next(cam.model.parameters()).device
-        cam_mean = torch.tensor(cam.mean).reshape(1, -1, 1, 1)
-        cam_std = torch.tensor(cam.std).reshape(1, -1, 1, 1)
-        seen = ((x8.float() / 255.0 - cam_mean) / cam_std).to(device)  # as the model was trained
+        seen = normalize(x8, cam.mean, cam.std).to(device)  # as the model was trained
         maps_cam = class_activation_maps(cam.model, seen, "predicted").cpu()
         columns.append(("CAM", maps_cam))
         runs += [(name, op, maps_cam) for name, op in cam_operators(n)]

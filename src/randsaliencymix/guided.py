@@ -9,11 +9,10 @@ from typing import Callable, Optional, Sequence, Tuple, Union
 import torch
 
 from . import _random as rnd
-from ._checks import check_choice, check_normalisation, check_saliency_maps
-from .base import Mixer
+from ._checks import check_choice
+from .base import DetectorMixer
 from .pairing import complementary_pairing, guided_maps, saliency_distances
 from .params import MixParams
-from .saliency import saliency_map
 
 __all__ = ["GuidedMixup", "guided_shares"]
 
@@ -29,7 +28,7 @@ def guided_shares(smoothed: torch.Tensor, perm: torch.Tensor) -> torch.Tensor:
     return share.unsqueeze(1)
 
 
-class GuidedMixup(Mixer):
+class GuidedMixup(DetectorMixer):
     """GuidedMixup: each target ``a`` blended with its source ``b`` pixel by pixel, in proportion
     to their saliency (``SPEC.md``).
 
@@ -67,13 +66,11 @@ class GuidedMixup(Mixer):
         label_smoothing: float = 0.0,
         validate: Optional[bool] = None,
     ) -> None:
-        super().__init__(num_classes=num_classes, p=p, label_smoothing=label_smoothing, validate=validate)
+        super().__init__(
+            detector=detector, value_range=value_range, mean=mean, std=std, num_classes=num_classes, p=p,
+            label_smoothing=label_smoothing, validate=validate,
+        )  # fmt: skip
         self.pairing = check_choice("pairing", pairing, ("complementary", "random"))
-        if isinstance(detector, str):
-            check_choice("detector", detector, ("fine_grained", "spectral"))
-        self.detector = detector
-        check_normalisation(value_range, mean, std)
-        self.value_range, self.mean, self.std = value_range, mean, std
 
     @property
     def uses_saliency(self) -> bool:
@@ -89,8 +86,7 @@ class GuidedMixup(Mixer):
         n, dev = x.shape[0], x.device
         height, width = int(x.shape[-2]), int(x.shape[-1])
         if saliency is None:
-            detected = saliency_map(x.detach(), self.detector, self.value_range, self.mean, self.std, validate=False)
-            saliency = check_saliency_maps(detected, x, self.validate).detach()
+            saliency = self.detect(x)
         smoothed = guided_maps(saliency)
         if perm is None:
             if self.pairing == "complementary":

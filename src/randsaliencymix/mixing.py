@@ -24,13 +24,12 @@ import torch
 from torch import nn
 
 from . import _random as rnd
-from ._checks import check_choice, check_nonnegative, check_normalisation, check_positive, check_saliency_maps
+from ._checks import check_choice, check_nonnegative, check_positive
 from .apply import apply_mix
-from .base import Mixer
+from .base import DetectorMixer, Mixer
 from .geometry import box_area_share, box_sides, centred_boxes, peak_of_quantised, window_mass
 from .params import MixParams, source_share
 from .randsaliency import SALIENCY_ON, RandSaliencyMix
-from .saliency import saliency_map
 
 __all__ = [
     "SALIENCY_ON",
@@ -173,7 +172,7 @@ class CutMix(_BatchOrSampleMixer):
         return _centred_box_params(perm, lam, applied, centre_r, centre_c, height, width)
 
 
-class SaliencyMix(Mixer):
+class SaliencyMix(DetectorMixer):
     """SaliencyMix (Uddin et al., 2021): the box around the source's saliency peak, same place.
 
     ``mode="official"`` reproduces the authors' code: one lam, one box and one coin per batch, the
@@ -201,14 +200,12 @@ class SaliencyMix(Mixer):
         label_smoothing: float = 0.0,
         validate: Optional[bool] = None,
     ) -> None:
-        super().__init__(num_classes=num_classes, p=p, label_smoothing=label_smoothing, validate=validate)
+        super().__init__(
+            detector=detector, value_range=value_range, mean=mean, std=std, num_classes=num_classes, p=p,
+            label_smoothing=label_smoothing, validate=validate,
+        )  # fmt: skip
         self.alpha = check_positive("alpha", alpha)
         self.mode = check_choice("mode", mode, ("official", "per_sample"))
-        if isinstance(detector, str):
-            check_choice("detector", detector, ("fine_grained", "spectral"))
-        self.detector = detector
-        check_normalisation(value_range, mean, std)
-        self.value_range, self.mean, self.std = value_range, mean, std
 
     @property
     def uses_saliency(self) -> bool:
@@ -235,10 +232,7 @@ class SaliencyMix(Mixer):
             lam = self._lam(self.alpha, n, True, generator, dev)
             applied = self._coins(n, True, generator, dev)
             if saliency is None:
-                detected = saliency_map(
-                    x.detach(), self.detector, self.value_range, self.mean, self.std, validate=False
-                )
-                saliency = check_saliency_maps(detected, x, self.validate).detach()
+                saliency = self.detect(x)
             centre_r, centre_c = peak_of_quantised(saliency.index_select(0, perm))
         return _centred_box_params(perm, lam, applied, centre_r, centre_c, height, width)
 

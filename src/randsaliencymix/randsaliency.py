@@ -12,14 +12,12 @@ from . import _random as rnd
 from ._checks import (
     check_choice,
     check_nonnegative,
-    check_normalisation,
     check_positive,
     check_probability,
-    check_saliency_maps,
     should_check_values,
     to_soft_targets,
 )
-from .base import Mixer
+from .base import DetectorMixer
 from .geometry import (
     WindowSums,
     box_sides,
@@ -39,7 +37,6 @@ from .pairing import (
     uniform_confusion,
 )
 from .params import MixParams
-from .saliency import saliency_map
 
 __all__ = ["SALIENCY_ON", "RandSaliencyMix"]
 
@@ -48,7 +45,7 @@ __all__ = ["SALIENCY_ON", "RandSaliencyMix"]
 SALIENCY_ON: Dict[str, Any] = {"p": 1.0, "tau_src": 1.0, "tau_dst": 1.0, "eta": 1.0, "mixup_prob": 0.0, "gamma": 0.5}
 
 
-class RandSaliencyMix(Mixer):
+class RandSaliencyMix(DetectorMixer):
     """RandSaliencyMix: saliency-proportional crop, object-avoiding paste, blend and saliency labels.
 
     See ``SPEC.md``. Per sample ``i`` (target ``i``, source ``perm[i]``):
@@ -114,7 +111,10 @@ class RandSaliencyMix(Mixer):
         label_smoothing: float = 0.0,
         validate: Optional[bool] = None,
     ) -> None:
-        super().__init__(num_classes=num_classes, p=p, label_smoothing=label_smoothing, validate=validate)
+        super().__init__(
+            detector=detector, value_range=value_range, mean=mean, std=std, num_classes=num_classes, p=p,
+            label_smoothing=label_smoothing, validate=validate,
+        )  # fmt: skip
         self.alpha = check_positive("alpha", alpha)
         self.source = check_choice("source", source, ("saliency", "peak", "uniform"))
         self.paste = check_choice("paste", paste, ("anti_saliency", "same", "uniform", "saliency"))
@@ -128,9 +128,6 @@ class RandSaliencyMix(Mixer):
         self.beta_blend = check_positive("beta_blend", beta_blend)
         self.mixup_prob = check_probability("mixup_prob", mixup_prob)
         self.gamma = check_probability("gamma", gamma)
-        if isinstance(detector, str):
-            check_choice("detector", detector, ("fine_grained", "spectral"))
-        self.detector = detector
         self.eps = check_positive("eps", eps)
         self.patch_noise = check_nonnegative("patch_noise", patch_noise)
         self.pairing = check_choice("pairing", pairing, ("random", "complementary", "confusion"))
@@ -141,8 +138,6 @@ class RandSaliencyMix(Mixer):
                 raise ValueError("Expected num_classes for pairing='confusion', but got None instead.")
             # A buffer: it follows the module's device and lands in state_dict() and checkpoints.
             self.register_buffer("confusion", uniform_confusion(self.num_classes))
-        check_normalisation(value_range, mean, std)
-        self.value_range, self.mean, self.std = value_range, mean, std
 
     @property
     def uses_labels(self) -> bool:
@@ -188,8 +183,7 @@ class RandSaliencyMix(Mixer):
         if saliency is not None:
             return saliency
         if self.uses_saliency:
-            detected = saliency_map(x.detach(), self.detector, self.value_range, self.mean, self.std, validate=False)
-            return check_saliency_maps(detected, x, self.validate).detach()
+            return self.detect(x)
         # No draw and no label reads the maps: skip the detector (every draw is then the one it
         # would be with any map).
         return None

@@ -24,6 +24,7 @@ from typing import Optional, Union
 import numpy as np
 import torch
 
+from .args import check_int
 from .cache import cache_path, default_cache_dir, read_arrays, write_arrays
 
 __all__ = ["MAP_DETECTORS", "MAPS_FORMAT", "dataset_maps", "images_digest"]
@@ -40,7 +41,7 @@ def images_digest(images: torch.Tensor) -> str:
     flat = images.detach().to("cpu").contiguous().view(-1)
     step = 1 << 26  # 64 MiB at a time: no full host copy of a device dataset
     for start in range(0, flat.numel(), step):
-        h.update(flat[start : start + step].numpy().tobytes())
+        h.update(flat[start : start + step].numpy().data)  # the bytes in place, no copy
     return h.hexdigest()
 
 
@@ -67,8 +68,7 @@ def dataset_maps(
         raise ValueError(f"Expected uint8 images of shape (N, C, H, W), but got {got} instead.")
     if detector not in MAP_DETECTORS:
         raise ValueError(f"Expected detector to be one of {', '.join(MAP_DETECTORS)}, but got {detector!r} instead.")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"Expected batch_size to be an int >= 1, but got {batch_size!r} instead.")
+    batch_size = check_int("batch_size", batch_size, 1)
     dev = torch.device(device) if device is not None else images.device
     n, _, h, w = images.shape
     path = None

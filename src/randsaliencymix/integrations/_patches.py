@@ -13,7 +13,6 @@ from typing import Optional, Tuple, Union
 import torch
 
 from .. import _random as rnd
-from .._checks import check_saliency_maps
 from ..geometry import (
     box_area_share,
     box_sides,
@@ -22,7 +21,6 @@ from ..geometry import (
 )
 from ..mixing import SaliencyMix
 from ..randsaliency import RandSaliencyMix
-from ..saliency import saliency_map
 
 __all__ = ["Patches", "cutmix_patches", "randsaliency_patches", "saliency_peak_patches", "unit_sides"]
 
@@ -100,8 +98,7 @@ def _maps(
     if not needed:
         # No draw and no weight reads a map: a zero map normalises to the uniform one.
         return torch.zeros(x.shape[0], x.shape[-2], x.shape[-1], device=x.device)
-    detected = saliency_map(x.detach(), op.detector, op.value_range, op.mean, op.std, validate=False)
-    return check_saliency_maps(detected, x, op.validate).detach()
+    return op.detect(x)
 
 
 def saliency_peak_patches(
