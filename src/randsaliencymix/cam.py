@@ -46,8 +46,9 @@ def cam_from_features(
     """Class activation maps ``(B, H, W)`` from features ``F`` ``(B, D, h, w)``, the head's weight
     ``W`` ``(K, D)`` and one class per image ``(B,)``: ``relu(Σ_d W[c_i, d] F[i, d])`` upsampled
     bilinearly (``align_corners=False``) to ``size`` and divided by its maximum (all zero stays
-    zero). Computed in float32, without gradient. Pure: no model is run."""
-    with torch.no_grad():
+    zero). Computed in float32 (also inside an autocast region), without gradient. Pure: no model
+    is run."""
+    with torch.no_grad(), torch.autocast(features.device.type, enabled=False):
         f = features.detach().float()
         w = weight.detach().float().index_select(0, classes.to(weight.device).long()).to(f.device)
         cam = torch.einsum("bdhw,bd->bhw", f, w).clamp_(min=0.0)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 from . import __version__
+from .precision import PRECISIONS
 
 if TYPE_CHECKING:
     from .train import TrainConfig
@@ -140,7 +141,14 @@ def _add_train_flags(parser: argparse.ArgumentParser, skip: tuple = ()) -> None:
         default=None,
         help="with --test: also score the test split under fixed occlusions and corruptions",
     )
-    parser.add_argument("--amp", action="store_true", default=None, help="mixed precision (CUDA)")
+    parser.add_argument(
+        "--precision",
+        default=None,
+        choices=PRECISIONS,
+        help="the model's forward: fp32 (default), bf16 (autocast; fast on CPUs with AMX or AVX512-BF16 and on "
+        "recent GPUs) or fp16 (CUDA, with loss scaling)",
+    )
+    parser.add_argument("--amp", action="store_true", default=None, help=argparse.SUPPRESS)  # old name of fp16
     parser.add_argument("--channels-last", action="store_true", default=None, help="channels_last tensors")
     parser.add_argument("--download", action="store_true", default=None, help="download CIFAR if missing")
 
@@ -173,7 +181,14 @@ def _resolve_config(
         value = getattr(args, flag.lstrip("-").replace("-", "_"), None)
         if value is not None:
             values[key] = value
-    for key in ("test", "robustness", "amp", "channels_last", "download"):
+    if args.amp:
+        if args.precision not in (None, "fp16"):
+            raise UsageError(f"--amp is --precision fp16, which contradicts --precision {args.precision}")
+        print("rsmix: warning: --amp is deprecated; it means --precision fp16", file=sys.stderr)
+        values["precision"] = "fp16"
+    if args.precision is not None:
+        values["precision"] = args.precision
+    for key in ("test", "robustness", "channels_last", "download"):
         if getattr(args, key) is not None:
             values[key] = getattr(args, key)
     if args.mix_opt:
@@ -227,6 +242,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         robustness=args.robustness,
         seed=args.seed,
         robustness_images=args.robustness_images,
+        precision=args.precision,
     )
     print(json.dumps({k: round(v, 4) for k, v in metrics.items()}, sort_keys=True))
     return 0
@@ -305,6 +321,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also top-1 error and ECE under occlusion (1/4 and 1/2 side), Gaussian noise, "
         "blur, contrast and JPEG (fixed severities, see randsaliencymix.robustness)",
+    )
+    ev.add_argument(
+        "--precision",
+        default=None,
+        choices=PRECISIONS,
+        help="the model's forward (default: the run's own --precision, so the scores match the run's)",
     )
     ev.add_argument("--seed", type=int, default=0, help="seed of the corruptions' noise and occluder positions")
     ev.add_argument(

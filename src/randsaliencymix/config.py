@@ -14,6 +14,7 @@ from .augment import AUGMENTS, RRC_RATIO, RRC_SCALE, check_rrc_range
 from .errors import UsageError
 from .methods import METHOD_NAMES, build_mixer, get_method
 from .models import MODEL_NAMES
+from .precision import PRECISIONS, check_precision
 
 __all__ = ["SALIENCY_SOURCES", "SCHEDULES", "TrainConfig", "available_device", "lr_at"]
 
@@ -36,6 +37,7 @@ _ADDED_KEYS: Dict[str, Any] = {
     "rrc_scale": list(RRC_SCALE),
     "rrc_ratio": list(RRC_RATIO),
     "saliency": "operator",
+    "precision": "fp32",
 }
 
 
@@ -72,7 +74,7 @@ class TrainConfig:
     std: Optional[List[float]] = None
     seed: int = 0
     device: str = "cpu"
-    amp: bool = False
+    precision: str = "fp32"  # the model's forward: fp32, bf16 (autocast, CPU or CUDA) or fp16 (CUDA, scaled)
     channels_last: bool = False
     test: bool = False  # evaluate the test split once, after the last epoch
     test_split: str = "test"  # its name (an ImageFolder's folder: Imagenette calls it "val")
@@ -83,6 +85,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: Dict[str, Any]) -> TrainConfig:
+        values = _upgrade_legacy(values)
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
@@ -102,6 +105,7 @@ class TrainConfig:
         _one_of("schedule", self.schedule, SCHEDULES)
         _one_of("augment", self.augment, AUGMENTS)
         _one_of("saliency", self.saliency, SALIENCY_SOURCES)
+        _one_of("precision", self.precision, PRECISIONS)
         if self.saliency != "operator" and self.method == "saliencymix":
             raise UsageError(
                 "method 'saliencymix' is the authors' code, which reads its own OpenCV map: "
@@ -152,9 +156,26 @@ class TrainConfig:
             torch.device(self.device)
         except (RuntimeError, ValueError, TypeError):
             raise UsageError(f"unknown device {self.device!r}; accepted: cpu, cuda, cuda:N") from None
-        if self.amp and not self.device.startswith("cuda"):
-            raise UsageError("amp needs a CUDA device (--device cuda)")
+        reason = check_precision(self.precision, self.device)
+        if reason:
+            raise UsageError(reason)
         build_mixer(self.method, 10, self.mix)  # a bad option value is a UsageError now, not mid-run
+
+
+def _upgrade_legacy(values: Dict[str, Any]) -> Dict[str, Any]:
+    """A config of an older version in today's keys: ``amp: true`` is ``precision: fp16`` (what it
+    did), ``amp: false`` says nothing. Both keys at once must agree."""
+    if "amp" not in values:
+        return values
+    values = dict(values)
+    amp = values.pop("amp")
+    if not isinstance(amp, bool):
+        raise UsageError(f"config key 'amp' must be true or false, got {amp!r} (it is now 'precision')")
+    if amp:
+        if values.get("precision", "fp16") != "fp16":
+            raise UsageError(f"config keys amp: true and precision: {values['precision']} disagree; keep precision")
+        values["precision"] = "fp16"
+    return values
 
 
 def _one_of(name: str, value: str, accepted: Tuple[str, ...]) -> None:

@@ -15,6 +15,7 @@ from .errors import UsageError
 from .metrics import classification_metrics
 from .models import build_model
 from .pipeline import CIFAR10_MEAN, CIFAR10_STD, DeviceLoader
+from .precision import autocast, check_precision
 
 __all__ = ["corruption_metrics", "evaluate_checkpoint", "predict", "split_metrics"]
 
@@ -29,14 +30,17 @@ def predict(
     device: torch.device,
     channels_last: bool = False,
     batch_size: int = 500,
+    precision: str = "fp32",
 ) -> torch.Tensor:
-    """Logits of a uint8 image set, in order, as float32 on the CPU (the model in eval mode)."""
+    """Logits of a uint8 image set, in order, as float32 on the CPU (the model in eval mode, its
+    forward in ``precision``: see :mod:`randsaliencymix.precision`)."""
     model.eval()
     labels = torch.zeros(images_u8.shape[0], dtype=torch.long)
     loader = DeviceLoader(
         images_u8, labels, batch_size, train=False, mean=mean, std=std, device=device, channels_last=channels_last
     )
-    return torch.cat([model(x).float().cpu() for x, _ in loader])
+    with autocast(torch.device(device), precision):
+        return torch.cat([model(x).float().cpu() for x, _ in loader])
 
 
 def split_metrics(
@@ -48,9 +52,10 @@ def split_metrics(
     *,
     device: torch.device,
     channels_last: bool = False,
+    precision: str = "fp32",
 ) -> Dict[str, float]:
     """:func:`metrics.classification_metrics` of the model on a labelled uint8 image set."""
-    logits = predict(model, images_u8, mean, std, device=device, channels_last=channels_last)
+    logits = predict(model, images_u8, mean, std, device=device, channels_last=channels_last, precision=precision)
     return classification_metrics(logits, labels)
 
 
@@ -65,6 +70,7 @@ def corruption_metrics(
     channels_last: bool = False,
     seed: int = 0,
     limit: int = 0,
+    precision: str = "fp32",
 ) -> Dict[str, Dict[str, float]]:
     """Metrics under every corruption of ``robustness.CORRUPTIONS`` (the same images for every
     model: the corruptions' randomness is seeded by ``seed``), plus their mean top-1 error; on the
@@ -75,7 +81,9 @@ def corruption_metrics(
         images_u8, labels = images_u8[:limit], labels[:limit]
     out: Dict[str, Dict[str, float]] = {}
     for name, images in corrupted_sets(images_u8, seed=seed).items():
-        out[name] = split_metrics(model, images, labels, mean, std, device=device, channels_last=channels_last)
+        out[name] = split_metrics(
+            model, images, labels, mean, std, device=device, channels_last=channels_last, precision=precision
+        )
     out["corruption_mean"] = {"top1_err": sum(m["top1_err"] for m in out.values()) / len(out)}
     return out
 
@@ -102,6 +110,7 @@ class TrainedModel(NamedTuple):
     std: Tuple[float, ...]
     image_size: int  # the run's --image-size (0: as stored)
     channels_last: bool
+    precision: str  # the run's --precision: its scores were computed in it
 
 
 def load_trained_model(
@@ -160,7 +169,7 @@ def trained_model(
     # The run's memory format, so that the scores match the ones the run itself reported.
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    return TrainedModel(model.eval(), saved, mean, std, cfg.image_size, cfg.channels_last)
+    return TrainedModel(model.eval(), saved, mean, std, cfg.image_size, cfg.channels_last, cfg.precision)
 
 
 def evaluate_checkpoint(
@@ -172,22 +181,34 @@ def evaluate_checkpoint(
     robustness: bool = False,
     seed: int = 0,
     robustness_images: int = 0,
+    precision: Optional[str] = None,
 ) -> Dict[str, float]:
     """Top-1/top-5 error, NLL and ECE of a run's checkpoint on a split of any supported dataset;
     with ``robustness``, also ``<corruption>_top1_err`` and ``<corruption>_ece`` for every fixed
     corruption (seeded by ``seed``) and their mean top-1 error.
 
     The model is scored with the normalisation its run trained with, and only on a dataset whose
-    class list is the run's (else a UsageError: the scores would be against the wrong classes)."""
+    class list is the run's (else a UsageError: the scores would be against the wrong classes).
+    The model's forward runs in ``precision``, by default the run's own (so the scores are the ones
+    the run reported); ``"fp32"`` scores a bf16-trained model in full precision."""
     from .train import TrainConfig, available_device
 
     dev = available_device(device)
+    if precision is not None:
+        reason = check_precision(precision, dev.type)
+        if reason:
+            raise UsageError(reason)
     state = read_checkpoint(Path(run), dev)
     size = TrainConfig.from_dict(state["config"]).image_size
     ds = load_dataset(data, split, root=data_root, size=size or None)  # the run's image size
     trained = trained_model(state, run, dev, ds.classes, ds.images.shape[1], data)
     model, mean, std = trained.model, trained.mean, trained.std
-    metrics = split_metrics(model, ds.images, ds.labels, mean, std, device=dev, channels_last=trained.channels_last)
+    chosen = precision if precision is not None else trained.precision
+    if check_precision(chosen, dev.type):  # an fp16 (CUDA) run scored on the CPU: say which precision to use
+        raise UsageError(f"{run} trained in {chosen}, which cannot run on {dev}: give --precision fp32 or bf16")
+    metrics = split_metrics(
+        model, ds.images, ds.labels, mean, std, device=dev, channels_last=trained.channels_last, precision=chosen
+    )
     if robustness:
         scores = corruption_metrics(
             model,
@@ -199,6 +220,7 @@ def evaluate_checkpoint(
             channels_last=trained.channels_last,
             seed=seed,
             limit=robustness_images,
+            precision=chosen,
         )
         metrics.update(flat_corruption_scores(scores))
     return metrics

@@ -35,6 +35,7 @@ from .methods import METHOD_NAMES, build_mixer
 from .mixing import Mixer
 from .models import build_model
 from .pipeline import DeviceLoader
+from .precision import autocast, emulation_warning, scaler_needed
 from .runs import RunLock, append_log, check_output_folder, read_log, start_run_folder
 
 __all__ = ["TrainConfig", "UsageError", "available_device", "load_splits", "lr_at", "train"]
@@ -145,6 +146,7 @@ def _build_run(cfg: TrainConfig) -> _Run:
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     device = _run_device(cfg, world)
+    _check_precision_on(cfg.precision, device, rank)
     train_ds, val_ds = load_splits(cfg)
     if cfg.test:  # a missing or unreadable test split fails now, not after training
         _load_test_split(cfg)
@@ -178,9 +180,19 @@ def _build_run(cfg: TrainConfig) -> _Run:
     return _Run(
         cfg=cfg, rank=rank, world=world, device=device, train_ds=train_ds, val_ds=val_ds, loader=loader,
         model=model, forward=forward, optimizer=_optimizer(cfg, model),
-        scaler=torch.amp.GradScaler("cuda") if cfg.amp else None, mixer=mixer,
+        scaler=torch.amp.GradScaler("cuda") if scaler_needed(cfg.precision) else None, mixer=mixer,
         saliency=_saliency_source(cfg, model, mixer, loader), data_gen=data_gen, mix_gen=mix_gen,
     )  # fmt: skip
+
+
+def _check_precision_on(precision: str, device: torch.device, rank: int) -> None:
+    """bf16 on a CUDA GPU without bfloat16 is refused; on a CPU without native bfloat16 it runs,
+    emulated, after one line of warning."""
+    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise UsageError(f"precision bf16 needs a GPU with bfloat16 (Ampere or newer); {device} has none: use fp16")
+    warning = emulation_warning(precision, device)
+    if warning and rank == 0:
+        print(f"rsmix: {warning}", file=sys.stderr)
 
 
 def _cached_maps(
@@ -209,7 +221,12 @@ def _saliency_source(
             cam_and_logits(model, probe, loader.labels[:2])
         except ValueError as exc:
             raise UsageError(f"--saliency cam needs model {cfg.model!r} to end in pooling + linear: {exc}") from None
-        return lambda x, labels: cam_and_logits(model, x, labels)
+        def cam_source(x: torch.Tensor, labels: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+            with autocast(x.device, cfg.precision):  # the model's forward, as in training
+                maps, logits = cam_and_logits(model, x, labels)
+            return maps, logits.float()
+
+        return cam_source
     from .saliency import saliency_map
 
     method, mean, std = cfg.saliency, tuple(cfg.mean or ()), tuple(cfg.std or ())
@@ -250,7 +267,7 @@ def _train_epoch(run: _Run, epoch: int, bar: Any) -> Dict[str, Any]:
             maps, clean_logits = run.saliency(x, labels)
             saliency_seconds += time.perf_counter() - ts
         xm, y = run.mixer(x, labels, generator=run.mix_gen, saliency=maps)
-        with torch.autocast(device.type, enabled=cfg.amp):
+        with autocast(device, cfg.precision):  # the model only: the mixed batch is the same in every precision
             logits = run.forward(xm)
         loss = soft_target_cross_entropy(logits.float(), y)
         run.optimizer.zero_grad(set_to_none=True)
@@ -307,7 +324,7 @@ def _validate(run: _Run, epoch: int, record: Dict[str, Any]) -> None:
     assert cfg.mean is not None and cfg.std is not None
     scores = split_metrics(
         run.model, run.val_ds.images, run.val_ds.labels, cfg.mean, cfg.std, device=run.device,
-        channels_last=cfg.channels_last,
+        channels_last=cfg.channels_last, precision=cfg.precision,
     )  # fmt: skip
     record.update({f"val_{k}": v for k, v in scores.items()})
 
@@ -407,12 +424,13 @@ def _finish(run: _Run, out_dir: Path) -> Dict[str, Any]:
         test_ds = _load_test_split(cfg)
         if list(test_ds.classes) != list(train_ds.classes):
             raise UsageError(f"the test split of {cfg.data} has other classes than its training split")
-        images, labels, cl = test_ds.images, test_ds.labels, cfg.channels_last
-        scores = split_metrics(model, images, labels, cfg.mean, cfg.std, device=device, channels_last=cl)
+        images, labels, cl, pr = test_ds.images, test_ds.labels, cfg.channels_last, cfg.precision
+        scores = split_metrics(model, images, labels, cfg.mean, cfg.std, device=device, channels_last=cl, precision=pr)
         result.update({f"test_{k}": v for k, v in scores.items()})
         if cfg.robustness:
             corrupted = corruption_metrics(
-                model, images, labels, cfg.mean, cfg.std, device=device, channels_last=cl, limit=cfg.robustness_images
+                model, images, labels, cfg.mean, cfg.std, device=device, channels_last=cl, limit=cfg.robustness_images,
+                precision=pr,
             )
             result.update(flat_corruption_scores(corrupted, "test_"))
         result["test_images"] = int(test_ds.images.shape[0])
