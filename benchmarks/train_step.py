@@ -51,6 +51,7 @@ from randsaliencymix.loss import soft_target_cross_entropy
 from randsaliencymix.methods import METHOD_NAMES, build_mixer
 from randsaliencymix.models import MODEL_NAMES, build_model
 from randsaliencymix.pipeline import AUGMENTS, DeviceLoader
+from randsaliencymix.precision import PRECISIONS, autocast, cpu_bf16_flags
 
 # Training-set sizes for the time per epoch: CIFAR-10 and Imagenette less a 10% validation split.
 EPOCH_IMAGES = {32: 45_000, 128: 8_522}
@@ -81,6 +82,41 @@ def _parse_setups(text: str) -> List[Tuple[str, int, str]]:
     return setups
 
 
+def _bf16_words() -> str:
+    flags = cpu_bf16_flags()
+    return ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in flags.items())
+
+
+def _precision_table(by_precision: list, precisions: List[str]) -> List[str]:
+    """Each (setup, method) in every precision side by side: images/s, the speed-up over the first
+    precision, and the input pipeline's and the mixing's share of each step."""
+    first, others = precisions[0], precisions[1:]
+    table: dict = {}
+    for setup, method, precision, r in by_precision:
+        table.setdefault((setup, method), {})[precision] = r
+    head = f"| setup | method | {first} images/s |"
+    rule = "|---|---|---:|"
+    for p in others:
+        head += f" {p} images/s | {p} / {first} |"
+        rule += "---:|---:|"
+    head += " pipeline share | mixing share |"
+    rule += "---:|---:|"
+    lines = ["", f"## Precisions side by side ({', '.join(precisions)})", "", head, rule]
+    for (setup, method), cells in table.items():
+        line = f"| {setup} | {method} | {cells[first][2]:.0f} |"
+        for p in others:
+            line += f" {cells[p][2]:.0f} | {cells[p][2] / cells[first][2]:.2f}x |"
+        shares = " → ".join(f"{cells[p][7]:.1f}%" for p in precisions)
+        mixing = " → ".join(f"{cells[p][6]:.1f}%" for p in precisions)
+        lines.append(f"{line} {shares} | {mixing} |")
+    lines.append("")
+    lines.append(
+        f"Shares are of the whole step ({' → '.join(precisions)}): when the model gets faster, the input "
+        "pipeline's and the operator's shares grow."
+    )
+    return lines
+
+
 def _load(source: str, size: int):
     if source.startswith("procedural"):
         return load_dataset(source, "train", size=size)
@@ -93,7 +129,9 @@ class _Row:
     """One (setup, method, saliency source): its model, optimiser, operator and loader, stepped one
     training step at a time so that every row's steps interleave with the others'."""
 
-    def __init__(self, args, dev, fmt, ds, model_name, setup, augment, method, options, source, maps, mean, std):
+    def __init__(
+        self, args, dev, fmt, ds, model_name, setup, augment, method, options, source, maps, mean, std, precision
+    ):
         torch.manual_seed(0)
         self.model = build_model(model_name, ds.num_classes).to(dev).to(memory_format=fmt)  # type: ignore[call-overload]
         self.opt = torch.optim.SGD(self.model.parameters(), lr=0.05, momentum=0.9, nesterov=True)
@@ -107,6 +145,9 @@ class _Row:
         self.batches = iter(self.loader)
         self.source, self.setup, self.batch_size = source, setup, args.batch_size
         self.label = method if source == "operator" or not self.mixer.uses_saliency else f"{method} ({source})"
+        self.method, self.precision, self.dev = self.label, precision, dev
+        if len(args.precision_list) > 1:
+            self.label = f"{self.label} [{precision}]"
         self.sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
         self.times: List[Tuple[float, float, float]] = []
 
@@ -123,11 +164,14 @@ class _Row:
         t1 = time.perf_counter()
         saliency = batch[2] if len(batch) > 2 else None
         if self.source == "cam" and self.mixer.uses_saliency:
-            saliency, _ = cam_and_logits(self.model, x, labels)
+            with autocast(self.dev, self.precision):
+                saliency, _ = cam_and_logits(self.model, x, labels)
         x, y = self.mixer(x, labels, generator=self.gen, saliency=saliency)
         self.sync()
         t2 = time.perf_counter()
-        loss = soft_target_cross_entropy(self.model(x), y)
+        with autocast(self.dev, self.precision):  # the model only, as in training
+            logits = self.model(x)
+        loss = soft_target_cross_entropy(logits.float(), y)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
@@ -160,7 +204,16 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--channels-last", action="store_true", help="channels_last model and batches")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument(
+        "--precisions", default="fp32", help=f"comma-separated, each row once per precision ({', '.join(PRECISIONS)})"
+    )
     args = ap.parse_args(argv)
+    args.precision_list = [p.strip() for p in args.precisions.split(",") if p.strip()]
+    if not args.precision_list or any(p not in PRECISIONS for p in args.precision_list):
+        raise SystemExit(
+            f"train_step.py: error: expected --precisions from {', '.join(PRECISIONS)}, "
+            f"but got {args.precisions!r} instead"
+        )
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     setups = _parse_setups(args.setups or f"{args.model}@{args.image_size}:{args.augment}")
@@ -177,6 +230,7 @@ def main(argv=None) -> int:
         raise SystemExit(f"train_step.py: error: unknown sources {bad}")
 
     rows = []
+    by_precision = []  # (setup, method, precision, result row)
     one_off = []  # (setup, what, seconds): the cached maps' one-time cost
     for model_name, size, augment in setups:
         ds = _load(args.data, size)
@@ -195,9 +249,13 @@ def main(argv=None) -> int:
             uses_saliency = build_mixer(method, ds.num_classes, options, mean=mean, std=std).uses_saliency
             method_sources = sources if uses_saliency and method != "saliencymix" else sources[:1]
             for source in method_sources:
-                setup_rows.append(
-                    _Row(args, dev, fmt, ds, model_name, setup, augment, method, options, source, maps, mean, std)
-                )
+                for precision in args.precision_list:
+                    setup_rows.append(
+                        _Row(
+                            args, dev, fmt, ds, model_name, setup, augment, method, options, source, maps, mean, std,
+                            precision,
+                        )
+                    )  # fmt: skip
         # Interleaved: step k of every row, then step k + 1, so a slow spell of a shared machine
         # hits every row alike; the first two steps of each row are warm-up.
         for step in range(args.steps + 2):
@@ -205,6 +263,7 @@ def main(argv=None) -> int:
                 row.step(timed=step >= 2)
         for row in setup_rows:
             rows.append(row.result())
+            by_precision.append((row.setup, row.method, row.precision, rows[-1]))
             r = rows[-1]
             print(
                 f"{setup:28s} {r[1]:40s} {r[2]:8.0f} img/s  data {r[3]:6.1f} ms  mix {r[4]:6.1f} ms  "
@@ -218,7 +277,7 @@ def main(argv=None) -> int:
         "",
         f"Command: `{cmd}`  ",
         f"Date: {_dt.datetime.now().isoformat(timespec='seconds')}  ",
-        f"Hardware: {_cpu_name()}, {torch.get_num_threads()} torch threads, device {dev}, "
+        f"Hardware: {_cpu_name()} ({_bf16_words()}), {torch.get_num_threads()} torch threads, device {dev}, "
         f"load average {os.getloadavg()[0]:.1f} at the end  ",
         f"Versions: python {platform.python_version()}, torch {torch.__version__}  ",
         f"Data `{args.data}` at each setup's size, batch {args.batch_size}, "
@@ -259,13 +318,15 @@ def main(argv=None) -> int:
                 f"- {setup}, {label}: step {ratio:.2f}x CutMix's (target <= 1.3x): "
                 f"**{'MET' if ratio <= 1.3 else 'NOT MET'}**"
             )
+    if len(args.precision_list) > 1:
+        lines += _precision_table(by_precision, args.precision_list)
     if one_off:
         lines += ["", "## Cached maps: the one-time cost", ""]
         lines += ["| setup | maps | images | seconds | ms per image |", "|---|---|---:|---:|---:|"]
         for setup, source, seconds, n in one_off:
             lines.append(f"| {setup} | {source} | {n} | {seconds:.1f} | {1e3 * seconds / n:.2f} |")
     # Setups side by side: cost per image relative to the first, and the time per epoch.
-    plain = {r[0]: r[2] for r in rows if r[1] == methods[0]}
+    plain = {r[0]: r[2] for r in rows if r[1] == methods[0] or r[1] == f"{methods[0]} [{args.precision_list[0]}]"}
     if len(plain) > 1:
         base = next(iter(plain.values()))
         lines += ["", f"## Setups side by side ({methods[0]})", ""]

@@ -144,11 +144,11 @@ def _add_train_flags(parser: argparse.ArgumentParser, skip: tuple = ()) -> None:
     parser.add_argument(
         "--precision",
         default=None,
-        choices=PRECISIONS,
+        metavar="{" + ",".join(PRECISIONS) + "}",
         help="the model's forward: fp32 (default), bf16 (autocast; fast on CPUs with AMX or AVX512-BF16 and on "
         "recent GPUs) or fp16 (CUDA, with loss scaling)",
     )
-    parser.add_argument("--amp", action="store_true", default=None, help=argparse.SUPPRESS)  # old name of fp16
+    parser.add_argument("--amp", action="store_true", default=None, help=argparse.SUPPRESS)  # replaced: an error
     parser.add_argument("--channels-last", action="store_true", default=None, help="channels_last tensors")
     parser.add_argument("--download", action="store_true", default=None, help="download CIFAR if missing")
 
@@ -182,10 +182,7 @@ def _resolve_config(
         if value is not None:
             values[key] = value
     if args.amp:
-        if args.precision not in (None, "fp16"):
-            raise UsageError(f"--amp is --precision fp16, which contradicts --precision {args.precision}")
-        print("rsmix: warning: --amp is deprecated; it means --precision fp16", file=sys.stderr)
-        values["precision"] = "fp16"
+        raise UsageError("--amp was replaced by --precision: fp16 for what --amp did (CUDA), bf16 on a CPU or GPU")
     if args.precision is not None:
         values["precision"] = args.precision
     for key in ("test", "robustness", "channels_last", "download"):
@@ -325,7 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument(
         "--precision",
         default=None,
-        choices=PRECISIONS,
+        metavar="{" + ",".join(PRECISIONS) + "}",
         help="the model's forward (default: the run's own --precision, so the scores match the run's)",
     )
     ev.add_argument("--seed", type=int, default=0, help="seed of the corruptions' noise and occluder positions")

@@ -84,4 +84,3 @@ def autocast(device: torch.device, precision: str) -> ContextManager[Any]:
 def scaler_needed(precision: str) -> bool:
     """float16 gradients underflow without loss scaling; bfloat16's and float32's do not."""
     return precision == "fp16"
-

@@ -221,6 +221,7 @@ def _saliency_source(
             cam_and_logits(model, probe, loader.labels[:2])
         except ValueError as exc:
             raise UsageError(f"--saliency cam needs model {cfg.model!r} to end in pooling + linear: {exc}") from None
+
         def cam_source(x: torch.Tensor, labels: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
             with autocast(x.device, cfg.precision):  # the model's forward, as in training
                 maps, logits = cam_and_logits(model, x, labels)
@@ -429,9 +430,9 @@ def _finish(run: _Run, out_dir: Path) -> Dict[str, Any]:
         result.update({f"test_{k}": v for k, v in scores.items()})
         if cfg.robustness:
             corrupted = corruption_metrics(
-                model, images, labels, cfg.mean, cfg.std, device=device, channels_last=cl, limit=cfg.robustness_images,
-                precision=pr,
-            )
+                model, images, labels, cfg.mean, cfg.std, device=device, channels_last=cl,
+                limit=cfg.robustness_images, precision=pr,
+            )  # fmt: skip
             result.update(flat_corruption_scores(corrupted, "test_"))
         result["test_images"] = int(test_ds.images.shape[0])
     result["method"], result["seed"], result["model"] = cfg.method, cfg.seed, cfg.model
