@@ -328,3 +328,61 @@ def test_gallery_refuses_a_missing_checkpoint(tmp_path, capsys):
     assert main(["show", "--checkpoint", str(tmp_path / "nothing"), "--out", str(tmp_path / "g.png")]) == 2
     assert "no checkpoint" in capsys.readouterr().err
     assert not (tmp_path / "g.png").exists()
+
+
+class _ShiftedHead(nn.Module):
+    """Pools with a module, then changes the pooled features functionally before the linear head:
+    the structure looks like pooling + linear, but the CAM of W·F would not be this model's."""
+
+    def __init__(self, shift: float = -1.0, scale: float = 1.0, logit_scale: float = 1.0) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(8, 4)
+        self.shift, self.scale, self.logit_scale = shift, scale, logit_scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = torch.flatten(self.pool(torch.relu(self.conv(x))), 1)
+        return self.fc(pooled * self.scale + self.shift) * self.logit_scale
+
+
+def test_a_functional_operation_between_pooling_and_head_is_refused():
+    torch.manual_seed(0)
+    x = torch.randn(3, 3, 8, 8, generator=gen(2))
+    with pytest.raises(ValueError, match="not its last linear layer applied to the pooled features"):
+        cam_and_logits(_ShiftedHead(shift=-1.0), x, torch.tensor([0, 1, 2]))
+    with pytest.raises(ValueError, match="not its last linear layer"):
+        cam_and_logits(_ShiftedHead(shift=0.0, scale=-2.0), x, torch.tensor([0, 1, 2]))
+    # A positive factor on the logits does not change a CAM divided by its maximum (fast_cnn's
+    # logit scale): accepted.
+    maps, _ = cam_and_logits(_ShiftedHead(shift=0.0, logit_scale=3.0), x, torch.tensor([0, 1, 2]))
+    assert maps.shape == (3, 8, 8)
+
+
+def test_the_head_check_holds_under_bf16_autocast():
+    torch.manual_seed(0)
+    model = build_model("fast_resnet", 10).train()
+    x = torch.randn(4, 3, 64, 64, generator=gen(3))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        maps, logits = cam_and_logits(model, x, torch.tensor([0, 1, 2, 3]))
+    assert maps.dtype == torch.float32 and float(maps.amax()) <= 1.0 and logits.shape == (4, 10)
+
+
+CAM_FROM_FEATURES_ERRORS = {
+    "classes out of range": (dict(classes=torch.tensor([0, 5])), ValueError, "Expected classes in [0, 4]"),
+    "negative class": (dict(classes=torch.tensor([-1, 0])), ValueError, "Expected classes in [0, 4]"),
+    "float classes": (dict(classes=torch.tensor([0.0, 1.0])), TypeError, "integer tensor"),
+    "classes of another length": (dict(classes=torch.tensor([0, 1, 2])), ValueError, "Expected classes of shape (2,)"),
+    "size zero": (dict(size=(0, 4)), ValueError, "Expected size as two positive integers"),
+    "size of one number": (dict(size=(4,)), ValueError, "Expected size as two positive integers"),
+    "weight of the wrong width": (dict(weight=torch.randn(5, 7)), ValueError, "Expected weight of shape (K, 6)"),
+    "features not 4-d": (dict(features=torch.randn(2, 6, 4)), ValueError, "Expected features"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CAM_FROM_FEATURES_ERRORS))
+def test_cam_from_features_refuses_bad_input(case):
+    good = dict(features=torch.randn(2, 6, 4, 4), weight=torch.randn(5, 6), classes=torch.tensor([0, 4]), size=(8, 8))
+    change, error, message = CAM_FROM_FEATURES_ERRORS[case]
+    with pytest.raises(error, match=re.escape(message)):
+        cam_from_features(**{**good, **change})

@@ -47,7 +47,7 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Path]:
     work = tmp_path_factory.mktemp("package")
     tree = work / "tree"
     tree.mkdir()
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
         shutil.copy2(ROOT / name, tree / name)
     shutil.copytree(ROOT / "src", tree / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
     out = work / "dist"
@@ -70,9 +70,10 @@ def test_build_gives_sdist_and_wheel_with_every_module(dist: Dict[str, Path]) ->
     assert sources <= names, sources - names
     assert f"Version: {VERSION}\n" in metadata and "Requires-Dist: torch" in metadata
     assert "rsmix = randsaliencymix.cli:main" in entry_points
+    assert "License-Expression: MIT\n" in metadata and f"{info}/licenses/LICENSE" in names
     with tarfile.open(dist["sdist"]) as sdist:
         members = {m.split("/", 1)[1] for m in sdist.getnames() if "/" in m}
-    assert {"pyproject.toml", "README.md", "src/randsaliencymix/integrations/timm.py"} <= members
+    assert {"pyproject.toml", "README.md", "LICENSE", "src/randsaliencymix/integrations/timm.py"} <= members
 
 
 def readme_snippet() -> str:

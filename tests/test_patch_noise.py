@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -146,3 +147,30 @@ def test_mixup_samples_get_no_noise_and_random_choice_keeps_it():
     xm, ym = choice.apply(x, y, params)
     torch.testing.assert_close(ym.sum(1), torch.ones(8))
     assert torch.equal(choice(x, y, params=params)[0], xm)
+
+
+@pytest.mark.parametrize("sigma", [-0.1, float("inf"), float("nan"), 10.5, 1e38])
+def test_patch_noise_out_of_range_is_refused(sigma):
+    with pytest.raises(ValueError, match="Expected patch_noise"):
+        RandSaliencyMix(patch_noise=sigma)
+
+
+def test_patch_noise_must_be_a_number():
+    with pytest.raises(TypeError, match="Expected patch_noise to be a number"):
+        RandSaliencyMix(patch_noise="0.1")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.uint8])
+@pytest.mark.parametrize("eta", [1.0, 0.5])
+def test_overflowing_noise_never_reaches_pixels_outside_the_box(dtype, eta):
+    """Noise that overflows (inf, from params given by hand) stays inside the pasted box: every
+    pixel outside it is the target's own, finite, as without noise."""
+    x = images(7, 6, 12, 12, dtype, False)
+    y = torch.arange(6) % K
+    op = RandSaliencyMix(num_classes=K, patch_noise=0.5, eta=eta, mixup_prob=0.0, p=1.0, paste="same")
+    params = op.sample_params(x, generator=gen(8))
+    params = dataclasses.replace(params, noise=torch.full(tuple(x.shape), float("inf")))
+    xm, _ = op.apply(x, y, params)
+    outside = ~patch_mask(params, 12, 12).expand_as(x)
+    assert torch.equal(xm[outside], x[outside])
+    assert outside.any()

@@ -347,11 +347,11 @@ def _mix_chunked(x: torch.Tensor, params: MixParams, out: Optional[torch.Tensor]
             share = torch.mul(in_rows[i0:i1, None, :, None], in_cols[i0:i1, None, None, :])
         if params.noise is not None:
             # The noise inside each patch sample's box (share > 0 there), added in place to the
-            # gathered sources (the scratch buffer, or a working-precision copy of it): noise * 1
-            # or noise * 0 added, the same bits as a selection for finite noise.
-            inside = ((share > 0) & patch[i0:i1, None, None, None]).to(work)
+            # gathered sources (the scratch buffer, or a working-precision copy of it); outside
+            # the box zero is added, whatever the noise holds there (inf * 0 would be NaN).
+            inside = (share > 0) & patch[i0:i1, None, None, None]
             src = src if src.dtype == work else src.to(work)
-            src.addcmul_(params.noise[i0:i1].to(work), inside)
+            src.add_(torch.where(inside, params.noise[i0:i1].to(work), zero))
             if x.dtype == torch.uint8:
                 src = src.round_().clamp_(0, 255)
         if not blended:

@@ -41,13 +41,18 @@ _HEAD_ERROR = "Expected a classifier whose head is global pooling then a linear 
 
 
 def cam_from_features(
-    features: torch.Tensor, weight: torch.Tensor, classes: torch.Tensor, size: Tuple[int, int]
+    features: torch.Tensor,
+    weight: torch.Tensor,
+    classes: torch.Tensor,
+    size: Tuple[int, int],
+    validate: Optional[bool] = None,
 ) -> torch.Tensor:
     """Class activation maps ``(B, H, W)`` from features ``F`` ``(B, D, h, w)``, the head's weight
     ``W`` ``(K, D)`` and one class per image ``(B,)``: ``relu(Σ_d W[c_i, d] F[i, d])`` upsampled
     bilinearly (``align_corners=False``) to ``size`` and divided by its maximum (all zero stays
     zero). Computed in float32 (also inside an autocast region), without gradient. Pure: no model
-    is run."""
+    is run. ``validate`` checks the class range (CPU: by default; it reads the classes on the host)."""
+    _check_cam_inputs(features, weight, classes, size, validate)
     with torch.no_grad(), torch.autocast(features.device.type, enabled=False):
         f = features.detach().float()
         w = weight.detach().float().index_select(0, classes.to(weight.device).long()).to(f.device)
@@ -56,6 +61,31 @@ def cam_from_features(
             cam = F.interpolate(cam.unsqueeze(1), size=tuple(size), mode="bilinear", align_corners=False).squeeze(1)
         peak = cam.amax(dim=(1, 2), keepdim=True)
         return torch.where(peak > 0, cam / peak.clamp(min=torch.finfo(torch.float32).tiny), torch.zeros_like(cam))
+
+
+def _check_cam_inputs(
+    features: object, weight: object, classes: object, size: object, validate: Optional[bool]
+) -> None:
+    if not isinstance(features, torch.Tensor) or features.ndim != 4 or not features.is_floating_point():
+        got = (
+            f"{tuple(features.shape)} {features.dtype}"
+            if isinstance(features, torch.Tensor)
+            else type(features).__name__
+        )
+        raise ValueError(f"Expected features as a floating-point (B, D, h, w) tensor, but got {got} instead.")
+    d = int(features.shape[1])
+    if not isinstance(weight, torch.Tensor) or weight.ndim != 2 or int(weight.shape[1]) != d:
+        got = tuple(weight.shape) if isinstance(weight, torch.Tensor) else type(weight).__name__
+        raise ValueError(
+            f"Expected weight of shape (K, {d}), one row per class over the D features, but got {got} instead."
+        )
+    if not (
+        isinstance(size, (tuple, list))
+        and len(size) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)
+    ):
+        raise ValueError(f"Expected size as two positive integers (H, W), but got {size!r} instead.")
+    _check_classes(classes, int(features.shape[0]), int(weight.shape[0]), validate)
 
 
 def _describe(module: nn.Module) -> str:
@@ -82,7 +112,8 @@ class _Recorder:
 
     def __init__(self) -> None:
         self.modules: List[nn.Module] = []
-        self.pool: Optional[Tuple[int, torch.Tensor, bool]] = None  # (call index, input F, is global)
+        # (call index, input F, pooled output, is global)
+        self.pool: Optional[Tuple[int, torch.Tensor, torch.Tensor, bool]] = None
         self.linear_input: Optional[Tuple[int, Tuple[int, ...]]] = None  # (call index, input shape)
 
     def __call__(self, module: nn.Module, inputs: Any, output: Any) -> None:
@@ -90,12 +121,12 @@ class _Recorder:
         self.modules.append(module)
         inp = inputs[0] if isinstance(inputs, tuple) and len(inputs) > 0 else inputs
         if isinstance(module, _GLOBAL_POOLS) and isinstance(inp, torch.Tensor) and isinstance(output, torch.Tensor):
-            self.pool = (index, inp, _is_global_pool(module, inp, output))
+            self.pool = (index, inp, output, _is_global_pool(module, inp, output))
         elif isinstance(module, nn.Linear) and isinstance(inp, torch.Tensor):
             self.linear_input = (index, tuple(inp.shape))
 
-    def features_and_head(self, batch: int) -> Tuple[torch.Tensor, nn.Linear]:
-        """The pooled features ``F`` and the linear head, or the error naming what is wrong."""
+    def features_and_head(self, batch: int) -> Tuple[torch.Tensor, torch.Tensor, nn.Linear]:
+        """The features ``F``, their pooled vector and the linear head, or the error naming what is wrong."""
         if self.linear_input is None:
             return _fail("a model with no linear layer")
         last, head_shape = self.linear_input
@@ -109,12 +140,40 @@ class _Recorder:
             module = self.modules[index]
             if isinstance(module, _PASS_THROUGH):
                 continue
-            if self.pool is not None and self.pool[0] == index and self.pool[2]:
-                features = self.pool[1]
+            if self.pool is not None and self.pool[0] == index and self.pool[3]:
+                features, pooled = self.pool[1], self.pool[2]
                 if features.shape[1] == head.in_features:
-                    return features, head
+                    return features, pooled.flatten(1), head
             return _fail(f"{_describe(module)} before the last linear layer")
         return _fail("a last linear layer fed by no module (pooling done functionally?)")
+
+
+def _active_dropout(model: nn.Module) -> bool:
+    return any(isinstance(m, _PASS_THROUGH[2:]) and m.training and getattr(m, "p", 0) > 0 for m in model.modules())
+
+
+def _check_head_reproduces(pooled: torch.Tensor, head: nn.Linear, logits: torch.Tensor) -> None:
+    """The head found by structure must be what made the logits: the pooled features through it
+    reproduce them, up to a positive factor (as ``fast_cnn``'s logit scale; a CAM divided by its
+    maximum does not change under it), at the cost of one (B, D) x (D, K) product. A model that
+    changes the pooled features functionally in ``forward`` (``fc(pool(x) - 1)``) fails here
+    instead of giving wrong maps."""
+    low = torch.is_autocast_enabled(pooled.device.type) or torch.finfo(logits.dtype).eps > 1e-6
+    with torch.no_grad():
+        want = head(pooled if low else pooled.to(head.weight.dtype)).float()
+    got = logits.float()
+    tol = 5e-2 if low else 1e-4
+    size = float(want.abs().amax()) if want.numel() else 0.0
+    if size == 0.0:  # a head that gives zeros (e.g. zero-initialised): the logits must be zeros too
+        ok = float(got.abs().amax()) <= tol if got.numel() else True
+    else:
+        factor = float((got * want).sum() / (want * want).sum())
+        ok = factor > 0 and torch.allclose(got, factor * want, rtol=tol, atol=tol * factor * size)
+    if not ok:
+        _fail(
+            "a model whose logits are not its last linear layer applied to the pooled features "
+            "(an operation between them in forward?)"
+        )
 
 
 def _fail(what: str) -> Any:
@@ -179,12 +238,14 @@ def cam_and_logits(
     if not isinstance(logits, torch.Tensor) or logits.ndim != 2 or logits.shape[0] != x.shape[0]:
         got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
         raise ValueError(_HEAD_ERROR.format(f"a model whose output is {got}, not (B, K) logits"))
-    features, head = recorder.features_and_head(x.shape[0])
+    features, pooled, head = recorder.features_and_head(x.shape[0])
+    if should_check_values(logits, validate) and not _active_dropout(model):
+        _check_head_reproduces(pooled, head, logits)
     if isinstance(classes, str):
         chosen = logits.argmax(dim=1)
     else:
         chosen = _check_classes(classes, x.shape[0], head.out_features, validate).to(head.weight.device)
-    maps = cam_from_features(features, head.weight, chosen, (int(x.shape[-2]), int(x.shape[-1])))
+    maps = cam_from_features(features, head.weight, chosen, (int(x.shape[-2]), int(x.shape[-1])), validate=False)
     return maps.to(x.device), logits
 
 

@@ -158,6 +158,7 @@ def _resolve_config(
 ) -> TrainConfig:
     import yaml
 
+    from . import yamlio
     from .errors import UsageError
     from .train import TrainConfig
 
@@ -167,7 +168,7 @@ def _resolve_config(
         if not path.is_file():
             raise UsageError(f"config file {path} does not exist")
         try:
-            loaded = yaml.safe_load(path.read_text()) or {}
+            loaded = yamlio.load(path.read_text()) or {}
         except yaml.YAMLError as exc:
             where = getattr(exc, "problem_mark", None)
             at = f" (line {where.line + 1})" if where is not None else ""
@@ -195,7 +196,7 @@ def _resolve_config(
             if not eq:
                 raise UsageError(f"--mix-opt {item!r}: expected KEY=VALUE")
             try:
-                mix[key] = yaml.safe_load(value)
+                mix[key] = yamlio.load(value)
             except yaml.YAMLError:
                 raise UsageError(f"--mix-opt {item!r}: the value is not a valid YAML scalar") from None
         values["mix"] = mix
@@ -353,6 +354,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Optional dependencies the commands import, with the extra that installs each: a command that
+# meets one missing says which extra to install, in one line (exit 2), instead of a traceback.
+_EXTRAS = {
+    "yaml": ("PyYAML", "train"),
+    "tqdm": ("tqdm", "train"),
+    "PIL": ("Pillow", "train"),
+    "matplotlib": ("matplotlib", "train"),
+    "skimage": ("scikit-image", "viz"),
+}
+
+
+def _missing_extra(exc: ModuleNotFoundError) -> Optional[str]:
+    top = (exc.name or "").split(".")[0]
+    if top not in _EXTRAS:
+        return None
+    package, extra = _EXTRAS[top]
+    return f"this command needs {package} (module {top!r}), which is in the {extra!r} extra: pip install 'randsaliencymix[{extra}]'"
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     from .errors import UsageError
@@ -361,6 +381,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         return int(args.func(args))
     except UsageError as exc:  # the user's mistake: one line, exit 2; anything else is a bug
         print(f"rsmix {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:  # an optional dependency not installed: name its extra
+        reason = _missing_extra(exc)
+        if reason is None:
+            raise
+        print(f"rsmix {args.command}: error: {reason}", file=sys.stderr)
         return 2
 
 

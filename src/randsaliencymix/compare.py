@@ -83,6 +83,8 @@ def parse_method(spec: str) -> Tuple[str, str, Dict[str, Any]]:
     """``name`` or ``name=method:key=value,key=value`` -> (display name, method, options)."""
     import yaml
 
+    from . import yamlio
+
     if "=" in spec.split(":")[0]:
         name, rest = spec.split("=", 1)
     else:
@@ -102,7 +104,7 @@ def parse_method(spec: str) -> Tuple[str, str, Dict[str, Any]]:
         if not eq:
             raise UsageError(f"bad option {item!r} in {spec!r}; expected key=value")
         try:
-            options[key.strip()] = yaml.safe_load(value)
+            options[key.strip()] = yamlio.load(value)
         except yaml.YAMLError:
             raise UsageError(f"bad option {item!r} in {spec!r}: the value is not a valid YAML scalar") from None
     get_method(method).check_options(options)

@@ -43,6 +43,8 @@ __all__ = ["SALIENCY_ON", "RandSaliencyMix"]
 # Every saliency idea switched on, hard paste on every sample: the settings RandSaliencyMix had as
 # defaults before the CIFAR-10 study chose the current ones. ``RandSaliencyMix(**SALIENCY_ON)``.
 SALIENCY_ON: Dict[str, Any] = {"p": 1.0, "tau_src": 1.0, "tau_dst": 1.0, "eta": 1.0, "mixup_prob": 0.0, "gamma": 0.5}
+# The largest patch_noise sigma accepted: ten times the value range (more only saturates).
+MAX_PATCH_NOISE = 10.0
 
 
 class RandSaliencyMix(DetectorMixer):
@@ -58,10 +60,11 @@ class RandSaliencyMix(DetectorMixer):
     * ``eta``: blend strength inside the box, a number (1 = hard paste) or ``"beta"`` for
       ``Beta(beta_blend, beta_blend)`` per sample; ``mixup_prob``: per-sample switch to MixUp.
     * ``gamma``: source label weight ``gamma * w_saliency + (1 - gamma) * w_area``.
-    * ``patch_noise`` (sigma >= 0): inside the pasted box the source pixels get ``sigma * N(0, 1)``
+    * ``patch_noise`` (0 <= sigma <= 10, ten times the images' value range): inside the pasted box the source pixels get ``sigma * N(0, 1)``
       per pixel and channel, in the units of the images (for uint8 images ``255 * sigma``, the
       noisy source rounded and clipped to 0..255). Labels are unchanged. The noise is drawn last
       and kept in the params (``MixParams.noise``), so a step replays exactly; ``0`` draws none.
+      Pixels outside the box are never touched by the noise, whatever its values.
     * ``pairing``: how each target's source is chosen when no ``perm`` is given. ``"random"``: a
       random permutation. ``"complementary"``: GuidedMixup's greedy cycle on the distances of the
       blurred, sum-normalised saliency maps (deterministic given the maps). ``"confusion"``: each
@@ -130,6 +133,8 @@ class RandSaliencyMix(DetectorMixer):
         self.gamma = check_probability("gamma", gamma)
         self.eps = check_positive("eps", eps)
         self.patch_noise = check_nonnegative("patch_noise", patch_noise)
+        if self.patch_noise > MAX_PATCH_NOISE:  # larger sigmas only saturate, and can overflow float16
+            raise ValueError(f"Expected patch_noise <= {MAX_PATCH_NOISE:g}, but got {patch_noise} instead.")
         self.pairing = check_choice("pairing", pairing, ("random", "complementary", "confusion"))
         self.confusion_update = check_choice("confusion_update", confusion_update, CONFUSION_UPDATES)
         self.confusion_weight = check_probability("confusion_weight", confusion_weight)
