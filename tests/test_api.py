@@ -133,7 +133,7 @@ def test_random_choice_takes_its_operators_positionally_and_the_rest_by_keyword(
 class HalfMix(Mixer):
     """The left half of each source over the left half of its target, with probability p."""
 
-    def draw_params(self, x, generator, perm, saliency):
+    def draw_params(self, x, generator, perm, saliency, labels=None):
         n, (h, w), dev = x.shape[0], x.shape[-2:], x.device
         if perm is None:
             perm = torch.randperm(n, generator=generator, device=dev)
@@ -151,15 +151,18 @@ class HalfMix(Mixer):
         )
 
 
-def test_draw_params_is_the_documented_typed_hook():
+def test_draw_params_is_the_one_documented_typed_hook():
     names = list(inspect.signature(Mixer.draw_params).parameters)
-    assert names == ["self", "x", "generator", "perm", "saliency"]
-    assert "draw_params" in (Mixer.__doc__ or "")
-    # The hook of operators whose draws need the labels, and the step observer: no-ops by default.
-    names = list(inspect.signature(Mixer.draw_params_with_labels).parameters)
     assert names == ["self", "x", "generator", "perm", "saliency", "labels"]
+    assert "draw_params" in (Mixer.__doc__ or "")
+    assert not hasattr(Mixer, "draw_params_with_labels")  # one hook, not two
     op = HalfMix(num_classes=K)
     assert op.uses_labels is False and op.observe(torch.randn(2, K), torch.arange(2)) is None
+    # Every operator of the library implements the five-argument hook itself.
+    import randsaliencymix as rsm
+
+    for cls in (rsm.MixUp, rsm.CutMix, rsm.SaliencyMix, rsm.RandSaliencyMix, rsm.GuidedMixup, rsm.RandomChoiceMix):
+        assert list(inspect.signature(cls.draw_params).parameters)[-1] == "labels", cls
 
 
 def test_labels_reach_an_operator_that_uses_them():
@@ -170,9 +173,9 @@ def test_labels_reach_an_operator_that_uses_them():
         def uses_labels(self):
             return True
 
-        def draw_params_with_labels(self, x, generator, perm, saliency, labels):
+        def draw_params(self, x, generator, perm, saliency, labels=None):
             seen.append(labels)
-            return self.draw_params(x, generator, perm, saliency)
+            return super().draw_params(x, generator, perm, saliency)
 
     x = torch.randn(4, 3, 8, 8, generator=gen(0))
     op = LabelMix(num_classes=K)
@@ -184,12 +187,43 @@ def test_labels_reach_an_operator_that_uses_them():
     plain = []
 
     class Plain(HalfMix):
-        def draw_params_with_labels(self, x, generator, perm, saliency, labels):
+        def draw_params(self, x, generator, perm, saliency, labels=None):
             plain.append(labels)
-            return self.draw_params(x, generator, perm, saliency)
+            return super().draw_params(x, generator, perm, saliency)
 
     Plain(num_classes=K)(x, torch.arange(4), generator=gen(2))
     assert plain == [None]
+
+
+def test_subclasses_of_the_old_hooks_keep_working_through_the_adapter():
+    """0.x's hooks: a four-argument draw_params, and draw_params_with_labels for operators that
+    read labels. Both still work, drawing exactly what today's hook draws."""
+    x, y = torch.randn(4, 3, 8, 8, generator=gen(0)), torch.tensor([0, 1, 2, 3])
+    seen = []
+
+    class OldFour(Mixer):
+        def draw_params(self, x, generator, perm, saliency):  # the 0.x signature
+            return HalfMix.draw_params(self, x, generator, perm, saliency)
+
+    class OldLabels(Mixer):
+        @property
+        def uses_labels(self):
+            return True
+
+        def draw_params(self, x, generator, perm, saliency):
+            return HalfMix.draw_params(self, x, generator, perm, saliency)
+
+        def draw_params_with_labels(self, x, generator, perm, saliency, labels):
+            seen.append(labels)
+            return self.draw_params(x, generator, perm, saliency)
+
+    today = HalfMix(num_classes=K)(x, y, generator=gen(1))
+    for cls in (OldFour, OldLabels):
+        old = cls(num_classes=K)(x, y, generator=gen(1))
+        assert all(torch.equal(a, b) for a, b in zip(old, today)), cls
+    assert [t.tolist() for t in seen] == [[0, 1, 2, 3]]
+    # In RandomChoiceMix too (it calls each operator's hook through the same adapter).
+    assert RandomChoiceMix([OldFour(num_classes=K)], num_classes=K)(x, y, generator=gen(2))[0].shape == x.shape
 
 
 def test_user_operator_works_with_forward_sample_params_and_apply():
@@ -224,11 +258,11 @@ def test_hook_results_are_checked():
     x, y = torch.rand(4, 3, 8, 8), torch.arange(4)
 
     class Broken(Mixer):
-        def draw_params(self, x, generator, perm, saliency):
+        def draw_params(self, x, generator, perm, saliency, labels=None):
             return {"perm": torch.arange(4)}
 
     class WrongSize(Mixer):
-        def draw_params(self, x, generator, perm, saliency):
+        def draw_params(self, x, generator, perm, saliency, labels=None):
             return MixParams.identity(x.shape[0], (4, 4), x.device)
 
     with pytest.raises(TypeError, match=re.escape("Expected draw_params to return MixParams, but got dict instead.")):

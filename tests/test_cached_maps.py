@@ -76,6 +76,38 @@ def test_a_damaged_entry_is_computed_again(images: torch.Tensor, tmp_path: Path)
         assert np.array_equal(z["maps"], first.numpy())
 
 
+def test_another_datasets_maps_under_this_key_are_a_miss(images: torch.Tensor, tmp_path: Path) -> None:
+    """A file holding maps of other images, of the same shape, put where this dataset's entry
+    belongs (copied, renamed, a stale folder): not returned as this dataset's maps."""
+    mine = dataset_maps(images, "fine_grained", cache_dir=tmp_path)
+    (entry,) = tmp_path.glob("maps-fine_grained-*.npz")
+    other = torch.flip(images, dims=[3])  # the same shape, other pixels
+    theirs = dataset_maps(other, "fine_grained", cache=False)
+    assert not torch.equal(theirs, mine)
+    for stored_key in ("another", None):
+        arrays = (
+            {"maps": theirs.numpy()} if stored_key is None else {"maps": theirs.numpy(), "key": np.array(stored_key)}
+        )
+        with open(entry, "wb") as fh:
+            np.savez(fh, **arrays)
+        with pytest.warns() if stored_key is None else _no_warning():
+            again = dataset_maps(images, "fine_grained", cache_dir=tmp_path)
+        assert torch.equal(again, mine)
+
+
+def _no_warning():
+    import contextlib
+    import warnings
+
+    @contextlib.contextmanager
+    def manager():
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            yield
+
+    return manager()
+
+
 def test_cache_false_writes_nothing(images: torch.Tensor, tmp_path: Path) -> None:
     dataset_maps(images[:4], "fine_grained", cache=False, cache_dir=tmp_path)
     assert not list(tmp_path.iterdir())
@@ -88,6 +120,13 @@ def test_cache_false_writes_nothing(images: torch.Tensor, tmp_path: Path) -> Non
         (lambda im: dataset_maps(im[0], "fine_grained"), "Expected uint8 images"),
         (lambda im: dataset_maps(im, "cam"), "Expected detector to be one of fine_grained, spectral"),
         (lambda im: dataset_maps(im, "spectral", batch_size=0), "Expected batch_size"),
+        (lambda im: dataset_maps(im, "spectral", device="tpu9"), "Expected device to be a torch device"),
+        (lambda im: dataset_maps(im, "spectral", device=3.5), "Expected device to be a torch device"),
+        pytest.param(
+            lambda im: dataset_maps(im, "spectral", device="cuda"),
+            "Expected an available device",
+            marks=pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is present here"),
+        ),
     ],
 )
 def test_dataset_maps_errors(images: torch.Tensor, call, match: str) -> None:

@@ -10,14 +10,16 @@ An operator is a sampler of :class:`~randsaliencymix.params.MixParams` plus the 
 * ``op(x, y, params=None, generator=None)`` does both.
 
 Operators whose draws depend on the batch's labels (RandSaliencyMix's confusion pairing) say so
-with :attr:`Mixer.uses_labels` and implement :meth:`Mixer.draw_params_with_labels`; operators that
+with :attr:`Mixer.uses_labels` and read the ``labels`` argument of :meth:`Mixer.draw_params`, the
+one sampling hook; operators that
 learn from the model's outputs implement :meth:`Mixer.observe` (a no-op for the others), so a
 training loop can call ``op.observe(logits, y)`` after every step whatever the operator.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence, Tuple, Union, overload
+import inspect
+from typing import Callable, Dict, Optional, Sequence, Tuple, Type, Union, overload
 
 import torch
 from torch import nn
@@ -49,7 +51,7 @@ class Mixer(nn.Module):
     of each source pasted over the left half of its target, with probability ``p`` per sample::
 
         class HalfMix(Mixer):
-            def draw_params(self, x, generator, perm, saliency):
+            def draw_params(self, x, generator, perm, saliency, labels=None):
                 n, (h, w), dev = x.shape[0], x.shape[-2:], x.device
                 if perm is None:
                     perm = torch.randperm(n, generator=generator, device=dev)
@@ -62,8 +64,11 @@ class Mixer(nn.Module):
                     perm=perm, src_boxes=box, dst_boxes=box, applied=applied, source_weight=area,
                 )
 
-    An operator whose draws need the batch's labels sets ``uses_labels`` and implements
-    :meth:`draw_params_with_labels` instead (``draw_params`` then calls it without labels).
+    An operator whose draws need the batch's labels sets ``uses_labels`` and reads ``labels``.
+    Subclasses written for the hooks of version 0.x keep working through one adapter
+    (:func:`_draw`): a four-argument ``draw_params(x, generator, perm, saliency)`` is called
+    without labels, and a ``draw_params_with_labels(x, generator, perm, saliency, labels)``
+    override is called with them.
 
     Arguments (keyword only): ``num_classes`` (needed for ``(B,)`` class-index labels), ``p`` (the
     probability of mixing, for the subclass to use), ``label_smoothing`` (applied to the soft
@@ -92,33 +97,25 @@ class Mixer(nn.Module):
         generator: torch.Generator,
         perm: Optional[torch.Tensor],
         saliency: Optional[torch.Tensor],
+        labels: Optional[torch.Tensor] = None,
     ) -> MixParams:
-        """Draw the parameters of one mixing step for the batch ``x`` ``(B, C, H, W)``.
+        """Draw the parameters of one mixing step for the batch ``x`` ``(B, C, H, W)``: the one
+        sampling hook of an operator.
 
         Called by :meth:`sample_params` and :meth:`forward` after validation, with:
         ``generator`` the generator to draw every random number from (on ``x``'s device; never
         ``None``), ``perm`` the caller's pairing (a checked ``(B,)`` long tensor: target ``i`` gets
-        source ``perm[i]``) or ``None`` to draw one, and ``saliency`` the caller's ``(B, H, W)``
-        maps of ``x`` (checked, detached) or ``None``. ``x`` may require grad: read
-        ``x.detach()``. Return a :class:`MixParams` with ``image_size=(H, W)``; draw without host
-        synchronisation (no ``.item()``, ``.cpu()``, ``nonzero``) to keep the operator fast on GPU.
+        source ``perm[i]``) or ``None`` to draw one, ``saliency`` the caller's ``(B, H, W)``
+        maps of ``x`` (checked, detached) or ``None``, and ``labels`` the batch's class indices
+        ``(B,)`` (long, on ``x``'s device; the argmax of each row for ``(B, K)`` probabilities)
+        when the operator :attr:`uses_labels` and the caller gave labels, else ``None``. ``x`` may
+        require grad: read ``x.detach()``. Return a :class:`MixParams` with ``image_size=(H, W)``;
+        draw without host synchronisation (no ``.item()``, ``.cpu()``, ``nonzero``) to keep the
+        operator fast on GPU.
         """
-        raise NotImplementedError(f"{type(self).__name__} must implement draw_params(x, generator, perm, saliency)")
-
-    def draw_params_with_labels(
-        self,
-        x: torch.Tensor,
-        generator: torch.Generator,
-        perm: Optional[torch.Tensor],
-        saliency: Optional[torch.Tensor],
-        labels: Optional[torch.Tensor],
-    ) -> MixParams:
-        """:meth:`draw_params` with the batch's class indices ``labels`` ``(B,)`` (long, on ``x``'s
-        device; the argmax of each row for ``(B, K)`` probabilities), or ``None`` when the caller
-        gave no labels. Called for every draw; the default ignores the labels and calls
-        :meth:`draw_params`. Operators whose draws depend on the labels override this and set
-        :attr:`uses_labels`."""
-        return self.draw_params(x, generator, perm, saliency)
+        raise NotImplementedError(
+            f"{type(self).__name__} must implement draw_params(x, generator, perm, saliency, labels)"
+        )
 
     @property
     def uses_labels(self) -> bool:
@@ -183,8 +180,8 @@ class Mixer(nn.Module):
         saliency: Optional[torch.Tensor],
         labels: Optional[torch.Tensor] = None,
     ) -> MixParams:
-        """:meth:`draw_params_with_labels`, its result checked (type, batch size, image size, pairing)."""
-        params = self.draw_params_with_labels(x, generator, perm, saliency, labels)
+        """:meth:`draw_params`, its result checked (type, batch size, image size, pairing)."""
+        params = _draw(self, x, generator, perm, saliency, labels)
         if not isinstance(params, MixParams):
             raise TypeError(f"Expected draw_params to return MixParams, but got {type(params).__name__} instead.")
         return check_params(params, x, self.validate)
@@ -249,6 +246,50 @@ class Mixer(nn.Module):
 
     def _lam(self, alpha: float, n: int, per_sample: bool, gen: torch.Generator, dev: torch.device) -> torch.Tensor:
         return rnd.beta(alpha, n if per_sample else 1, gen, dev).expand(n).contiguous()
+
+
+_HOOKS: Dict[type, str] = {}
+
+
+def _hook_of(cls: Type[Mixer]) -> str:
+    """Which sampling hook a Mixer class implements: ``"labels"`` (today's five-argument
+    ``draw_params``), ``"old_labels"`` (0.x's ``draw_params_with_labels``) or ``"old"`` (0.x's
+    four-argument ``draw_params``)."""
+    if cls not in _HOOKS:
+        _HOOKS[cls] = _read_hook(cls)
+    return _HOOKS[cls]
+
+
+def _read_hook(cls: Type[Mixer]) -> str:
+    if "draw_params_with_labels" in {name for klass in cls.__mro__ for name in vars(klass)}:
+        return "old_labels"
+    try:
+        parameters = list(inspect.signature(cls.draw_params).parameters.values())[1:]  # without self
+    except (TypeError, ValueError):  # no signature to read (a C or wrapped callable): today's hook
+        return "labels"
+    if any(p.kind is p.VAR_POSITIONAL for p in parameters) or any(p.name == "labels" for p in parameters):
+        return "labels"
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return "labels" if len(positional) >= 5 else "old"
+
+
+def _draw(
+    op: Mixer,
+    x: torch.Tensor,
+    generator: torch.Generator,
+    perm: Optional[torch.Tensor],
+    saliency: Optional[torch.Tensor],
+    labels: Optional[torch.Tensor],
+) -> MixParams:
+    """The one adapter between the base class and an operator's sampling hook (see :class:`Mixer`)."""
+    hook = _hook_of(type(op))
+    if hook == "labels":
+        return op.draw_params(x, generator, perm, saliency, labels)
+    if hook == "old_labels":
+        old_hook: Callable[..., MixParams] = getattr(op, "draw_params_with_labels")  # noqa: B009
+        return old_hook(x, generator, perm, saliency, labels)
+    four: Callable[..., MixParams] = op.draw_params
+    return four(x, generator, perm, saliency)
 
 
 def _class_indices(y: torch.Tensor, device: torch.device) -> torch.Tensor:

@@ -75,7 +75,7 @@ def _check_cam_inputs(
         raise ValueError(f"Expected features as a floating-point (B, D, h, w) tensor, but got {got} instead.")
     d = int(features.shape[1])
     if not isinstance(weight, torch.Tensor) or weight.ndim != 2 or int(weight.shape[1]) != d:
-        got = tuple(weight.shape) if isinstance(weight, torch.Tensor) else type(weight).__name__
+        got = str(tuple(weight.shape)) if isinstance(weight, torch.Tensor) else type(weight).__name__
         raise ValueError(
             f"Expected weight of shape (K, {d}), one row per class over the D features, but got {got} instead."
         )

@@ -14,7 +14,7 @@ from torch import nn
 from .errors import UsageError
 from .files import atomic_save
 
-__all__ = ["read_checkpoint", "restore_checkpoint", "save_checkpoint"]
+__all__ = ["check_resumable_state", "read_checkpoint", "restore_checkpoint", "save_checkpoint"]
 
 
 def save_checkpoint(
@@ -68,6 +68,36 @@ def read_checkpoint(path: Path, device: torch.device | str = "cpu") -> Dict[str,
     return state
 
 
+def check_resumable_state(state: Dict[str, Any], where: Path) -> None:
+    """A UsageError naming ``where`` and the first thing missing or malformed in a checkpoint that
+    is to be resumed (every key :func:`restore_checkpoint` reads, with its type)."""
+
+    def bad(what: str) -> UsageError:
+        return UsageError(f"cannot resume from the checkpoint {where}: {what}")
+
+    for key, kind, words in (
+        ("model", dict, "a state dict"),
+        ("optimizer", dict, "an optimiser state dict"),
+        ("config", dict, "a mapping of config keys"),
+    ):
+        if key not in state:
+            raise bad(f"it has no {key!r}")
+        if not isinstance(state[key], kind):
+            raise bad(f"its {key!r} is {type(state[key]).__name__}, not {words}")
+    epoch = state.get("epoch")
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+        raise bad(f"its 'epoch' must be a whole number >= 0, got {epoch!r}")
+    elapsed = state.get("elapsed")
+    if isinstance(elapsed, bool) or not isinstance(elapsed, (int, float)):
+        raise bad(f"its 'elapsed' must be a number of seconds, got {elapsed!r}")
+    states = state.get("mix_gen")
+    for key, value in (("data_gen", state.get("data_gen")), ("torch_rng", state.get("torch_rng"))) + tuple(
+        ("mix_gen", v) for v in (states if isinstance(states, list) else [states])
+    ):
+        if not isinstance(value, torch.Tensor) or value.dtype != torch.uint8 or value.ndim != 1:
+            raise bad(f"its {key!r} is not a generator state (a 1-d uint8 tensor)")
+
+
 def restore_checkpoint(
     state: Dict[str, Any],
     *,
@@ -78,18 +108,36 @@ def restore_checkpoint(
     mix_gen: torch.Generator,
     rank: int,
     mixer: Optional[nn.Module] = None,
+    where: Path = Path("checkpoint.pt"),
 ) -> Tuple[int, float]:
-    """Load a checkpoint's state into the run's objects; returns (epochs done, seconds so far)."""
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
+    """Load a checkpoint's state into the run's objects; returns (epochs done, seconds so far).
+    A checkpoint that does not fit them is a UsageError naming ``where`` (nothing is written)."""
+    check_resumable_state(state, where)
+
+    def restore(what: str, load: Any, value: Any) -> None:
+        try:
+            load(value)
+        except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise UsageError(
+                f"cannot resume from the checkpoint {where}: its {what} does not fit this run: {reason}"
+            ) from None
+
+    restore("model", model.load_state_dict, state["model"])
+    restore("optimizer", optimizer.load_state_dict, state["optimizer"])
     # Generator states are CPU byte tensors whatever the generator's device (map_location may
     # have moved them).
-    data_gen.set_state(state["data_gen"].cpu())
-    mix_state = state["mix_gen"][rank] if isinstance(state["mix_gen"], list) else state["mix_gen"]
-    mix_gen.set_state(mix_state.cpu())
-    torch.set_rng_state(state["torch_rng"].cpu())
+    restore("data_gen", data_gen.set_state, state["data_gen"].cpu())
+    mix_states = state["mix_gen"]
+    if isinstance(mix_states, list) and rank >= len(mix_states):
+        raise UsageError(
+            f"cannot resume from the checkpoint {where}: it holds {len(mix_states)} ranks' mix_gen, not rank {rank}'s"
+        )
+    mix_state = mix_states[rank] if isinstance(mix_states, list) else mix_states
+    restore("mix_gen", mix_gen.set_state, mix_state.cpu())
+    restore("torch_rng", torch.set_rng_state, state["torch_rng"].cpu())
     if scaler is not None and "scaler" in state:
-        scaler.load_state_dict(state["scaler"])
+        restore("scaler", scaler.load_state_dict, state["scaler"])
     if mixer is not None and "mixer" in state:
-        mixer.load_state_dict(state["mixer"])
+        restore("mixer", mixer.load_state_dict, state["mixer"])
     return int(state["epoch"]), float(state["elapsed"])

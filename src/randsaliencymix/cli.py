@@ -23,9 +23,20 @@ if TYPE_CHECKING:
     from .train import TrainConfig
 
 
+# rsmix show's image side: the detectors need a few pixels, and the figure holds dozens of float
+# copies of every image (beyond 2048 px it fits no screen and strains memory).
+_SHOW_SIZES = (8, 2048)
+
+
 def _cmd_show(args: argparse.Namespace) -> int:
+    from .errors import UsageError
     from .gallery import CamModel, draw_gallery, folder_images, sample_images
 
+    lo, hi = _SHOW_SIZES
+    if args.size is not None and not lo <= args.size <= hi:
+        raise UsageError(f"--size must be from {lo} to {hi} pixels, got {args.size}")
+    if args.limit < 2:
+        raise UsageError(f"--limit must be >= 2 (the operators pair each image with another), got {args.limit}")
     cam = None
     size = args.size
     if args.checkpoint is not None:
@@ -37,13 +48,11 @@ def _cmd_show(args: argparse.Namespace) -> int:
     size = size or 128
     if args.images is not None:
         if not Path(args.images).is_dir():
-            print(f"rsmix show: error: --images {args.images} is not a directory", file=sys.stderr)
-            return 2
+            raise UsageError(f"--images {args.images} is not a directory")
         try:
             images = folder_images(Path(args.images), size, args.limit)
         except ValueError as exc:
-            print(f"rsmix show: error: {exc}", file=sys.stderr)
-            return 2
+            raise UsageError(str(exc)) from None
     else:
         images = sample_images(size)
     out = draw_gallery(images, Path(args.out), seed=args.seed, cam=cam)
@@ -281,7 +290,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     show.add_argument("--images", default=None, help="folder of images (default: scikit-image's sample photographs)")
     show.add_argument(
-        "--size", type=int, default=None, help="side of the square images (default: the run's image size, else 128)"
+        "--size",
+        type=int,
+        default=None,
+        help="side of the square images, 8 to 2048 (default: the run's image size, else 128)",
     )
     show.add_argument(
         "--checkpoint",
@@ -290,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
         "that read them",
     )
     show.add_argument("--device", default="cpu", help="device of --checkpoint's model (default: cpu)")
-    show.add_argument("--limit", type=int, default=4, help="how many images of --images to use")
+    show.add_argument("--limit", type=int, default=4, help="how many images of --images to use (at least 2)")
     show.add_argument("--seed", type=int, default=0, help="seed of the operators' generator")
     show.set_defaults(func=_cmd_show)
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from .errors import UsageError
-from .files import atomic_write_bytes, atomic_write_json
+from .files import atomic_write, atomic_write_bytes, atomic_write_json, make_folder
 from .methods import get_method
 from .train import TrainConfig, available_device, load_splits
 
@@ -132,7 +132,7 @@ def die_with_parent() -> None:
 
 
 def _launch(cfg: TrainConfig, directory: Path, quiet: bool) -> int:
-    directory.mkdir(parents=True, exist_ok=True)
+    make_folder(directory)
     request = directory / "request.json"
     atomic_write_json(asdict(cfg), request)
     cmd = [
@@ -184,6 +184,7 @@ def compare(
     if len(set(names)) != len(names):
         raise UsageError(f"method names must be unique, got {names}")
     references = _references(reference, names)
+    make_folder(out)  # a read-only or unwritable --out fails here, in one line, before any run
     todo = []
     # Seed-major order: a study stopped part-way has every method for its first seeds, so its
     # paired differences are usable.
@@ -310,6 +311,15 @@ def summarise(
     return summary
 
 
+def _save_figure(fig: Any, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    try:
+        atomic_write(path, lambda fh: fig.savefig(fh, dpi=120, format="png"))
+    finally:
+        plt.close(fig)
+
+
 def _plots(
     out: Path, names: Sequence[str], seeds: Sequence[int], by_name: Dict[str, Dict[int, Any]], metric: str
 ) -> None:
@@ -335,8 +345,7 @@ def _plots(
         ax.set_ylim(max(0, min(finite) - 3 * max(cis + [0.5])), max(finite) + 3 * max(cis + [0.5]))
     ax.set_title("final error, mean ± 95% CI over seeds", fontsize=9)
     fig.tight_layout()
-    fig.savefig(out / "final_error.png", dpi=120)
-    plt.close(fig)
+    _save_figure(fig, out / "final_error.png")
 
     fig, ax = plt.subplots(figsize=(5, 3.2))
     for n in names:
@@ -358,5 +367,4 @@ def _plots(
     ax.legend(fontsize=7)
     ax.set_title("validation curves (mean over seeds)", fontsize=9)
     fig.tight_layout()
-    fig.savefig(out / "val_curves.png", dpi=120)
-    plt.close(fig)
+    _save_figure(fig, out / "val_curves.png")

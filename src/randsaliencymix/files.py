@@ -18,7 +18,14 @@ from typing import Any, Callable, Union
 
 from .errors import UsageError
 
-__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_json", "atomic_save", "remove_stale_temporaries"]
+__all__ = [
+    "atomic_save",
+    "atomic_write",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "make_folder",
+    "remove_stale_temporaries",
+]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -65,6 +72,18 @@ def atomic_write(path: PathLike, write: Callable[[Any], None], mode: int = 0o644
                 os.unlink(tmp)
             except OSError:
                 pass
+
+
+def make_folder(path: PathLike) -> Path:
+    """``mkdir -p``, with the same one-line errors as the writer (a read-only parent, say)."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        if exc.errno in _USER_ERRNOS:
+            raise _user_error(path, exc) from exc
+        raise
+    return path
 
 
 def atomic_write_bytes(path: PathLike, data: bytes) -> None:

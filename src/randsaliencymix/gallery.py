@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from .augment import normalize
 from .cam import class_activation_maps
+from .files import atomic_write
 from .methods import build_mixer
 from .mixing import SALIENCY_ON
 from .saliency import fine_grained, spectral_residual
@@ -175,7 +176,8 @@ def draw_gallery(
     fig.suptitle("Saliency maps (uint8 images) and operator outputs; label weights target / source", fontsize=9)
     fig.tight_layout()
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    try:  # through the one atomic writer: a read-only folder is one line, never half an image
+        atomic_write(out, lambda fh: fig.savefig(fh, dpi=110, format=out.suffix.lstrip(".").lower() or "png"))
+    finally:
+        plt.close(fig)
     return out

@@ -82,6 +82,7 @@ class GuidedMixup(DetectorMixer):
         generator: torch.Generator,
         perm: Optional[torch.Tensor],
         saliency: Optional[torch.Tensor],
+        labels: Optional[torch.Tensor] = None,
     ) -> MixParams:
         n, dev = x.shape[0], x.device
         height, width = int(x.shape[-2]), int(x.shape[-1])

@@ -65,6 +65,7 @@ class NoMix(Mixer):
         generator: torch.Generator,
         perm: Optional[torch.Tensor],
         saliency: Optional[torch.Tensor],
+        labels: Optional[torch.Tensor] = None,
     ) -> MixParams:
         return MixParams.identity(x.shape[0], (x.shape[-2], x.shape[-1]), x.device)
 
@@ -96,6 +97,7 @@ class MixUp(_BatchOrSampleMixer):
         generator: torch.Generator,
         perm: Optional[torch.Tensor],
         saliency: Optional[torch.Tensor],
+        labels: Optional[torch.Tensor] = None,
     ) -> MixParams:
         n, dev = x.shape[0], x.device
         per_sample = self.mode == "sample"
@@ -159,6 +161,7 @@ class CutMix(_BatchOrSampleMixer):
         generator: torch.Generator,
         perm: Optional[torch.Tensor],
         saliency: Optional[torch.Tensor],
+        labels: Optional[torch.Tensor] = None,
     ) -> MixParams:
         n, dev = x.shape[0], x.device
         height, width = x.shape[-2:]
@@ -218,6 +221,7 @@ class SaliencyMix(DetectorMixer):
         generator: torch.Generator,
         perm: Optional[torch.Tensor],
         saliency: Optional[torch.Tensor],
+        labels: Optional[torch.Tensor] = None,
     ) -> MixParams:
         n, dev = x.shape[0], x.device
         height, width = x.shape[-2:]
@@ -312,16 +316,7 @@ class RandomChoiceMix(Mixer):
         generator: torch.Generator,
         perm: Optional[torch.Tensor],
         saliency: Optional[torch.Tensor],
-    ) -> MixParams:
-        return self.draw_params_with_labels(x, generator, perm, saliency, None)
-
-    def draw_params_with_labels(
-        self,
-        x: torch.Tensor,
-        generator: torch.Generator,
-        perm: Optional[torch.Tensor],
-        saliency: Optional[torch.Tensor],
-        labels: Optional[torch.Tensor],
+        labels: Optional[torch.Tensor] = None,
     ) -> MixParams:
         n, dev = x.shape[0], x.device
         height, width = int(x.shape[-2]), int(x.shape[-1])

@@ -350,16 +350,7 @@ class RandSaliencyMix(DetectorMixer):
         generator: torch.Generator,
         perm: Optional[torch.Tensor],
         saliency: Optional[torch.Tensor],
-    ) -> MixParams:
-        return self.draw_params_with_labels(x, generator, perm, saliency, None)
-
-    def draw_params_with_labels(
-        self,
-        x: torch.Tensor,
-        generator: torch.Generator,
-        perm: Optional[torch.Tensor],
-        saliency: Optional[torch.Tensor],
-        labels: Optional[torch.Tensor],
+        labels: Optional[torch.Tensor] = None,
     ) -> MixParams:
         n, dev = x.shape[0], x.device
         height, width = x.shape[-2:]

@@ -44,6 +44,14 @@ def check_output_folder(folder: Path, *, resume: bool, overwrite: bool) -> None:
     if parent is not None and not parent.is_dir():
         raise UsageError(f"--out {folder}: {parent} is a file, not a folder")
     state = _run_state(folder) if folder.is_dir() else None
+    if state is not None and resume and not (folder / "checkpoint.pt").exists():
+        # Trained epochs without the checkpoint they end in: resuming would start again and
+        # throw them away. (A folder killed before its first checkpoint has no epochs: it starts.)
+        if state == "finished" or read_log(folder):
+            raise UsageError(
+                f"{folder} holds a {state} run but no checkpoint.pt to resume from; pass --overwrite to "
+                "delete it and start again, or choose another --out"
+            )
     if state is not None and not resume and not overwrite:
         raise UsageError(
             f"{folder} holds a {state} run; pass --resume to continue it, --overwrite to delete it and "

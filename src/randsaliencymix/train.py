@@ -24,7 +24,7 @@ from typing import Any, Callable, ContextManager, Dict, List, Optional, Tuple
 import torch
 from torch import nn
 
-from .checkpoint import read_checkpoint, restore_checkpoint, save_checkpoint
+from .checkpoint import check_resumable_state, read_checkpoint, restore_checkpoint, save_checkpoint
 from .config import _ADDED_KEYS, _MOVABLE, TrainConfig, available_device, lr_at
 from .data import ArrayDataset, class_balanced_subset, dataset_maps, load_dataset, train_val_split
 from .errors import UsageError
@@ -33,7 +33,7 @@ from .files import atomic_write_json
 from .loss import soft_target_cross_entropy
 from .methods import METHOD_NAMES, build_mixer
 from .mixing import Mixer
-from .models import build_model
+from .models import build_model, check_model_takes
 from .pipeline import DeviceLoader
 from .precision import autocast, emulation_warning, scaler_needed
 from .runs import RunLock, append_log, check_output_folder, read_log, start_run_folder
@@ -147,6 +147,8 @@ def _build_run(cfg: TrainConfig) -> _Run:
         torch.set_num_threads(cfg.threads)
     device = _run_device(cfg, world)
     _check_precision_on(cfg.precision, device, rank)
+    if cfg.image_size:  # before decoding: a size the model cannot take fails now, in one line
+        check_model_takes(cfg.model, cfg.image_size)
     train_ds, val_ds = load_splits(cfg)
     if cfg.test:  # a missing or unreadable test split fails now, not after training
         _load_test_split(cfg)
@@ -239,10 +241,11 @@ def _begin(run: _Run, out_dir: Path, *, resume: bool, overwrite: bool, extend: b
     start_epoch, elapsed = 0, 0.0
     if resume and (out_dir / "checkpoint.pt").exists():
         state = read_checkpoint(out_dir, run.device)
-        _check_resumable(state.get("config", {}), run.cfg, out_dir, extend, int(state["epoch"]))
+        check_resumable_state(state, out_dir / "checkpoint.pt")
+        _check_resumable(state["config"], run.cfg, out_dir, extend, int(state["epoch"]))
         start_epoch, elapsed = restore_checkpoint(
             state, model=run.model, optimizer=run.optimizer, scaler=run.scaler, data_gen=run.data_gen,
-            mix_gen=run.mix_gen, rank=run.rank, mixer=run.mixer,
+            mix_gen=run.mix_gen, rank=run.rank, mixer=run.mixer, where=out_dir / "checkpoint.pt",
         )  # fmt: skip
     elif run.main:
         check_output_folder(out_dir, resume=resume, overwrite=overwrite)  # again, now that we hold the lock

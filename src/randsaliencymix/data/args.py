@@ -12,7 +12,7 @@ from typing import Optional, Tuple, Union
 
 from ..errors import UsageError
 
-__all__ = ["PathLike", "SizeArg", "check_int", "check_size"]
+__all__ = ["PathLike", "SizeArg", "available_memory", "check_fits", "check_int", "check_size"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 SizeArg = Optional[Union[int, Tuple[int, int]]]
@@ -36,3 +36,32 @@ def check_size(size: SizeArg) -> Optional[Tuple[int, int]]:
     if isinstance(size, (tuple, list)) and len(size) == 2:
         return check_int("size[0]", size[0], 1), check_int("size[1]", size[1], 1)
     raise TypeError(f"Expected size as an int or (height, width), but got {size!r} instead.")
+
+
+def available_memory() -> int:
+    """Bytes of memory available to a new allocation: ``MemAvailable`` of ``/proc/meminfo`` (Linux),
+    else the physical memory, else 0 (unknown)."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (OSError, ValueError, AttributeError):
+        return 0
+
+
+def check_fits(n: int, channels: int, height: int, width: int, what: str) -> None:
+    """A UsageError, before anything is decoded, when ``n`` uint8 images of that shape cannot fit
+    in the memory available (unknown memory: no check)."""
+    need = n * channels * height * width
+    have = available_memory()
+    if have and need > have:
+        side = int((have / max(n * channels, 1)) ** 0.5)
+        raise UsageError(
+            f"{what}: {n:,} images at {height}x{width} need {need / 2**30:,.1f} GiB as uint8, but this machine has "
+            f"{have / 2**30:,.1f} GiB available: choose a smaller size (at most about {side} px fits)"
+        )

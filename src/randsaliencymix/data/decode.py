@@ -11,6 +11,7 @@ from typing import Any, Optional, Sequence, Tuple
 import numpy as np
 
 from ..errors import UsageError
+from .args import check_fits
 
 __all__ = ["decode_image", "decode_all"]
 
@@ -59,7 +60,9 @@ def _cover_and_crop(im: Any, size: Tuple[int, int]) -> Any:
 
 def decode_all(items: Sequence[Tuple[str, bytes]], size: Optional[Tuple[int, int]]) -> np.ndarray:
     """Decode every ``(where, bytes)`` into one ``(N, H, W, 3)`` array; all must share one size
-    unless resized."""
+    unless resized (then a size whose array cannot fit in memory is refused before decoding)."""
+    if size is not None:
+        check_fits(len(items), 3, size[0], size[1], "decoding")
     first = decode_image(items[0][1], items[0][0], size)
     out = np.empty((len(items), *first.shape), dtype=np.uint8)
     out[0] = first

@@ -7,8 +7,10 @@ exactly; the spectral residual's are rounded to the nearest 1/255 (an error of a
 
 The maps are cached beside the decoded images (``$RSMIX_CACHE``, see :mod:`.cache`), keyed by a
 digest of the images' bytes and shape, the detector and :data:`MAPS_FORMAT`: the same pixels give
-the same entry whichever source or path they came from, and different pixels never share one. A
-damaged entry is a miss that is computed again; a cache that cannot be written is a warning.
+the same entry whichever source or path they came from, and different pixels never share one. The
+entry also stores that key, so a file holding other maps (another dataset's, copied or renamed
+into place) is a miss, as is a damaged entry: both are computed again. A cache that cannot be
+written is a warning.
 
 :class:`~randsaliencymix.pipeline.DeviceLoader` (``maps=``) crops and flips the maps with their
 images, with the same draws, so each batch's maps cost no detector call (the seed repository
@@ -32,7 +34,8 @@ __all__ = ["MAP_DETECTORS", "MAPS_FORMAT", "dataset_maps", "images_digest"]
 # The detectors whose maps depend on the image alone (CAM depends on the model: never cached).
 MAP_DETECTORS = ("fine_grained", "spectral")
 # Bump when a detector's output or the entry's layout changes, so old maps are never read.
-MAPS_FORMAT = 1
+# 2: the entry stores its own key (a file of other maps under this name is a miss).
+MAPS_FORMAT = 2
 
 
 def images_digest(images: torch.Tensor) -> str:
@@ -43,6 +46,20 @@ def images_digest(images: torch.Tensor) -> str:
     for start in range(0, flat.numel(), step):
         h.update(flat[start : start + step].numpy().data)  # the bytes in place, no copy
     return h.hexdigest()
+
+
+def _check_device(device: object) -> torch.device:
+    try:
+        dev = torch.device(device)  # type: ignore[call-overload]
+    except (RuntimeError, ValueError, TypeError):
+        raise ValueError(
+            f"Expected device to be a torch device such as 'cpu' or 'cuda', but got {device!r} instead."
+        ) from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"Expected an available device, but got {device!r} instead (torch.cuda.is_available() is False)."
+        )
+    return dev
 
 
 def dataset_maps(
@@ -69,20 +86,27 @@ def dataset_maps(
     if detector not in MAP_DETECTORS:
         raise ValueError(f"Expected detector to be one of {', '.join(MAP_DETECTORS)}, but got {detector!r} instead.")
     batch_size = check_int("batch_size", batch_size, 1)
-    dev = torch.device(device) if device is not None else images.device
+    dev = _check_device(device) if device is not None else images.device
     n, _, h, w = images.shape
-    path = None
+    path, key = None, ""
     if cache:
         folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
         options = {"detector": detector, "format": MAPS_FORMAT}
-        path = cache_path(folder, f"maps-{detector}", images_digest(images), options)
-        stored = read_arrays(path, ("maps",))
-        if stored is not None and stored["maps"].shape == (n, h, w) and stored["maps"].dtype == np.uint8:
+        digest = images_digest(images)
+        path = cache_path(folder, f"maps-{detector}", digest, options)
+        key = f"{detector}:{MAPS_FORMAT}:{digest}"
+        stored = read_arrays(path, ("maps", "key"))
+        if (
+            stored is not None
+            and str(stored["key"]) == key
+            and stored["maps"].shape == (n, h, w)
+            and stored["maps"].dtype == np.uint8
+        ):
             return torch.from_numpy(stored["maps"]).to(dev)
     maps = torch.empty(n, h, w, dtype=torch.uint8, device=dev)
     for start in range(0, n, batch_size):
         chunk = images[start : start + batch_size].to(dev)
         maps[start : start + batch_size] = saliency_map(chunk, detector).mul_(255.0).round_().to(torch.uint8)
     if path is not None:
-        write_arrays(path, {"maps": maps.cpu().numpy()})  # a failure is a warning
+        write_arrays(path, {"maps": maps.cpu().numpy(), "key": np.array(key)})  # a failure is a warning
     return maps

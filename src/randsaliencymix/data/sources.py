@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Optional, Sequence, Tuple
 
 from ..errors import UsageError
-from .args import PathLike, SizeArg, check_int, check_size
+from .args import PathLike, SizeArg, check_fits, check_int, check_size
 from .cache import default_cache_dir
 from .cifar import CIFAR_ARCHIVES, cifar_location, download_cifar, load_cifar
 from .container import ArrayDataset, check_classes, first_per_class, relabel
@@ -101,6 +101,7 @@ def load_dataset(
         if split not in SPLIT_IDS:
             raise UsageError(f"Expected split 'train' or 'test', but got {split!r} instead.")
         n = n_train if split == "train" else n_test
+        check_fits(n, 3, side, side, f"the procedural {split} split")
         return finish(procedural_split(n, seed, split, size=side))
 
     if text in CIFAR_ARCHIVES:

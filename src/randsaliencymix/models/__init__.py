@@ -29,8 +29,10 @@ from __future__ import annotations
 
 from typing import Callable, Dict, Tuple
 
+import torch
 from torch import nn
 
+from ..errors import UsageError
 from .cifar import (
     CifarResNet,
     FastCNN,
@@ -53,6 +55,7 @@ __all__ = [
     "PreActResNet",
     "WideResNet",
     "build_model",
+    "check_model_takes",
     "cifar_resnet18",
     "fast_cnn",
     "fast_resnet",
@@ -86,3 +89,26 @@ def build_model(name: str, num_classes: int, **kw: object) -> nn.Module:
     if name not in _BUILDERS:
         raise ValueError(f"Expected a model name in {', '.join(map(repr, MODEL_NAMES))}, but got {name!r} instead.")
     return _BUILDERS[name](num_classes, **kw)
+
+
+def check_model_takes(name: str, size: int, channels: int = 3) -> None:
+    """A UsageError unless model ``name`` runs on ``size`` x ``size`` images, naming the smallest
+    size that does: no-grad forwards of one image in evaluation mode (milliseconds). Only small
+    sizes are probed (up to 256 px): a model that takes those takes any larger one, memory aside."""
+    if size > 256:
+        return
+    model = build_model(name, 10).eval()
+
+    def runs(side: int) -> bool:
+        try:
+            with torch.no_grad():
+                model(torch.zeros(1, channels, side, side))
+        except (RuntimeError, ValueError):
+            return False
+        return True
+
+    if runs(size):
+        return
+    smallest = next((side for side in range(size + 1, 257) if runs(side)), None)
+    needs = f"at least {smallest}x{smallest}" if smallest else "larger images"
+    raise UsageError(f"model {name!r} cannot take {size}x{size} images (it needs {needs}): raise --image-size")
