@@ -18,8 +18,9 @@ training loop can call ``op.observe(logits, y)`` after every step whatever the o
 
 from __future__ import annotations
 
+import contextvars
 import inspect
-from typing import Callable, Dict, Optional, Sequence, Tuple, Type, Union, overload
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Type, Union, overload
 
 import torch
 from torch import nn
@@ -39,6 +40,11 @@ from .apply import mix_checked
 from .params import MixParams, check_params
 
 __all__ = ["DetectorMixer", "Mixer"]
+
+# The ``validate`` setting that governs a whole call of a composite operator (RandomChoiceMix):
+# set while it draws through its sub-operators, so that their checks follow it, not their own.
+_UNSET = object()
+_GOVERNING: contextvars.ContextVar[object] = contextvars.ContextVar("randsaliencymix_validate", default=_UNSET)
 
 
 class Mixer(nn.Module):
@@ -184,7 +190,17 @@ class Mixer(nn.Module):
         params = _draw(self, x, generator, perm, saliency, labels)
         if not isinstance(params, MixParams):
             raise TypeError(f"Expected draw_params to return MixParams, but got {type(params).__name__} instead.")
-        return check_params(params, x, self.validate)
+        return check_params(params, x, self._validate_now())
+
+    def _validate_now(self) -> Optional[bool]:
+        """``validate`` for the checks of this draw: a composite operator's own while it draws
+        through this one (see :meth:`_governed`), else this operator's."""
+        governing = _GOVERNING.get()
+        return self.validate if governing is _UNSET else governing  # type: ignore[return-value]
+
+    def _governed(self) -> Any:
+        """A context in which every operator's checks follow this operator's ``validate``."""
+        return _Governed(self.validate)
 
     @overload
     def apply(self, x: Callable[[nn.Module], None]) -> Mixer: ...
@@ -292,6 +308,17 @@ def _draw(
     return four(x, generator, perm, saliency)
 
 
+class _Governed:
+    def __init__(self, validate: Optional[bool]) -> None:
+        self.validate, self.token = validate, None
+
+    def __enter__(self) -> None:
+        self.token = _GOVERNING.set(self.validate)  # type: ignore[assignment]
+
+    def __exit__(self, *exc: object) -> None:
+        _GOVERNING.reset(self.token)  # type: ignore[arg-type]
+
+
 def _class_indices(y: torch.Tensor, device: torch.device) -> torch.Tensor:
     """The class of each sample of checked labels: the index, or the argmax of a probability row."""
     classes = y.argmax(dim=1) if y.ndim == 2 else y
@@ -331,4 +358,4 @@ class DetectorMixer(Mixer):
         from .saliency import saliency_map
 
         detected = saliency_map(x.detach(), self.detector, self.value_range, self.mean, self.std, validate=False)
-        return check_saliency_maps(detected, x, self.validate).detach()
+        return check_saliency_maps(detected, x, self._validate_now()).detach()

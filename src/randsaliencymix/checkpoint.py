@@ -30,9 +30,11 @@ def save_checkpoint(
     config: Dict[str, Any],
     classes: List[str],
     mixer: Optional[nn.Module] = None,
+    image_shape: Optional[Tuple[int, int]] = None,
 ) -> None:
     """Write everything :func:`restore_checkpoint` needs; ``mix_states`` is one generator state,
-    or one per rank."""
+    or one per rank; ``image_shape`` the (H, W) of the images the run trained on (evaluation
+    refuses images of another size)."""
     state: Dict[str, Any] = {
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
@@ -44,6 +46,8 @@ def save_checkpoint(
         "config": config,
         "classes": list(classes),
     }
+    if image_shape is not None:
+        state["image_shape"] = [int(image_shape[0]), int(image_shape[1])]
     if scaler is not None:
         state["scaler"] = scaler.state_dict()
     if mixer is not None:  # an operator's learned state (e.g. the confusion matrix of its pairing)

@@ -20,7 +20,7 @@ from . import __version__
 from .precision import PRECISIONS
 
 if TYPE_CHECKING:
-    from .train import TrainConfig
+    from .config import TrainConfig
 
 
 # rsmix show's image side: the detectors need a few pixels, and the figure holds dozens of float
@@ -168,8 +168,8 @@ def _resolve_config(
     import yaml
 
     from . import yamlio
+    from .config import TrainConfig
     from .errors import UsageError
-    from .train import TrainConfig
 
     values: dict = {}
     if args.config is not None:

@@ -20,10 +20,11 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
+from .config import TrainConfig, available_device
 from .errors import UsageError
 from .files import atomic_write, atomic_write_bytes, atomic_write_json, make_folder
 from .methods import get_method
-from .train import TrainConfig, available_device, load_splits
+from .train import load_splits
 
 # A variant's name becomes a folder name: letters, digits and ._+- only, not starting with a dot.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")

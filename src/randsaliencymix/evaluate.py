@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from .checkpoint import read_checkpoint
+from .config import TrainConfig, available_device
 from .data import load_dataset
 from .errors import UsageError
 from .metrics import classification_metrics
@@ -125,7 +126,6 @@ def load_trained_model(
     Given the ``classes`` and ``channels`` of the data it will see (named ``data`` in errors), a
     UsageError unless they are the run's: scores against another class list would be wrong.
     Without ``classes``, the run's own list gives the number of classes."""
-    from .train import available_device
 
     dev = available_device(device)
     return trained_model(read_checkpoint(Path(run), dev), run, dev, classes, channels, data)
@@ -140,8 +140,6 @@ def trained_model(
     data: str,
 ) -> TrainedModel:
     """:func:`load_trained_model` from a checkpoint already read (``state``, from ``run``)."""
-    from .train import TrainConfig
-
     cfg = TrainConfig.from_dict(state["config"])
     saved: Optional[List[str]] = list(state["classes"]) if state.get("classes") is not None else None
     if classes is not None and saved is not None and saved != list(classes):
@@ -191,8 +189,6 @@ def evaluate_checkpoint(
     class list is the run's (else a UsageError: the scores would be against the wrong classes).
     The model's forward runs in ``precision``, by default the run's own (so the scores are the ones
     the run reported); ``"fp32"`` scores a bf16-trained model in full precision."""
-    from .train import TrainConfig, available_device
-
     dev = available_device(device)
     if precision is not None:
         reason = check_precision(precision, dev.type)
@@ -201,6 +197,13 @@ def evaluate_checkpoint(
     state = read_checkpoint(Path(run), dev)
     size = TrainConfig.from_dict(state["config"]).image_size
     ds = load_dataset(data, split, root=data_root, size=size or None)  # the run's image size
+    trained_on = state.get("image_shape")  # (H, W) it trained on (checkpoints from before: unknown)
+    if trained_on is not None and list(ds.images.shape[-2:]) != list(trained_on):
+        h, w = (int(v) for v in trained_on)
+        raise UsageError(
+            f"{run} trained on {h}x{w} images, but {split} of {data} holds {ds.images.shape[-2]}x{ds.images.shape[-1]}: "
+            "scores at another size would not be the run's; evaluate on data of the run's size"
+        )
     trained = trained_model(state, run, dev, ds.classes, ds.images.shape[1], data)
     model, mean, std = trained.model, trained.mean, trained.std
     chosen = precision if precision is not None else trained.precision

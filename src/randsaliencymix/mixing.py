@@ -227,6 +227,11 @@ class SaliencyMix(DetectorMixer):
         height, width = x.shape[-2:]
         perm = _draw_perm(n, generator, dev, perm)
         if self.mode == "official":
+            if saliency is not None:  # would be silently ignored: the authors' code reads its own map
+                raise ValueError(
+                    "Expected no saliency maps for SaliencyMix(mode='official'), which computes the authors' "
+                    "OpenCV map itself, but got maps instead; use mode='per_sample' to read given maps."
+                )
             lam = self._lam(self.alpha, n, False, generator, dev)
             applied = self._coins(n, False, generator, dev)
             peak_r, peak_c = _official_peak(x[perm[0]])
@@ -320,9 +325,10 @@ class RandomChoiceMix(Mixer):
     ) -> MixParams:
         n, dev = x.shape[0], x.device
         height, width = int(x.shape[-2]), int(x.shape[-1])
-        all_params: List[MixParams] = [
-            cast(Mixer, op)._draw_checked(x, generator, perm, saliency, labels) for op in self.ops
-        ]
+        with self._governed():  # this operator's validate governs its sub-operators' checks
+            all_params: List[MixParams] = [
+                cast(Mixer, op)._draw_checked(x, generator, perm, saliency, labels) for op in self.ops
+            ]
         cdf = torch.tensor(list(itertools.accumulate(self.probs)), dtype=torch.float64, device=dev)
         u = rnd.uniform(n if self.mode == "sample" else 1, generator, dev)
         choice = torch.searchsorted(cdf, u, right=True).clamp(max=len(self.ops) - 1).expand(n)

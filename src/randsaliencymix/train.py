@@ -342,7 +342,7 @@ def _save_epoch(run: _Run, out_dir: Path, record: Dict[str, Any], elapsed: float
     save_checkpoint(
         out_dir / "checkpoint.pt", model=run.model, optimizer=run.optimizer, scaler=run.scaler, data_gen=run.data_gen,
         mix_states=mix_states, epoch=record["epoch"] + 1, elapsed=elapsed, config=asdict(run.cfg),
-        classes=run.train_ds.classes, mixer=run.mixer,
+        classes=run.train_ds.classes, mixer=run.mixer, image_shape=(int(run.train_ds.images.shape[-2]), int(run.train_ds.images.shape[-1])),
     )  # fmt: skip
 
 
