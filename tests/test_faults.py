@@ -136,6 +136,8 @@ def test_images_that_require_grad(case, given_maps):
     (1 - s) x_t + s x_s, so the gradient of its sum hands out exactly one unit per pixel."""
     if case == "SaliencyMix-official":
         pytest.importorskip("cv2")
+        if given_maps:
+            pytest.skip("the official SaliencyMix refuses given maps (test_hardening pins it)")
     seen: list = []
     op = GRAD_CASES[case](seen)
     x = images().requires_grad_()

@@ -185,7 +185,6 @@ def compare(
     if len(set(names)) != len(names):
         raise UsageError(f"method names must be unique, got {names}")
     references = _references(reference, names)
-    make_folder(out)  # a read-only or unwritable --out fails here, in one line, before any run
     todo = []
     # Seed-major order: a study stopped part-way has every method for its first seeds, so its
     # paired differences are usable.
@@ -205,6 +204,7 @@ def compare(
         train_images = load_splits(base)[0].images.shape[0]
         if train_images < base.batch_size:
             raise UsageError(f"batch_size {base.batch_size} exceeds the {train_images} training images")
+    make_folder(out)  # every check passed: a read-only or unwritable --out fails here, before any run
     if not quiet:
         print(f"{len(specs) * len(seeds) - len(todo)} runs finished, {len(todo)} to run", flush=True)
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
