@@ -213,3 +213,99 @@ def test_too_many_workers(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("randsaliencymix.collate.get_worker_info", lambda: Info())
     with pytest.raises(ValueError, match=r"Expected at most 1024 DataLoader workers, but got worker id 5000 instead."):
         MixCollate(mixer(), seed=0)([Periodic()[i] for i in range(K)])
+
+
+# ------------------------------------------------------------------------------------------
+# Issue 18: sample layouts, operators that learn from the model, ranks
+# ------------------------------------------------------------------------------------------
+
+
+def _coloured(i: int, h: int = 6, w: int = 7) -> torch.Tensor:
+    """Image i: every pixel the colour (10 i + 1, 10 i + 2, 10 i + 3), uint8 (3, H, W)."""
+    return torch.tensor([10 * i + 1, 10 * i + 2, 10 * i + 3], dtype=torch.uint8).view(3, 1, 1).expand(3, h, w).clone()
+
+
+def _as_layout(image: torch.Tensor, layout: str) -> Any:
+    if layout == "tensor CHW":
+        return image
+    hwc = image.permute(1, 2, 0).numpy().copy()
+    if layout == "numpy HWC":
+        return hwc
+    if layout == "numpy HWC float":
+        return hwc.astype("float32")
+    from PIL import Image
+
+    return Image.fromarray(hwc)
+
+
+@pytest.mark.parametrize("layout", ["tensor CHW", "numpy HWC", "numpy HWC float", "PIL"])
+def test_every_output_pixel_comes_from_one_source_image_in_every_layout(layout: str) -> None:
+    from randsaliencymix import CutMix
+
+    images = [_coloured(i) for i in range(6)]
+    samples = [(_as_layout(img, layout), i % K) for i, img in enumerate(images)]
+    collate = MixCollate(CutMix(num_classes=K, mode="sample"), seed=0)
+    for _ in range(5):
+        x, y = collate(samples)
+        assert x.shape == (6, 3, 6, 7) and y.shape == (6, K)
+        colours = {tuple(float(v) for v in img[:, 0, 0]) for img in images}
+        for pixel in x.permute(0, 2, 3, 1).reshape(-1, 3):
+            assert tuple(float(v) for v in pixel) in colours  # all three channels of one image
+
+
+def test_greyscale_samples_get_one_channel() -> None:
+    import numpy as np
+    from PIL import Image
+
+    from randsaliencymix import CutMix
+
+    collate = MixCollate(CutMix(num_classes=K), seed=0)
+    for image in (np.zeros((5, 5), dtype=np.uint8), Image.new("L", (5, 5)), torch.zeros(5, 5, dtype=torch.uint8)):
+        x, _ = collate([(image, 0), (image, 1)])
+        assert x.shape == (2, 1, 5, 5)
+
+
+def test_samples_that_are_not_images_are_one_clear_error() -> None:
+    import numpy as np
+
+    collate = MixCollate(MixUp(num_classes=K), seed=0)
+    with pytest.raises(ValueError, match=r"Expected a NumPy image of shape \(H, W, C\)"):
+        collate([(np.zeros((2, 3, 4, 5)), 0), (np.zeros((2, 3, 4, 5)), 1)])
+    with pytest.raises(ValueError, match=r"collate to \(B, C, H, W\) images"):
+        collate([(torch.zeros(8), 0), (torch.zeros(8), 1)])
+
+
+@pytest.mark.parametrize(
+    "op",
+    [
+        lambda: RandSaliencyMix(num_classes=K, pairing="confusion"),
+        lambda: __import__("randsaliencymix").RandomChoiceMix(
+            [MixUp(), RandSaliencyMix(pairing="confusion", num_classes=K)], num_classes=K
+        ),
+    ],
+)
+def test_an_operator_that_learns_from_the_model_is_refused_in_workers(op) -> None:
+    with pytest.raises(ValueError, match=r"learns from observe.*mix in the training loop"):
+        MixCollate(op(), seed=0)
+    assert not RandSaliencyMix(num_classes=K, pairing="complementary").learns_from_model
+    MixCollate(RandSaliencyMix(num_classes=K), seed=0)  # random pairing: accepted
+
+
+def test_ranks_draw_differently_and_rank_0_draws_what_one_process_draws(monkeypatch) -> None:
+    monkeypatch.delenv("RANK", raising=False)
+    samples = [(torch.full((3, 8, 8), float(i + 1)), i % K) for i in range(4)]
+
+    def draws(collate: MixCollate) -> List[torch.Tensor]:
+        return [torch.cat([t.flatten() for t in collate(samples)]) for _ in range(3)]
+
+    single = draws(MixCollate(mixer(), seed=3))
+    assert MixCollate(mixer(), seed=3).rank == 0
+    assert all(torch.equal(a, b) for a, b in zip(single, draws(MixCollate(mixer(), seed=3, rank=0))))
+    assert batch_seed(3, 0, 0, 0, 0) == batch_seed(3, 0, 0, 0, 0, 0)  # the seeds of before ranks
+    rank1 = draws(MixCollate(mixer(), seed=3, rank=1))
+    assert not any(torch.equal(a, b) for a, b in zip(single, rank1))
+    monkeypatch.setenv("RANK", "1")  # what torchrun sets: the default reads it
+    from_env = MixCollate(mixer(), seed=3)
+    assert from_env.rank == 1 and all(torch.equal(a, b) for a, b in zip(rank1, draws(from_env)))
+    with pytest.raises(ValueError, match="Expected rank"):
+        MixCollate(mixer(), seed=3, rank=-1)

@@ -134,6 +134,13 @@ class Mixer(nn.Module):
         ``saliency=`` maps from its own source, e.g. cached detector maps or CAM)."""
         return False
 
+    @property
+    def learns_from_model(self) -> bool:
+        """Whether :meth:`observe` changes the draws (state that follows the model, e.g.
+        RandSaliencyMix's confusion pairing): such an operator must mix where ``observe`` is
+        called, in the training loop's process, not in DataLoader workers."""
+        return False
+
     def observe(self, logits: torch.Tensor, targets: torch.Tensor) -> None:
         """Learn from one training step's model outputs ``logits (B, K)`` and ``targets`` ((B,)
         class indices or (B, K) probabilities). A no-op here; operators with state that follows

@@ -8,7 +8,10 @@ fresh one whose seed is a hash of
 
 ``(seed, epoch, pass, worker id, n)``
 
-* ``seed``: the base seed given to the constructor (under DDP give each rank its own);
+* ``seed``: the base seed given to the constructor. Under DDP the **rank** is folded in too
+  (``rank=``, by default ``torch.distributed``'s rank when it is initialised, else the ``RANK``
+  environment variable that ``torchrun`` sets, else 0), so ranks draw different mixes from one
+  seed; rank 0 draws exactly what a single process draws;
 * ``epoch``: the last value given to :meth:`MixCollate.set_epoch` (0 if never called). It is kept
   in shared memory, so it reaches workers that already exist (``persistent_workers=True``) as
   well as new ones; call it before iterating the loader for that epoch, as with
@@ -25,6 +28,18 @@ workers, and epoch ``e`` can be drawn again alone (a resumed run). Without ``set
 differ from pass to pass, but a persistent worker keeps counting ``n`` where a fresh one counts
 passes, so the two settings draw differently. Draws depend on ``num_workers`` (which worker
 collates which batch).
+
+**Samples** (with the default ``collate_fn``): ``(image, label)`` pairs whose image is a tensor
+``(C, H, W)`` (or ``(H, W)``, one channel), a NumPy array ``(H, W, C)`` (or ``(H, W)``) or a PIL
+image, as torchvision's ``ToImage`` reads them: NumPy and PIL are channels-last and are converted
+to ``(C, H, W)`` tensors of their dtype (PIL: uint8) before stacking. Without the conversion a
+batch of ``(H, W, C)`` arrays would be read as ``(B, H, W, C)`` and mix pixels whose channels come
+from different images. A ``collate_fn`` of your own must return ``(B, C, H, W)`` images.
+
+**Operators that learn from the model** (:attr:`~randsaliencymix.Mixer.learns_from_model`, e.g.
+``RandSaliencyMix(pairing="confusion")``) are refused: DataLoader workers hold copies of the
+operator that never see the main process's ``observe()``, so their pairing would stay uniform.
+Mix those in the training loop (or Lightning's ``on_after_batch_transfer``) instead.
 """
 
 from __future__ import annotations
@@ -33,6 +48,7 @@ import hashlib
 import numbers
 import os
 import struct
+import sys
 from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import torch
@@ -56,10 +72,13 @@ def _check_int(name: str, value: object, low: int) -> int:
     return number
 
 
-def batch_seed(seed: int, epoch: int, pass_: int, worker: int, index: int) -> int:
-    """The seed of one batch's generator: a 63-bit hash of the five integers (BLAKE2b), so nearby
-    keys give unrelated streams and every process computes the same value."""
+def batch_seed(seed: int, epoch: int, pass_: int, worker: int, index: int, rank: int = 0) -> int:
+    """The seed of one batch's generator: a 63-bit hash of the integers (BLAKE2b), so nearby keys
+    give unrelated streams and every process computes the same value. Rank 0 hashes the five
+    integers alone (the seeds of a single process); another rank hashes its rank too."""
     key = struct.pack("<5q", seed, epoch, pass_, worker, index)
+    if rank:
+        key += struct.pack("<q", rank)
     return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little") >> 1
 
 
@@ -75,13 +94,28 @@ class MixCollate:
     epoch.
     """
 
-    def __init__(self, op: Mixer, *, seed: int, collate_fn: Optional[Callable[[List[Any]], Any]] = None) -> None:
+    def __init__(
+        self,
+        op: Mixer,
+        *,
+        seed: int,
+        collate_fn: Optional[Callable[[List[Any]], Any]] = None,
+        rank: Optional[int] = None,
+    ) -> None:
         if not isinstance(op, Mixer):
             raise TypeError(f"Expected op to be a randsaliencymix Mixer, but got {type(op).__name__} instead.")
+        if op.learns_from_model:
+            raise ValueError(
+                f"Expected an operator without state that follows the model, but got {type(op).__name__} that "
+                "learns from observe() (e.g. pairing='confusion') instead: DataLoader workers never see the "
+                "main process's observe(); mix in the training loop's process (after the batch is loaded)."
+            )
         if collate_fn is not None and not callable(collate_fn):
             raise TypeError(f"Expected collate_fn to be callable, but got {type(collate_fn).__name__} instead.")
         self.op = op
         self.seed = _check_int("seed", seed, _INT64[0])
+        self.rank = _default_rank() if rank is None else _check_int("rank", rank, 0)
+        self._converts = collate_fn is None  # the default collate reads NumPy and PIL images as torchvision does
         self.collate_fn = default_collate if collate_fn is None else collate_fn
         # Shared memory, so that it reaches every worker, forked, spawned or persistent: the epoch
         # and the number of set_epoch calls (written by the main process); per worker id, the
@@ -104,7 +138,7 @@ class MixCollate:
         self._shared[1] += 1
 
     def __repr__(self) -> str:
-        return f"MixCollate({self.op!r}, seed={self.seed}, epoch={self.epoch})"
+        return f"MixCollate({self.op!r}, seed={self.seed}, rank={self.rank}, epoch={self.epoch})"
 
     def _next_seed(self) -> int:
         info = get_worker_info()
@@ -121,15 +155,61 @@ class MixCollate:
             self._pass = int(slot[1]) + 1 if int(slot[0]) == call else 0
             slot[0], slot[1] = call, self._pass
             self._stream, self._count = stream, 0
-        seed = batch_seed(self.seed, epoch, self._pass, worker, self._count)
+        seed = batch_seed(self.seed, epoch, self._pass, worker, self._count, self.rank)
         self._count += 1
         return seed
 
     def __call__(self, samples: List[Any]) -> Tuple[torch.Tensor, torch.Tensor]:
+        if self._converts:
+            samples = [_chw_sample(sample) for sample in samples]
         batch = self.collate_fn(samples)
         if not isinstance(batch, Sequence) or len(batch) != 2 or not all(isinstance(t, torch.Tensor) for t in batch):
             got = type(batch).__name__ + (f" of length {len(batch)}" if isinstance(batch, Sequence) else "")
             raise TypeError(f"Expected samples that collate to (images, labels) tensors, but got a {got} instead.")
         images, labels = batch
+        if images.ndim != 4:
+            raise ValueError(
+                f"Expected samples that collate to (B, C, H, W) images, but got images of shape "
+                f"{tuple(images.shape)} instead."
+            )
         generator = torch.Generator(device=images.device).manual_seed(self._next_seed())
         return self.op(images, labels, generator=generator)
+
+
+def _default_rank() -> int:
+    """This process's DDP rank: torch.distributed's when initialised, else ``RANK``, else 0."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return int(dist.get_rank())
+    try:
+        return max(int(os.environ.get("RANK", "0")), 0)
+    except ValueError:
+        return 0
+
+
+def _chw_image(image: Any) -> Any:
+    """A sample's image as torchvision's ``ToImage`` reads it: tensors are ``(C, H, W)`` (``(H, W)``:
+    one channel); NumPy arrays and PIL images are ``(H, W, C)`` (``(H, W)``: one channel) and come
+    back as ``(C, H, W)`` tensors. Anything else is passed on for the collate to handle."""
+    if isinstance(image, torch.Tensor):
+        return image.unsqueeze(0) if image.ndim == 2 else image
+    pil = sys.modules.get("PIL.Image")
+    if pil is not None and isinstance(image, pil.Image):
+        import numpy as np
+
+        image = np.array(image)  # (H, W[, C]) uint8; a copy, so the tensor owns its memory
+    if type(image).__module__ == "numpy" and hasattr(image, "ndim"):
+        if image.ndim not in (2, 3):
+            raise ValueError(
+                f"Expected a NumPy image of shape (H, W, C) or (H, W), but got shape {tuple(image.shape)} instead."
+            )
+        tensor = torch.as_tensor(image)
+        return tensor.unsqueeze(0) if tensor.ndim == 2 else tensor.permute(2, 0, 1).contiguous()
+    return image
+
+
+def _chw_sample(sample: Any) -> Any:
+    if isinstance(sample, (tuple, list)) and len(sample) >= 1:
+        return (_chw_image(sample[0]), *sample[1:])
+    return sample

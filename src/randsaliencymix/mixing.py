@@ -310,6 +310,10 @@ class RandomChoiceMix(Mixer):
     def uses_saliency(self) -> bool:
         return any(cast(Mixer, op).uses_saliency for op in self.ops)
 
+    @property
+    def learns_from_model(self) -> bool:
+        return any(cast(Mixer, op).learns_from_model for op in self.ops)
+
     def observe(self, logits: torch.Tensor, targets: torch.Tensor) -> None:
         """Every operator observes the step (see :meth:`Mixer.observe`)."""
         for op in self.ops:

@@ -149,6 +149,11 @@ class RandSaliencyMix(DetectorMixer):
         """Whether the draws need the batch's labels (``pairing="confusion"``)."""
         return self.pairing == "confusion"
 
+    @property
+    def learns_from_model(self) -> bool:
+        """The confusion pairing follows the model through :meth:`observe`; the others do not."""
+        return self.pairing == "confusion"
+
     def observe(self, logits: torch.Tensor, targets: torch.Tensor) -> None:
         """Update the confusion matrix from one step (``pairing="confusion"``; a no-op otherwise).
 
