@@ -26,7 +26,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     model = TinyNet().to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
 
-    # Under DDP, give each rank its own seed, e.g. seed * world_size + rank.
+    # Under DDP (torchrun) MixCollate folds the rank into its seeds by itself (rank= overrides it).
     collate = MixCollate(RandSaliencyMix(num_classes=NUM_CLASSES, mean=MEAN, std=STD), seed=args.seed)
     loader = DataLoader(
         SyntheticImages(), batch_size=args.batch_size, shuffle=True, drop_last=True,
