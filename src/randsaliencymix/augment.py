@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Optional, Sequence, Tuple, Union
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 import torch
 
@@ -247,6 +247,7 @@ def resized_crop_flip(
     flips: torch.Tensor,
     size: Optional[Tuple[int, int]] = None,
     dtype: Optional[torch.dtype] = None,
+    workspace: Optional[Dict[str, torch.Tensor]] = None,
 ) -> torch.Tensor:
     """Resize each image's box to ``size`` (default: the input's) and mirror those with ``flips``.
 
@@ -263,6 +264,10 @@ def resized_crop_flip(
     of every output column are gathered and blended, in float32 (float64 stays float64). The output
     has ``dtype`` (default: the input's; an integer output is rounded), is contiguous in the input's
     memory format (channels_last stays channels_last), and the input is never modified.
+
+    ``workspace``: a dict the caller keeps across calls (a loader's), in which the intermediate
+    float buffers are kept and reused: the same bits, without the page faults of allocating five
+    batch-sized buffers per call (about half the time on CPU). The output is always a new tensor.
     """
     b, c, h, w = images.shape
     out_h, out_w = (h, w) if size is None else (int(size[0]), int(size[1]))
@@ -280,11 +285,23 @@ def resized_crop_flip(
     flat = images.contiguous().view(b * c * h, w)
     top = flat.index_select(0, (planes[:, :, None] + r0[:, None, :]).view(-1)).view(b, c, out_h, w)
     bottom = flat.index_select(0, (planes[:, :, None] + r1[:, None, :]).view(-1)).view(b, c, out_h, w)
-    x = torch.lerp(top.to(work), bottom.to(work), wy.to(work).view(b, 1, out_h, 1))
-    # Columns: a gather along the last dimension, the same columns for every channel and row.
     cols = (b, c, out_h, out_w)
-    left = x.gather(3, c0.view(b, 1, 1, out_w).expand(cols))
-    right = x.gather(3, c1.view(b, 1, 1, out_w).expand(cols))
+
+    def buffer(name: str, shape: Tuple[int, ...]) -> Optional[torch.Tensor]:
+        if workspace is None:
+            return None
+        held = workspace.get(name)
+        if held is None or tuple(held.shape) != shape or held.dtype != work or held.device != dev:
+            held = workspace[name] = torch.empty(shape, dtype=work, device=dev)
+        return held
+
+    top_w, bottom_w, rows = buffer("top", top.shape), buffer("bottom", top.shape), buffer("rows", top.shape)
+    if top_w is not None and bottom_w is not None:
+        top, bottom = top_w.copy_(top), bottom_w.copy_(bottom)  # the same values as .to(work)
+    x = torch.lerp(top.to(work), bottom.to(work), wy.to(work).view(b, 1, out_h, 1), out=rows)
+    # Columns: a gather along the last dimension, the same columns for every channel and row.
+    left = torch.gather(x, 3, c0.view(b, 1, 1, out_w).expand(cols), out=buffer("left", cols))
+    right = torch.gather(x, 3, c1.view(b, 1, 1, out_w).expand(cols), out=buffer("right", cols))
     x = torch.lerp(left, right, wx.to(work).view(b, 1, 1, out_w))
     if not dtype.is_floating_point:
         info = torch.iinfo(dtype)
@@ -325,7 +342,11 @@ def normalize(
     std = torch.as_tensor(std, dtype=torch.float32, device=images.device)
     scale = (1.0 / (255.0 * std)).view(1, -1, 1, 1)
     shift = (-mean / std).view(1, -1, 1, 1)
-    # One multiply-add in float32, whatever the output dtype, so half precision rounds only once.
-    out = torch.addcmul(shift, images.to(torch.float32), scale).to(dtype)
+    # One multiply-add in float32, whatever the output dtype, so half precision rounds only once,
+    # written straight into the asked memory format (no second copy to change it).
     fmt = torch.channels_last if channels_last else torch.contiguous_format
+    if dtype == torch.float32 and images.ndim == 4:
+        out = torch.empty(images.shape, dtype=torch.float32, device=images.device, memory_format=fmt)
+        return torch.addcmul(shift, images.to(torch.float32), scale, out=out)
+    out = torch.addcmul(shift, images.to(torch.float32), scale).to(dtype)
     return out.contiguous(memory_format=fmt)

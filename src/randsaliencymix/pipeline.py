@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from functools import partial
-from typing import Any, Iterator, List, Optional, Tuple, Union, cast
+from typing import Any, Dict, Iterator, List, Optional, Tuple, Union, cast
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -174,6 +174,7 @@ class DeviceLoader:
         self.channels_last = bool(channels_last)
         self.dtype = dtype
         self.generator = pick_generator(generator, self.device) if self.train else generator
+        self._workspace: Dict[str, torch.Tensor] = {}  # resized_crop_flip's buffers, reused batch after batch
         if not _is_int_at_least(world_size, 1):
             raise ValueError(f"Expected world_size to be an int >= 1, but got {world_size!r} instead.")
         if not _is_int_at_least(rank, 0) or rank >= world_size:
@@ -214,7 +215,7 @@ class DeviceLoader:
         if self.flip:
             flips = torch.randint(0, 2, (n,), generator=self.generator, device=self.device).bool()
         # Float out: normalize() takes it as is, without rounding to uint8 and converting again.
-        return resized_crop_flip(batch, boxes, flips, dtype=torch.float32)
+        return resized_crop_flip(batch, boxes, flips, dtype=torch.float32, workspace=self._workspace)
 
     def __iter__(self) -> Iterator[Tuple[torch.Tensor, ...]]:
         n = self.num_samples
