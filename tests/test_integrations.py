@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib.util
 import inspect
 import os
+import re
 import subprocess
 import sys
 import zipfile
@@ -504,3 +505,59 @@ def test_cutmix_minmax_too_narrow_for_the_images() -> None:
     op = Mixup(mixup_alpha=0.0, cutmix_minmax=(0.5, 0.55), num_classes=10)
     with pytest.raises(ValueError, match=r"Expected cutmix_minmax to allow at least one patch side on 4x4 images"):
         op(torch.rand(2, 3, 4, 4), torch.tensor([0, 1]))
+
+
+# ------------------------------------------------------------------------------------------
+# Issue 18: options assigned after construction, odd batches
+# ------------------------------------------------------------------------------------------
+
+AFTER = {
+    "label_smoothing": (2.0, ValueError, "label_smoothing"),
+    "mixup_alpha": (-1.0, ValueError, "mixup_alpha"),
+    "cutmix_alpha": (float("inf"), ValueError, "cutmix_alpha"),
+    "cutmix_minmax": ((0.8, 0.2), ValueError, "min < max"),
+    "p": (1.5, ValueError, "Expected p in"),
+    "mix_prob": (-0.1, ValueError, "mix_prob"),
+    "switch_prob": (2, ValueError, "switch_prob"),
+    "mode": ("pairs", ValueError, "mode"),
+    "pairing": ("shuffle", ValueError, "pairing"),
+    "correct_lam": ("yes", TypeError, "correct_lam to be a bool"),
+    "mixup_enabled": (0, TypeError, "mixup_enabled to be a bool"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(AFTER))
+def test_timm_options_assigned_after_construction_are_checked(name):
+    from randsaliencymix.integrations.timm import Mixup as DropIn
+
+    value, error, message = AFTER[name]
+    mix = DropIn(mixup_alpha=0.8, cutmix_alpha=1.0, num_classes=5)
+    with pytest.raises(error, match=re.escape(message)):
+        setattr(mix, name, value)
+
+
+def test_good_assignments_take_effect_and_timm_switches_mixing_off():
+    from randsaliencymix.integrations.timm import Mixup as DropIn
+
+    mix = DropIn(mixup_alpha=0.8, cutmix_alpha=1.0, num_classes=5)
+    x, y = torch.rand(4, 3, 8, 8), torch.arange(4) % 5
+    mix.label_smoothing = 0.2
+    mix.mixup_enabled = False  # what timm's train.py does at --mixup-off-epoch
+    xm, ym = mix(x, y, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(xm, x)
+    torch.testing.assert_close(ym.max(1).values, torch.full((4,), 0.8 + 0.2 / 5))
+    assert float(ym.min()) >= 0.0
+
+
+@pytest.mark.parametrize("mode", ["batch", "pair", "elem"])
+@pytest.mark.parametrize("b", [1, 3, 7])
+def test_timm_drop_in_takes_odd_batches(mode, b):
+    from randsaliencymix.integrations.timm import Mixup as DropIn
+
+    mix = DropIn(mixup_alpha=0.8, cutmix_alpha=1.0, mode=mode, num_classes=5, label_smoothing=0.0)
+    x, y = torch.rand(b, 3, 8, 8), torch.arange(b) % 5
+    xm, ym = mix(x, y, generator=torch.Generator().manual_seed(1))
+    assert xm.shape == x.shape and torch.allclose(ym.sum(1), torch.ones(b))
+    middle = b // 2  # its own partner under the flip: stays as it was
+    if b % 2:
+        assert torch.equal(xm[middle], x[middle])

@@ -1,11 +1,20 @@
 """A drop-in for timm's ``timm.data.Mixup``: the same constructor, the same draws and soft targets,
 vectorised, and with this library's saliency operators as the cut-and-paste part.
 
-In timm's ``train.py``, replace ``from timm.data import Mixup`` by
-``from randsaliencymix.integrations.timm import Mixup``; ``x, target = mixup_fn(x, target)`` and
-``mixup_fn.mixup_enabled = False`` (``--mixup-off-epoch``) work unchanged. timm is never imported.
-timm's ``train.py`` builds ``Mixup`` only with ``--no-prefetcher``: with its prefetcher (the default)
-it mixes in the collate with ``FastCollateMixup``, which this module does not replace.
+**In timm's ``train.py``** (timm 1.0) ``Mixup`` comes in one import line with other names
+(``from timm.data import create_dataset, create_loader, resolve_data_config, Mixup,
+FastCollateMixup, AugMixDataset``), so the change is one added line *after* it, which rebinds the
+name::
+
+    from randsaliencymix.integrations.timm import Mixup  # after timm's import: the drop-in wins
+
+``mixup_fn = Mixup(**mixup_args)`` (timm passes ``mixup_alpha``, ``cutmix_alpha``,
+``cutmix_minmax``, ``prob``, ``switch_prob``, ``mode``, ``label_smoothing``, ``num_classes``),
+``x, target = mixup_fn(x, target)`` and ``mixup_fn.mixup_enabled = False`` (``--mixup-off-epoch``)
+then work unchanged. timm is never imported. **Run timm with ``--no-prefetcher``:** with its
+prefetcher (the default) timm mixes in the collate with its own ``FastCollateMixup`` and never
+builds ``Mixup``, so the drop-in is not used at all. Options assigned after construction
+(``mixup_fn.label_smoothing = 0.2``) go through the constructor's checks.
 
 What matches timm (tested against timm's own ``timm/data/mixup.py``):
 
@@ -33,7 +42,10 @@ What differs, on purpose:
 * ``cutmix_op`` chooses the cut-and-paste part: ``"cutmix"`` (timm's), ``"saliencymix"`` (the box
   centred on the source's saliency peak, SaliencyMix per sample) or ``"randsaliencymix"``
   (RandSaliencyMix's patch: saliency-proportional crop, object-avoiding paste, blend, saliency
-  labels), configured by ``cutmix_options``; ``pairing="random"`` pairs a random permutation of
+  labels), configured by ``cutmix_options``. With empty ``cutmix_options`` RandSaliencyMix's
+  defaults switch its saliency ideas off (``tau_src=0``, ``tau_dst=0``, ``gamma=0``) and its
+  detector never runs: pass e.g. ``{"tau_src": 1.0, "tau_dst": 1.0, "gamma": 0.5, "mean": ...,
+  "std": ...}`` to switch them on. ``pairing="random"`` pairs a random permutation of
   the batch instead of the flip (timm's rule applied to a shuffled batch).
 """
 
@@ -75,6 +87,27 @@ CUTMIX_OPS: Dict[str, Tuple[str, ...]] = {
 }
 _MODES = ("batch", "pair", "elem")
 _PAIRINGS = ("flip", "random")
+
+
+def _check_bool(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"Expected {name} to be a bool, but got {type(value).__name__} instead.")
+    return value
+
+
+# The options a timm user may assign after construction, each with the constructor's check.
+_SETTABLE: Dict[str, Any] = {
+    "mixup_alpha": check_nonnegative,
+    "cutmix_alpha": check_nonnegative,
+    "cutmix_minmax": lambda name, value: _check_minmax(value),
+    "p": check_probability,
+    "switch_prob": check_probability,
+    "label_smoothing": check_probability,
+    "mode": lambda name, value: check_choice(name, value, _MODES),
+    "pairing": lambda name, value: check_choice(name, value, _PAIRINGS),
+    "correct_lam": _check_bool,
+    "mixup_enabled": _check_bool,
+}
 
 
 def _check_minmax(minmax: object) -> Optional[Tuple[float, float]]:
@@ -162,9 +195,7 @@ class Mixup(Mixer):
             )
         self.switch_prob = check_probability("switch_prob", switch_prob)
         self.mode = check_choice("mode", mode, _MODES)
-        if not isinstance(correct_lam, bool):
-            raise TypeError(f"Expected correct_lam to be a bool, but got {type(correct_lam).__name__} instead.")
-        self.correct_lam = correct_lam
+        self.correct_lam = correct_lam  # checked by __setattr__
         self.cutmix_op = cutmix_op
         self.cut_op = _build_cut_op(cutmix_op, cutmix_options, validate)
         self.pairing = check_choice("pairing", pairing, _PAIRINGS)
@@ -172,6 +203,11 @@ class Mixup(Mixer):
             raise TypeError(f"Expected generator to be a torch.Generator, but got {type(generator).__name__} instead.")
         self.generator = generator
         self.mixup_enabled = True
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        """Options assigned after construction are checked as the constructor checks them."""
+        check = _SETTABLE.get(name)
+        super().__setattr__(name, value if check is None else check(name, value))
 
     # timm's name for the probability of mixing.
     @property
@@ -252,6 +288,7 @@ class Mixup(Mixer):
         generator: torch.Generator,
         perm: Optional[torch.Tensor],
         saliency: Optional[torch.Tensor],
+        labels: Optional[torch.Tensor] = None,
     ) -> MixParams:
         n, dev = x.shape[0], x.device
         height, width = int(x.shape[-2]), int(x.shape[-1])

@@ -4,6 +4,9 @@
 #   study/study2/imagenette/main.sh LANE EPOCHS     # LANE 0 or 1 (the two cores), EPOCHS from stage 1's rule
 #   study/study2/imagenette/main.sh summary EPOCHS  # rewrite each folder's results.csv/md over all seeds
 #
+# DEADLINE=<unix seconds> (optional): a lane starts no run that would not end by then (a run is taken
+# to last RUN_MINUTES, default 70), so a session that ends at a known time loses no half-run.
+#
 # Seed s gives every method the same initial weights and the same data order (rsmix seeds the model,
 # the shuffle and the crops from --seed; the mixing generator is its own). The 35 runs (7 methods x 5
 # seeds) are listed seed-major and dealt to the two lanes in turn, so a stop at any point leaves
@@ -60,6 +63,12 @@ for seed in "${SEEDS[@]}"; do
     for r in "${RUNS[@]}"; do
         if [ $((i % 2)) -eq "$LANE" ]; then
             set -- $r
+            run_dir="$OUT/$1/runs/$(echo "$3" | cut -d= -f1)_s$seed"
+            if [ -n "${DEADLINE:-}" ] && [ ! -f "$run_dir/metrics.json" ] &&
+                [ $(($(date +%s) + ${RUN_MINUTES:-70} * 60)) -gt "$DEADLINE" ]; then
+                echo "$(date -Is) deadline: not starting $1 $3 seed $seed"
+                exit 0
+            fi
             echo "$(date -Is) start $1 $3 seed $seed"
             "$RSMIX" compare "${COMMON[@]}" --saliency "$2" --methods "$3;" --seeds "$seed" --out "$OUT/$1" \
                 >/dev/null || echo "$(date -Is) FAILED $1 $3 seed $seed"
