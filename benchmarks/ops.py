@@ -353,7 +353,7 @@ def _rows() -> List[Row]:
         return maps_call(build)
 
     def cam_build(ctx):
-        from randsaliencymix.models import build_model
+        from randsaliencymix.harness.models import build_model
 
         torch.manual_seed(0)
         model = build_model("fast_resnet", k).to(ctx["device"]).train()

@@ -46,12 +46,12 @@ import torch
 
 from randsaliencymix import SALIENCY_ON
 from randsaliencymix.cam import cam_and_logits
-from randsaliencymix.data import dataset_maps, load_dataset
+from randsaliencymix.harness.data import dataset_maps, load_dataset
+from randsaliencymix.harness.methods import METHOD_NAMES, build_mixer
+from randsaliencymix.harness.models import MODEL_NAMES, build_model
+from randsaliencymix.harness.pipeline import AUGMENTS, DeviceLoader
+from randsaliencymix.harness.precision import PRECISIONS, autocast, cpu_bf16_flags
 from randsaliencymix.loss import soft_target_cross_entropy
-from randsaliencymix.methods import METHOD_NAMES, build_mixer
-from randsaliencymix.models import MODEL_NAMES, build_model
-from randsaliencymix.pipeline import AUGMENTS, DeviceLoader
-from randsaliencymix.precision import PRECISIONS, autocast, cpu_bf16_flags
 
 # Training-set sizes for the time per epoch: CIFAR-10 and Imagenette less a 10% validation split.
 EPOCH_IMAGES = {32: 45_000, 128: 8_522}

@@ -7,8 +7,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from randsaliencymix.models import build_model
-from randsaliencymix.occlusion import occlude, occlusion_errors, random_windows, salient_windows, source_maps
+from randsaliencymix.harness.models import build_model
+from randsaliencymix.harness.occlusion import occlude, occlusion_errors, random_windows, salient_windows, source_maps
 
 
 @settings(max_examples=40, deadline=None)

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import torch
 
-from randsaliencymix.data import load_dataset
-from randsaliencymix.evaluate import load_trained_model
-from randsaliencymix.occlusion import occlusion_errors, source_maps
+from randsaliencymix.harness.data import load_dataset
+from randsaliencymix.harness.evaluate import load_trained_model
+from randsaliencymix.harness.occlusion import occlusion_errors, source_maps
 
 SOURCES = ("fine_grained", "spectral", "cam")
 

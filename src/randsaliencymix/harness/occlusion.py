@@ -123,10 +123,10 @@ def source_maps(
     """``{source: (N, H, W) float maps}`` of uint8 images: a detector's (``"fine_grained"``,
     ``"spectral"``: of the images as stored) or ``"cam"`` (the model's class activation map of its
     predicted class, the model in evaluation mode, its forward in ``precision``)."""
+    from ..cam import class_activation_maps
+    from ..saliency import saliency_map
     from .augment import normalize
-    from .cam import class_activation_maps
     from .precision import autocast
-    from .saliency import saliency_map
 
     out: Dict[str, torch.Tensor] = {}
     for source in sources:
