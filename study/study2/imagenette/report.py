@@ -1,21 +1,31 @@
 """Study 2's main table (regime A) from the runs of main.sh, merged over its three folders.
 
-    .venv/bin/python study/study2/imagenette/report.py   # writes results.csv and results.md here
+    .venv/bin/python study/study2/imagenette/report.py   # writes results.csv, results.md, final_error.png here
 
 Reads ``main_{operator,fg,sr}/runs/<name>_s<seed>/metrics.json`` (finished runs only). Writes
-``results.csv`` (one row per run: every number of its metrics.json) and ``results.md``: per method
-the test top-1 error mean ± std over its seeds, and the paired difference (method − reference over
-the seeds both finished) with its 95% t-interval against each reference. An interval containing 0
-is marked "noise".
+``results.csv`` (one row per run: every number of its metrics.json) and ``results.md``:
+
+* the main table: per method the test top-1 error mean ± std over its seeds, and the paired
+  difference (method − reference over the seeds both finished) with its 95% t-interval against
+  each reference; an interval containing 0 is marked "noise";
+* robustness and calibration: the mean top-1 error over the fixed corruptions, the test ECE and
+  NLL, each with its paired difference to no mixing;
+* cost: training minutes per run and the paired ratio of training time to no mixing and to CutMix
+  (same seed; the CPU each run had is named where the run recorded it, and a ratio between runs on
+  different CPUs is marked);
+* ``final_error.png``: each method's seeds and their mean with its 95% t-interval.
+
+``--root`` reads and writes another folder (the tests of this script use a folder of made-up runs).
 """
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import math
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 from randsaliencymix.harness.compare import mean_std_ci
 
@@ -24,16 +34,23 @@ FOLDERS = ("main_operator", "main_fg", "main_sr")
 ORDER = ("none", "mixup", "cutmix", "saliencymix", "saliencymix_per_sample", "guided_sr", "rsm_seed")
 REFERENCES = ("none", "cutmix", "saliencymix", "saliencymix_per_sample", "guided_sr")
 METRIC = "test_top1_err"
+ROBUSTNESS = (
+    ("test_corruption_mean_top1_err", "corruption mean top-1 err (%)"),
+    ("test_ece", "test ECE (%)"),
+    ("test_nll", "test NLL"),
+)
 
 
-def runs() -> List[Dict]:
+def runs(root: Path) -> List[Dict]:
     rows = []
     for folder in FOLDERS:
-        for path in sorted((HERE / folder / "runs").glob("*_s*/metrics.json")):
+        for path in sorted((root / folder / "runs").glob("*_s*/metrics.json")):
             name, _, seed = path.parent.name.rpartition("_s")
             metrics = json.loads(path.read_text())
             metrics.pop("versions", None)
-            rows.append({"name": name, "folder": folder, **metrics, "seed": int(seed)})
+            hardware = metrics.pop("hardware", None)
+            cpu = hardware.get("cpu") if isinstance(hardware, dict) else None
+            rows.append({"name": name, "folder": folder, **metrics, "seed": int(seed), "cpu": cpu or ""})
     return rows
 
 
@@ -41,42 +58,159 @@ def fmt(m: float, half: float) -> str:
     return f"{m:+.2f} ± {half:.2f}" if not math.isnan(half) else f"{m:+.2f} (one seed)"
 
 
-def main() -> int:
-    rows = runs()
-    keys = ["name", "folder", "method", "seed"] + sorted({k for r in rows for k in r} - {"name", "folder", "method", "seed"})
-    with open(HERE / "results.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=keys)
-        writer.writeheader()
-        writer.writerows(rows)
-    by = {n: {r["seed"]: r[METRIC] for r in rows if r["name"] == n and METRIC in r} for n in ORDER}
-    head = "| method | seeds | test top-1 err (%) | " + " | ".join(f"− {r}" for r in REFERENCES) + " |"
+def paired(a: Dict[int, float], b: Dict[int, float]) -> Optional[str]:
+    seeds = sorted(set(a) & set(b))
+    if not seeds:
+        return None
+    d, _, half = mean_std_ci([a[s] - b[s] for s in seeds])
+    return fmt(d, half) + (" noise" if not math.isnan(half) and abs(d) <= half else "")
+
+
+def mean_sd(values: List[float], digits: int = 2) -> str:
+    m, sd, _ = mean_std_ci(values)
+    return f"{m:.{digits}f}" + (f" ± {sd:.{digits}f}" if not math.isnan(sd) else "")
+
+
+def by_metric(rows: List[Dict], metric: str) -> Dict[str, Dict[int, float]]:
+    return {n: {r["seed"]: float(r[metric]) for r in rows if r["name"] == n and metric in r} for n in ORDER}
+
+
+def main_table(rows: List[Dict]) -> List[str]:
+    by = by_metric(rows, METRIC)
     lines = [
-        "# Study 2, regime A: the main table",
+        "## Main table",
         "",
-        "`python study/study2/imagenette/report.py`. Test top-1 error (%), mean ± std over seeds; each",
-        "difference column: method − reference, per seed, mean ± half-width of the 95% t-interval over the",
-        "seeds both finished (\"noise\" when the interval contains 0).",
+        "Test top-1 error (%), mean ± std over seeds; each difference column: method − reference, per seed,",
+        'mean ± half-width of the 95% t-interval over the seeds both finished ("noise" when the interval',
+        "contains 0).",
         "",
-        head,
+        "| method | seeds | test top-1 err (%) | " + " | ".join(f"− {r}" for r in REFERENCES) + " |",
         "|---|---:|---:|" + "---:|" * len(REFERENCES),
     ]
     for name in ORDER:
-        values = list(by[name].values())
-        if not values:
+        if not by[name]:
             continue
-        m, sd, _ = mean_std_ci(values)
+        cells = ["" if ref == name else (paired(by[name], by[ref]) or "") for ref in REFERENCES]
+        seeds = ",".join(str(s) for s in sorted(by[name]))
+        lines.append(f"| {name} | {seeds} | {mean_sd(list(by[name].values()))} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def robustness_table(rows: List[Dict]) -> List[str]:
+    tables = {metric: by_metric(rows, metric) for metric, _ in ROBUSTNESS}
+    if not any(any(t.values()) for t in tables.values()):
+        return []
+    head = " | ".join(f"{label} | − none" for _, label in ROBUSTNESS)
+    lines = [
+        "## Robustness and calibration",
+        "",
+        "The same final models on the test split under the fixed corruptions of `--robustness` (mean top-1",
+        "error over them), and the clean test split's expected calibration error and NLL; mean ± std over",
+        "seeds, and the paired difference to no mixing (95% t-interval).",
+        "",
+        f"| method | {head} |",
+        "|---|" + "---:|---:|" * len(ROBUSTNESS),
+    ]
+    for name in ORDER:
         cells = []
-        for ref in REFERENCES:
-            seeds = sorted(set(by[name]) & set(by[ref]))
-            if ref == name or not seeds:
-                cells.append("")
-                continue
-            d, _, half = mean_std_ci([by[name][s] - by[ref][s] for s in seeds])
-            noise = " noise" if not math.isnan(half) and abs(d) <= half else ""
-            cells.append(fmt(d, half) + noise)
-        sd_text = f" ± {sd:.2f}" if not math.isnan(sd) else ""
-        lines.append(f"| {name} | {len(values)} | {m:.2f}{sd_text} | " + " | ".join(cells) + " |")
-    (HERE / "results.md").write_text("\n".join(lines) + "\n")
+        for metric, _ in ROBUSTNESS:
+            values = tables[metric][name]
+            digits = 3 if metric == "test_nll" else 2
+            cells.append(mean_sd(list(values.values()), digits) if values else "")
+            cells.append("" if name == "none" or not values else (paired(values, tables[metric]["none"]) or ""))
+        if any(cells):
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def cost_table(rows: List[Dict]) -> List[str]:
+    seconds = by_metric(rows, "train_seconds")
+    cpus = {(r["name"], r["seed"]): r["cpu"] for r in rows}
+    lines = [
+        "## Cost",
+        "",
+        "Training minutes per run (one core, two runs at a time; mean ± std over seeds) and the paired ratio",
+        "of training time to no mixing and to CutMix (same seed; mean of the per-seed ratios). A ratio of two",
+        "runs whose recorded CPUs differ, or that did not record one, is marked `*`: it mixes machines.",
+        "",
+        "| method | training minutes | ÷ none | ÷ cutmix |",
+        "|---|---:|---:|---:|",
+    ]
+
+    def ratio(name: str, ref: str) -> str:
+        seeds = sorted(set(seconds[name]) & set(seconds[ref]))
+        if name == ref or not seeds:
+            return ""
+        values = [seconds[name][s] / seconds[ref][s] for s in seeds]
+        mixed = any(not cpus[(name, s)] or cpus[(name, s)] != cpus[(ref, s)] for s in seeds)
+        return f"{sum(values) / len(values):.2f}×" + ("*" if mixed else "")
+
+    for name in ORDER:
+        if seconds[name]:
+            minutes = [v / 60 for v in seconds[name].values()]
+            lines.append(f"| {name} | {mean_sd(minutes, 1)} | {ratio(name, 'none')} | {ratio(name, 'cutmix')} |")
+    cpu_names = sorted({c for c in cpus.values() if c})
+    lines += ["", "CPUs recorded: " + ("; ".join(cpu_names) if cpu_names else "none (runs before metrics named it)")]
+    return lines
+
+
+def plot(rows: List[Dict], out: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    by = by_metric(rows, METRIC)
+    names = [n for n in ORDER if by[n]]
+    if not names:
+        return False
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    for i, name in enumerate(names):
+        values = list(by[name].values())
+        ax.scatter([i] * len(values), values, s=12, color="0.6", zorder=2)
+        m, _, half = mean_std_ci(values)
+        ax.errorbar([i], [m], yerr=None if math.isnan(half) else [half], fmt="o", color="C0", capsize=4, zorder=3)
+    ax.set_xticks(range(len(names)), names, rotation=20, fontsize=8)
+    ax.set_ylabel("test top-1 error (%)")
+    ax.set_title("Imagenette 128 px, fast_resnet: seeds (grey), mean ± 95% t-interval", fontsize=9)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--root", type=Path, default=HERE)
+    args = ap.parse_args(argv)
+    root = args.root
+    rows = runs(root)
+    keys = ["name", "folder", "method", "seed"] + sorted(
+        {k for r in rows for k in r} - {"name", "folder", "method", "seed"}
+    )
+    with open(root / "results.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(rows)
+    lines = [
+        "# Study 2, regime A: the main table",
+        "",
+        "`python study/study2/imagenette/report.py` over the finished runs of `main.sh` (protocol:",
+        "`PROTOCOL.md`). Imagenette at 128 px, `fast_resnet`, 80 epochs, bf16; every number is a final-epoch",
+        "number on the test split (`val/`, 3,925 images), read once per run.",
+        "",
+        *main_table(rows),
+        "",
+        *robustness_table(rows),
+        "",
+        *cost_table(rows),
+    ]
+    if plot(rows, root / "final_error.png"):
+        lines += ["", "![final test error per method](final_error.png)"]
+    (root / "results.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 
