@@ -14,18 +14,9 @@ from typing import List, Tuple
 import numpy as np
 import torch
 
+from randsaliencymix.harness.precision import cpu_name
+
 ROOT = Path(__file__).resolve().parents[2]  # the project
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _version(module: str) -> str:
@@ -64,7 +55,7 @@ def environment(device: torch.device) -> List[Tuple[str, str]]:
     except ImportError:
         pass
     info = [
-        ("CPU", _cpu_model()),
+        ("CPU", cpu_name()),
         ("CPU cores (usable / total)", f"{cores} / {os.cpu_count()}"),
         ("torch threads", str(torch.get_num_threads())),
         ("OpenCV threads", cv_threads),

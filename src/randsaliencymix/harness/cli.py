@@ -232,7 +232,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
         extend=args.extend,
     )  # fmt: skip
     if result:
-        shown = {k: round(v, 3) if isinstance(v, float) else v for k, v in result.items() if k != "versions"}
+        shown = {
+            k: round(v, 3) if isinstance(v, float) else v
+            for k, v in result.items()
+            if k not in ("versions", "hardware")
+        }
         print(json.dumps(shown, sort_keys=True))
     return 0
 

@@ -35,7 +35,7 @@ from .files import atomic_write_json
 from .methods import METHOD_NAMES, build_mixer
 from .models import build_model, check_model_takes
 from .pipeline import DeviceLoader
-from .precision import autocast, emulation_warning, scaler_needed
+from .precision import autocast, emulation_warning, hardware, scaler_needed
 from .runs import RunLock, append_log, check_output_folder, read_log, start_run_folder
 
 __all__ = ["TrainConfig", "UsageError", "available_device", "load_splits", "lr_at", "train"]
@@ -440,5 +440,6 @@ def _finish(run: _Run, out_dir: Path) -> Dict[str, Any]:
         result["test_images"] = int(test_ds.images.shape[0])
     result["method"], result["seed"], result["model"] = cfg.method, cfg.seed, cfg.model
     result["versions"] = {"torch": torch.__version__, "python": sys.version.split()[0]}
+    result["hardware"] = hardware(device)
     atomic_write_json(result, out_dir / "metrics.json")
     return result
