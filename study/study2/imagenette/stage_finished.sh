@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Stage (git add) what main.sh and occlusion.py have finished, and nothing in flight: a run folder
+# only once it has metrics.json (a half-run's log committed without its checkpoint would make the
+# next session refuse to resume it), each folder's summaries, the occlusion CSVs and the report.
+#
+#   study/study2/imagenette/stage_finished.sh && git commit -m "Study 2 stage 2: ... finished"
+set -euo pipefail
+cd "$(dirname "$0")"
+for folder in main_operator main_fg main_sr; do
+    [ -d "$folder/runs" ] || continue
+    for run in "$folder"/runs/*/; do
+        if [ -f "$run/metrics.json" ]; then
+            git add "$run"
+        else
+            echo "in flight, not staged: $run"
+        fi
+    done
+    for f in "$folder"/results.csv "$folder"/results.md "$folder"/*.png; do
+        [ -f "$f" ] && git add "$f"
+    done
+done
+for f in occlusion results.csv results.md final_error.png occlusion.md occlusion.csv; do
+    [ -e "$f" ] && git add "$f"
+done
+git status --short .
