@@ -20,8 +20,8 @@ from typing import Dict, Mapping, Sequence, Tuple
 import torch
 from torch import nn
 
+from ..geometry import integral, window_masses
 from .evaluate import predict
-from .geometry import integral, window_masses
 from .metrics import classification_metrics
 
 __all__ = ["KINDS", "occlude", "occlusion_errors", "random_windows", "salient_windows", "source_maps"]
