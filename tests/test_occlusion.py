@@ -69,6 +69,27 @@ def test_occlusion_errors_on_a_small_model():
     assert ("clean", 0, "none") in scores
     for source in maps:
         for side in (8, 16):
-            for kind in ("most", "least", "random"):
+            for kind in ("most", "least", "random", "centre"):
                 assert 0.0 <= scores[(source, side, kind)] <= 100.0
     assert scores[("cam", 8, "random")] == scores[("fine_grained", 8, "random")]  # the same random windows
+    assert scores[("cam", 16, "centre")] == scores[("fine_grained", 16, "centre")]  # and the same centre
+
+
+def test_the_centre_window_is_the_centre_one_for_every_image() -> None:
+    model = build_model("fast_cnn", 2).eval()
+    images = torch.full((3, 3, 12, 10), 200, dtype=torch.uint8)
+    maps = {"fine_grained": torch.rand(3, 12, 10)}
+    seen = []
+
+    def spy(images_u8, boxes, fill):
+        seen.append(boxes.clone())
+        return occlude(images_u8, boxes, fill)
+
+    import randsaliencymix.occlusion as occlusion_mod
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(occlusion_mod, "occlude", spy)
+        occlusion_errors(
+            model, images, torch.tensor([0, 1, 0]), maps, [4], (0.5,) * 3, (0.25,) * 3, device=torch.device("cpu")
+        )
+    assert any(b.tolist() == [[4, 3, 8, 7]] * 3 for b in seen)  # rows (12 - 4) // 2, cols (10 - 4) // 2

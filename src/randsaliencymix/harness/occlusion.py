@@ -3,7 +3,8 @@
 For each test image and each saliency source (a detector's maps, or the model's own CAM), the
 ``side`` x ``side`` window whose summed saliency is **largest** is filled with the dataset's mean
 colour (grey after normalisation), and the model is scored on the occluded images; likewise the
-window of **least** saliency, and a **random** window of the same size (seeded). If a source finds
+window of **least** saliency, a **random** window of the same size (seeded) and the **centre**
+window (photographs tend to centre their object: a source must beat that prior). If a source finds
 the object the classifier uses, occluding its most salient window costs much more accuracy than a
 random window, and its least salient window costs less.
 
@@ -26,7 +27,7 @@ from .metrics import classification_metrics
 
 __all__ = ["KINDS", "occlude", "occlusion_errors", "random_windows", "salient_windows", "source_maps"]
 
-KINDS = ("most", "least", "random")
+KINDS = ("most", "least", "random", "centre")
 
 
 def salient_windows(maps: torch.Tensor, side: int, kind: str = "most") -> torch.Tensor:
@@ -97,7 +98,9 @@ def occlusion_errors(
     """Top-1 error (%) of ``model`` on the images occluded at each source's most and least salient
     window and at a random window, for each side: ``{(source, side, kind): error}``, plus
     ``("clean", 0, "none")``. ``maps``: ``{source: (N, H, W) float maps}`` of the images. The
-    random windows are the same for every source (seeded by ``seed`` and the side)."""
+    random windows are the same for every source (seeded by ``seed`` and the side); so is the
+    ``"centre"`` window, the image's centre: the prior a source must beat, as photographs tend to
+    centre their object."""
 
     def error(images: torch.Tensor) -> float:
         logits = predict(model, images, mean, std, device=device, channels_last=channels_last, precision=precision)
@@ -108,11 +111,15 @@ def occlusion_errors(
     for side in sides:
         generator = torch.Generator().manual_seed(seed * 100_003 + side)
         random_error = error(occlude(images_u8, random_windows(n, h, w, side, generator), mean))
+        r1, c1 = (h - side) // 2, (w - side) // 2
+        centre = torch.tensor([[r1, c1, r1 + side, c1 + side]]).expand(n, 4)
+        centre_error = error(occlude(images_u8, centre, mean))
         for source, source_maps in maps.items():
             for kind in ("most", "least"):
                 boxes = salient_windows(source_maps.float().cpu(), side, kind)
                 out[(source, side, kind)] = error(occlude(images_u8, boxes, mean))
             out[(source, side, "random")] = random_error
+            out[(source, side, "centre")] = centre_error
     return out
 
 

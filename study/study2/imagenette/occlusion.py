@@ -95,18 +95,22 @@ def summary(out: Path) -> str:
         f"Clean test top-1 error: {cell(list(cells[('clean', 0, 'none')].values()))}%",
         "",
         "Top-1 error (%) with the window occluded (mean ± std over seeds), and the paired difference",
-        "most − random (mean ± half-width of the 95% t-interval over seeds; with one seed, the point only).",
-        "A source that finds the object costs more accuracy at its most salient window than at a random one.",
+        "most − random, most − centre and least − random (mean ± half-width of the 95% t-interval over seeds;",
+        "with one seed, the point only). A source that finds what the classifier uses costs more accuracy at",
+        "its most salient window than at a random one (most − random > 0), and less at its least salient",
+        "(least − random < 0). Photographs centre their object, so the centre window is the prior to beat:",
+        "most − centre > 0 says the source finds more than the centre does.",
         "",
-        "| source | window | most salient | least salient | random | most − random |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| source | window | most salient | least salient | random | centre | most − random | most − centre "
+        "| least − random |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for source in SOURCES:
         for side in sides:
-            most, least, rand = (cells[(source, side, k)] for k in ("most", "least", "random"))
+            most, least, rand, centre = (cells[(source, side, k)] for k in ("most", "least", "random", "centre"))
+            values = " | ".join(cell(list(v.values())) for v in (most, least, rand, centre))
             lines.append(
-                f"| {source} | {side} px | {cell(list(most.values()))} | {cell(list(least.values()))} | "
-                f"{cell(list(rand.values()))} | {diff(most, rand)} |"
+                f"| {source} | {side} px | {values} | {diff(most, rand)} | {diff(most, centre)} | {diff(least, rand)} |"
             )
     if len(seeds) == 1:
         half = 1.96 * math.sqrt(0.25 / n) * 100 * math.sqrt(2)
