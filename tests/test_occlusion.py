@@ -85,7 +85,7 @@ def test_the_centre_window_is_the_centre_one_for_every_image() -> None:
         seen.append(boxes.clone())
         return occlude(images_u8, boxes, fill)
 
-    import randsaliencymix.occlusion as occlusion_mod
+    import randsaliencymix.harness.occlusion as occlusion_mod
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(occlusion_mod, "occlude", spy)
