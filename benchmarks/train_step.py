@@ -46,25 +46,15 @@ import torch
 
 from randsaliencymix import SALIENCY_ON
 from randsaliencymix.cam import cam_and_logits
-from randsaliencymix.data import dataset_maps, load_dataset
+from randsaliencymix.harness.data import dataset_maps, load_dataset
+from randsaliencymix.harness.methods import METHOD_NAMES, build_mixer
+from randsaliencymix.harness.models import MODEL_NAMES, build_model
+from randsaliencymix.harness.pipeline import AUGMENTS, DeviceLoader
+from randsaliencymix.harness.precision import PRECISIONS, autocast, cpu_bf16_flags, cpu_name
 from randsaliencymix.loss import soft_target_cross_entropy
-from randsaliencymix.methods import METHOD_NAMES, build_mixer
-from randsaliencymix.models import MODEL_NAMES, build_model
-from randsaliencymix.pipeline import AUGMENTS, DeviceLoader
-from randsaliencymix.precision import PRECISIONS, autocast, cpu_bf16_flags
 
 # Training-set sizes for the time per epoch: CIFAR-10 and Imagenette less a 10% validation split.
 EPOCH_IMAGES = {32: 45_000, 128: 8_522}
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def _parse_setups(text: str) -> List[Tuple[str, int, str]]:
@@ -277,7 +267,7 @@ def main(argv=None) -> int:
         "",
         f"Command: `{cmd}`  ",
         f"Date: {_dt.datetime.now().isoformat(timespec='seconds')}  ",
-        f"Hardware: {_cpu_name()} ({_bf16_words()}), {torch.get_num_threads()} torch threads, device {dev}, "
+        f"Hardware: {cpu_name()} ({_bf16_words()}), {torch.get_num_threads()} torch threads, device {dev}, "
         f"load average {os.getloadavg()[0]:.1f} at the end  ",
         f"Versions: python {platform.python_version()}, torch {torch.__version__}  ",
         f"Data `{args.data}` at each setup's size, batch {args.batch_size}, "

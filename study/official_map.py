@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from randsaliencymix.data import load_dataset
-from randsaliencymix.pipeline import CIFAR10_MEAN, CIFAR10_STD
+from randsaliencymix.harness.data import load_dataset
+from randsaliencymix.harness.pipeline import CIFAR10_MEAN, CIFAR10_STD
 from randsaliencymix.reference import opencv_saliency_hwc
 from randsaliencymix.saliency import fine_grained
 

@@ -18,8 +18,8 @@ from typing import Dict, List, Optional, Sequence
 
 import torch
 
-from randsaliencymix.compare import mean_std_ci
-from randsaliencymix.robustness import CORRUPTIONS
+from randsaliencymix.harness.compare import mean_std_ci
+from randsaliencymix.harness.robustness import CORRUPTIONS
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDY = ROOT / "study"

@@ -70,3 +70,33 @@ def test_train_step_benchmark_refuses_an_unknown_precision(tmp_path: Path) -> No
 def test_train_step_benchmark_refuses_an_unknown_source(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="unknown sources"):
         _load("train_step").main(["--sources", "bogus", "--out", str(tmp_path / "x.md")])
+
+
+def test_ops_benchmark_assembles_its_report_from_its_parts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """benchmarks/ops.py and its parts (benchmarks/opsbench/): every row in table order, and a --quick
+    report written from stand-in timings (the timing itself is not run here) with every section."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # as `python benchmarks/ops.py` has it
+    ops = _load("ops")
+    rows = ops.all_rows()
+    keys = [row.key for row in rows]
+    assert len(set(keys)) == len(keys) and keys[:3] == ["clone", "copy", "fg_u8"] and keys[-1] == "k_mixup"
+    assert {"cv_fg", "cv_sr", "timm_mixup", "rsm", "rsm_maps", "cam"} <= set(keys)
+
+    def stand_in(batch, side, device, repeats, min_repeat_s, rows, log):
+        res = {r.key: ops.Result(median_s=1e-3 * (i + 1), samples=[1e-3 * (i + 1)], peak_bytes=1000 * i)
+               for i, r in enumerate(rows)}  # fmt: skip
+        res["_batch"] = ops.Result(peak_bytes=batch * 3 * side * side * 4)
+        res.update({"interleaved:" + k: res[k] for k in ops.INTERLEAVED})
+        return res, "stand-in"
+
+    monkeypatch.setattr(ops, "run_workload", stand_in)
+    out = tmp_path / "bench.md"
+    assert ops.main(["--quick", "--device", "cpu", "--out", str(out)]) == 0
+    text = out.read_text(encoding="utf-8")
+    for section in ("## Environment", "## Results", "## Targets", "## Spread", "## Interleaved (targets 1 and 3)",
+                    "## Reading these numbers"):  # fmt: skip
+        assert section in text
+    for target in ("**1. MixUp", "**2. `spectral_residual`", "**3. `RandSaliencyMix", "**4. Peak extra memory",
+                   "**Earlier target (issue 2)"):  # fmt: skip
+        assert target in text
+    assert "--quick smoke run" in text and all(f"| {row.label} |" in text for row in rows)

@@ -11,10 +11,10 @@ import pytest
 import torch
 
 import randsaliencymix.saliency as saliency_mod
-from randsaliencymix import cli
-from randsaliencymix.data import dataset_maps, load_dataset
-from randsaliencymix.data.maps import images_digest
-from randsaliencymix.pipeline import DeviceLoader
+from randsaliencymix.harness import cli
+from randsaliencymix.harness.data import dataset_maps, load_dataset
+from randsaliencymix.harness.data.maps import images_digest
+from randsaliencymix.harness.pipeline import DeviceLoader
 
 
 @pytest.fixture(autouse=True)
@@ -201,7 +201,7 @@ def test_cached_maps_without_augmentation_train_as_the_detector_on_each_batch(tm
 
 
 def test_cached_maps_with_augmentation_reach_the_operator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import randsaliencymix.train as train_mod
+    import randsaliencymix.harness.train as train_mod
 
     received = []
     real = train_mod.build_mixer

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from randsaliencymix import cam_and_logits, class_activation_maps
-from randsaliencymix.models import build_model, wide_resnet
+from randsaliencymix.harness.models import build_model, wide_resnet
 from randsaliencymix.saliency import cam_from_features
 
 N_CLASSES = 7
@@ -288,8 +288,8 @@ def test_gallery_shows_a_trained_runs_cam_maps_and_cam_operators(tmp_path, monke
     """rsmix show --checkpoint: the run's model gives the CAM columns (for its predicted class,
     with the run's normalisation) and RandSaliencyMix and GuidedMixup read those maps."""
     pytest.importorskip("matplotlib")
-    import randsaliencymix.gallery as gallery_mod
-    from randsaliencymix.cli import main
+    import randsaliencymix.harness.gallery as gallery_mod
+    from randsaliencymix.harness.cli import main
 
     monkeypatch.setenv("RSMIX_CACHE", str(tmp_path / "cache"))
     run = tmp_path / "run"
@@ -323,7 +323,7 @@ def test_gallery_shows_a_trained_runs_cam_maps_and_cam_operators(tmp_path, monke
 
 
 def test_gallery_refuses_a_missing_checkpoint(tmp_path, capsys):
-    from randsaliencymix.cli import main
+    from randsaliencymix.harness.cli import main
 
     assert main(["show", "--checkpoint", str(tmp_path / "nothing"), "--out", str(tmp_path / "g.png")]) == 2
     assert "no checkpoint" in capsys.readouterr().err

@@ -26,8 +26,8 @@ import numpy as np
 import pytest
 import torch
 
-from randsaliencymix import data as rdata
-from randsaliencymix.data import (
+from randsaliencymix.harness import data as rdata
+from randsaliencymix.harness.data import (
     ArrayDataset,
     class_balanced_subset,
     download_cifar,
@@ -39,9 +39,9 @@ from randsaliencymix.data import (
     train_val_indices,
     train_val_split,
 )
-from randsaliencymix.data import decode as rdecode
-from randsaliencymix.data.container import first_per_class
-from randsaliencymix.errors import UsageError
+from randsaliencymix.harness.data import decode as rdecode
+from randsaliencymix.harness.data.container import first_per_class
+from randsaliencymix.harness.errors import UsageError
 
 Image = pytest.importorskip("PIL.Image")
 

@@ -17,11 +17,12 @@ import pytest
 import torch
 
 import randsaliencymix.base as base_mod
-import randsaliencymix.data.args as args_mod
-from randsaliencymix import CutMix, RandomChoiceMix, RandSaliencyMix, SaliencyMix, cli
-from randsaliencymix.compare import parse_method
-from randsaliencymix.models import check_model_takes
-from randsaliencymix.yamlio import load as yaml_load
+import randsaliencymix.harness.data.args as args_mod
+from randsaliencymix import CutMix, RandomChoiceMix, RandSaliencyMix, SaliencyMix
+from randsaliencymix.harness import cli
+from randsaliencymix.harness.compare import parse_method
+from randsaliencymix.harness.models import check_model_takes
+from randsaliencymix.harness.yamlio import load as yaml_load
 from test_train import TINY, load_state
 
 DATA = "procedural:300:100"
@@ -117,7 +118,7 @@ def test_a_library_import_error_is_not_disguised(monkeypatch, tmp_path: Path) ->
     def broken(*args: Any, **kwargs: Any) -> None:
         raise ModuleNotFoundError("No module named 'randsaliencymix._gone'", name="randsaliencymix._gone")
 
-    import randsaliencymix.train as train_mod
+    import randsaliencymix.harness.train as train_mod
 
     monkeypatch.setattr(train_mod, "train", broken)
     with pytest.raises(ModuleNotFoundError):
@@ -148,8 +149,8 @@ def test_an_image_size_that_cannot_fit_in_memory_is_one_line(size: int, tmp_path
 
 
 def test_decoding_a_folder_checks_the_memory_before_decoding(tmp_path: Path, monkeypatch) -> None:
-    from randsaliencymix.data.decode import decode_all
-    from randsaliencymix.errors import UsageError
+    from randsaliencymix.harness.data.decode import decode_all
+    from randsaliencymix.harness.errors import UsageError
 
     monkeypatch.setattr(args_mod, "available_memory", lambda: 2**20)
     with pytest.raises(UsageError, match="2 images at 1024x1024 need"):
@@ -273,7 +274,7 @@ def _read_only_under(monkeypatch: pytest.MonkeyPatch, root: Path) -> None:
         return real_mkstemp(*args, **kwargs)
 
     monkeypatch.setattr(pathlib.Path, "mkdir", mkdir)
-    monkeypatch.setattr("randsaliencymix.files.tempfile.mkstemp", mkstemp)
+    monkeypatch.setattr("randsaliencymix.harness.files.tempfile.mkstemp", mkstemp)
 
 
 def test_a_read_only_out_is_one_line_for_compare_and_show(tmp_path: Path, monkeypatch, capsys) -> None:
@@ -311,11 +312,11 @@ def test_eval_refuses_images_of_another_size_than_the_run_trained_on(finished_ru
     capsys.readouterr()
     assert cli.main(["eval", "--checkpoint", str(finished_run), "--data", DATA]) == 0
     capsys.readouterr()
-    from randsaliencymix.errors import UsageError
-    from randsaliencymix.evaluate import evaluate_checkpoint
+    from randsaliencymix.harness.errors import UsageError
+    from randsaliencymix.harness.evaluate import evaluate_checkpoint
 
     with pytest.MonkeyPatch.context() as mp:  # the same data at 64 px ("64-px copies of its data")
-        import randsaliencymix.evaluate as evaluate_mod
+        import randsaliencymix.harness.evaluate as evaluate_mod
 
         real = evaluate_mod.load_dataset
         mp.setattr(evaluate_mod, "load_dataset", lambda *a, **k: real(*a, **{**k, "size": 64}))

@@ -16,15 +16,15 @@ from typing import Any, Dict, List
 import pytest
 import torch
 
-import randsaliencymix.files as files_mod
-import randsaliencymix.train as train_mod
-from randsaliencymix import cli
-from randsaliencymix.data import load_dataset, train_val_split
-from randsaliencymix.errors import UsageError
-from randsaliencymix.methods import METHOD_NAMES, METHODS, build_mixer, get_method
+import randsaliencymix.harness.files as files_mod
+import randsaliencymix.harness.train as train_mod
+from randsaliencymix.harness import cli
+from randsaliencymix.harness.data import load_dataset, train_val_split
+from randsaliencymix.harness.errors import UsageError
+from randsaliencymix.harness.methods import METHOD_NAMES, METHODS, build_mixer, get_method
+from randsaliencymix.harness.pipeline import DeviceLoader
+from randsaliencymix.harness.runs import RunLock
 from randsaliencymix.mixing import NoMix
-from randsaliencymix.pipeline import DeviceLoader
-from randsaliencymix.runs import RunLock
 
 DATA = "procedural:300:100"
 TINY = ["--data", DATA, "--batch-size", "32", "--threads", "1", "--no-progress", "--epochs", "1"]
@@ -413,7 +413,7 @@ def test_saliency_source_from_the_run_equals_the_operators_own_detector(tmp_path
 
 
 def test_cam_source_and_confusion_pairing_resume_exactly(tmp_path: Path, monkeypatch) -> None:
-    import randsaliencymix.checkpoint as checkpoint_mod
+    import randsaliencymix.harness.checkpoint as checkpoint_mod
 
     flags = ["--method", "randsaliencymix", "--epochs", "3", "--saliency", "cam", "--mix-opt", "tau_src=1",
              "--mix-opt", "pairing=confusion"]  # fmt: skip

@@ -21,10 +21,10 @@ import numpy as np
 import pytest
 import torch
 
-from randsaliencymix import cli
-from randsaliencymix.data import folders, load_dataset
-from randsaliencymix.errors import UsageError
-from randsaliencymix.train import TrainConfig, _check_resumable, load_splits
+from randsaliencymix.harness import cli
+from randsaliencymix.harness.data import folders, load_dataset
+from randsaliencymix.harness.errors import UsageError
+from randsaliencymix.harness.train import TrainConfig, _check_resumable, load_splits
 
 PIL = pytest.importorskip("PIL.Image")
 
@@ -206,7 +206,7 @@ def imagenette_slice(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_train_and_eval_end_to_end_at_64px(
     imagenette_slice: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
-    import randsaliencymix.evaluate as evaluate
+    import randsaliencymix.harness.evaluate as evaluate
 
     run = tmp_path / "run"
     args = ["train", "--data", str(imagenette_slice), "--image-size", "64", "--model", "fast_resnet"]

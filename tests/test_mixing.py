@@ -983,7 +983,7 @@ def test_cli_show_writes_png(tmp_path):
     pytest.importorskip("matplotlib")
     pytest.importorskip("skimage")
     pytest.importorskip("cv2")
-    from randsaliencymix.cli import main
+    from randsaliencymix.harness.cli import main
 
     out = tmp_path / "g.png"
     assert main(["show", "--out", str(out), "--size", "48"]) == 0
@@ -991,7 +991,7 @@ def test_cli_show_writes_png(tmp_path):
 
 
 def test_cli_missing_images_folder(tmp_path, capsys):
-    from randsaliencymix.cli import main
+    from randsaliencymix.harness.cli import main
 
     assert main(["show", "--out", str(tmp_path / "g.png"), "--images", str(tmp_path / "missing")]) == 2
     assert "error" in capsys.readouterr().err

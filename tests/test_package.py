@@ -29,7 +29,7 @@ import pytest
 import torch
 
 import randsaliencymix
-from randsaliencymix import cli
+from randsaliencymix.harness import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 VERSION = randsaliencymix.__version__
@@ -69,7 +69,7 @@ def test_build_gives_sdist_and_wheel_with_every_module(dist: Dict[str, Path]) ->
     sources.add("randsaliencymix/py.typed")
     assert sources <= names, sources - names
     assert f"Version: {VERSION}\n" in metadata and "Requires-Dist: torch" in metadata
-    assert "rsmix = randsaliencymix.cli:main" in entry_points
+    assert "rsmix = randsaliencymix.harness.cli:main" in entry_points
     assert "License-Expression: MIT\n" in metadata and f"{info}/licenses/LICENSE" in names
     with tarfile.open(dist["sdist"]) as sdist:
         members = {m.split("/", 1)[1] for m in sdist.getnames() if "/" in m}
@@ -135,7 +135,16 @@ def test_version_is_written_once_and_shown_by_the_cli(capsys: pytest.CaptureFixt
 
 @pytest.mark.parametrize(
     "module",
-    ["collate", "integrations.timm", "integrations._patches", "apply", "params", "data.maps", "models", "saliency"],
+    [
+        "collate",
+        "integrations.timm",
+        "integrations._patches",
+        "apply",
+        "params",
+        "harness.data.maps",
+        "harness.models",
+        "saliency",
+    ],
 )
 def test_new_modules_list_their_public_definitions(module: str) -> None:
     mod = importlib.import_module(f"randsaliencymix.{module}")

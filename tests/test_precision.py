@@ -13,14 +13,14 @@ from typing import Any, List
 import pytest
 import torch
 
-import randsaliencymix.checkpoint as checkpoint_mod
-import randsaliencymix.precision as precision_mod
-import randsaliencymix.train as train_mod
-from randsaliencymix import cli
-from randsaliencymix.config import TrainConfig
-from randsaliencymix.errors import UsageError
-from randsaliencymix.evaluate import evaluate_checkpoint, predict
-from randsaliencymix.models import build_model
+import randsaliencymix.harness.checkpoint as checkpoint_mod
+import randsaliencymix.harness.precision as precision_mod
+import randsaliencymix.harness.train as train_mod
+from randsaliencymix.harness import cli
+from randsaliencymix.harness.config import TrainConfig
+from randsaliencymix.harness.errors import UsageError
+from randsaliencymix.harness.evaluate import evaluate_checkpoint, predict
+from randsaliencymix.harness.models import build_model
 from test_train import TINY, assert_same_run, load_state, read_log
 
 DATA = "procedural:300:100"
@@ -208,3 +208,18 @@ def test_fp16_on_cuda_trains_with_a_scaler(tmp_path: Path) -> None:  # pragma: n
     flags = [*TINY, "--method", "cutmix", "--epochs", "1", "--precision", "fp16", "--device", "cuda"]
     assert cli.main(["train", *flags, "--out", str(tmp_path / "run")]) == 0
     assert "scaler" in load_state(tmp_path / "run")
+
+
+def test_metrics_name_the_hardware_they_were_measured_on(bf16_run: Path) -> None:
+    hardware = json.loads((bf16_run / "metrics.json").read_text())["hardware"]
+    assert hardware["cpu"] == precision_mod.cpu_name() and hardware["cpu"]
+    assert hardware["device"] == "cpu" and isinstance(hardware["threads"], int) and hardware["threads"] >= 1
+    assert {k: hardware[k] for k in ("amx_bf16", "avx512_bf16")} == precision_mod.cpu_bf16_flags()
+
+
+def test_the_cpu_name_falls_back_without_cpuinfo(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_file(*args: Any, **kwargs: Any) -> Any:
+        raise OSError("no /proc here")
+
+    monkeypatch.setattr("builtins.open", no_file)
+    assert isinstance(precision_mod.cpu_name(), str) and precision_mod.cpu_name()

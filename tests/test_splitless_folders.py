@@ -15,9 +15,9 @@ import pytest
 import torch
 from PIL import Image
 
-from randsaliencymix import cli
-from randsaliencymix.data import load_dataset
-from randsaliencymix.errors import UsageError
+from randsaliencymix.harness import cli
+from randsaliencymix.harness.data import load_dataset
+from randsaliencymix.harness.errors import UsageError
 
 CLASSES = ("dog", "cat", "bird")  # written unsorted: classes come out sorted
 

@@ -1,7 +1,7 @@
 """End-to-end tests of ``rsmix train`` and ``rsmix eval``: real, tiny training runs on the CPU.
 
 Nothing of the training loop is mocked. Where a test needs to see inside a run it wraps a
-function of ``randsaliencymix.train`` (a spy that calls the real one) or injects a crash.
+function of ``randsaliencymix.harness.train`` (a spy that calls the real one) or injects a crash.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from typing import Any, Dict, List
 import pytest
 import torch
 
-import randsaliencymix.checkpoint as checkpoint_mod
-import randsaliencymix.files as files_mod
-import randsaliencymix.train as train_mod
-from randsaliencymix import cli
+import randsaliencymix.harness.checkpoint as checkpoint_mod
+import randsaliencymix.harness.files as files_mod
+import randsaliencymix.harness.train as train_mod
+from randsaliencymix.harness import cli
 from randsaliencymix.mixing import MixUp
 
 DATA = "procedural:300:100"
@@ -339,7 +339,7 @@ _DDP_DRIVER = '''\
 import os, runpy, sys
 import torch
 import torch.distributed as dist
-import randsaliencymix.train as T
+import randsaliencymix.harness.train as T
 
 made = []
 real = T.build_model
@@ -416,7 +416,7 @@ def test_torchrun_two_cpu_processes(tmp_path: Path) -> None:
     # between the broadcasts at each forward, so only parameters are compared).
     ranks = [torch.load(results / f"rank{r}.pt", weights_only=False) for r in (0, 1)]
     assert [(r["rank"], r["world"], r["code"]) for r in ranks] == [(0, 2, 0), (1, 2, 0)]
-    from randsaliencymix.models import build_model
+    from randsaliencymix.harness.models import build_model
 
     params = [name for name, _ in build_model("fast_cnn", 10).named_parameters()]
     assert params

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import csv
 import math
-import platform
 import sys
 import time
 from pathlib import Path
@@ -27,25 +26,16 @@ from typing import Dict, List
 
 import torch
 
-from randsaliencymix.compare import mean_std_ci
-from randsaliencymix.data import load_dataset
-from randsaliencymix.evaluate import load_trained_model
-from randsaliencymix.occlusion import occlusion_errors, source_maps
+from randsaliencymix.harness.compare import mean_std_ci
+from randsaliencymix.harness.data import load_dataset
+from randsaliencymix.harness.evaluate import load_trained_model
+from randsaliencymix.harness.occlusion import occlusion_errors, source_maps
+from randsaliencymix.harness.precision import cpu_name
 
 HERE = Path(__file__).resolve().parent
 CSV_DIR = HERE / "occlusion"
 SOURCES = ("fine_grained", "spectral", "cam")
 FIELDS = ("run", "seed", "source", "side", "kind", "top1_err", "images", "cpu", "seconds")
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def score(run: Path, data: str, split: str, sides: List[int]) -> List[Dict]:

@@ -27,7 +27,7 @@ import math
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from randsaliencymix.compare import mean_std_ci
+from randsaliencymix.harness.compare import mean_std_ci
 
 HERE = Path(__file__).resolve().parent
 FOLDERS = ("main_operator", "main_fg", "main_sr")

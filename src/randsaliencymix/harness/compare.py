@@ -243,7 +243,8 @@ def summarise(
             if path.exists():
                 metrics = json.loads(path.read_text())
                 metrics.pop("versions", None)
-                rows.append({"name": name, **metrics, "seed": seed})
+                cpu = (metrics.pop("hardware", None) or {}).get("cpu")  # the CSV's cells hold no commas
+                rows.append({"name": name, **metrics, "seed": seed, "cpu": cpu and str(cpu).replace(",", " ")})
     keys = ["name", "method", "seed"] + sorted({k for r in rows for k in r} - {"name", "method", "seed"})
     lines = [",".join(keys)]
     for r in rows:

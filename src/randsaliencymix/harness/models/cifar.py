@@ -9,7 +9,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .._checks import check_positive, check_probability
+from ..._checks import check_positive, check_probability
 from .layers import (
     BasicBlock,
     _check_num_classes,

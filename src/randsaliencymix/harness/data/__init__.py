@@ -22,7 +22,7 @@ from :func:`class_balanced_subset` (:mod:`.splits`). Every random draw comes fro
 ``torch.Generator`` seeded by the caller's ``seed``; nothing reads a global random state.
 
 Mistakes a user can fix (bad paths, undecodable images, bad layouts, sources, splits or sizes,
-a failed download) raise :class:`~randsaliencymix.errors.UsageError`. Decoding images needs
+a failed download) raise :class:`~randsaliencymix.harness.errors.UsageError`. Decoding images needs
 Pillow (extra ``data``); CIFAR and the procedural dataset do not.
 """
 

@@ -21,8 +21,8 @@ from typing import Dict, Mapping, Sequence, Tuple
 import torch
 from torch import nn
 
+from ..geometry import integral, window_masses
 from .evaluate import predict
-from .geometry import integral, window_masses
 from .metrics import classification_metrics
 
 __all__ = ["KINDS", "occlude", "occlusion_errors", "random_windows", "salient_windows", "source_maps"]
@@ -137,10 +137,10 @@ def source_maps(
     """``{source: (N, H, W) float maps}`` of uint8 images: a detector's (``"fine_grained"``,
     ``"spectral"``: of the images as stored) or ``"cam"`` (the model's class activation map of its
     predicted class, the model in evaluation mode, its forward in ``precision``)."""
+    from ..cam import class_activation_maps
+    from ..saliency import saliency_map
     from .augment import normalize
-    from .cam import class_activation_maps
     from .precision import autocast
-    from .saliency import saliency_map
 
     out: Dict[str, torch.Tensor] = {}
     for source in sources:

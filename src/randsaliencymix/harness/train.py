@@ -24,18 +24,18 @@ from typing import Any, Callable, ContextManager, Dict, List, Optional, Tuple
 import torch
 from torch import nn
 
+from ..loss import soft_target_cross_entropy
+from ..mixing import Mixer
 from .checkpoint import check_resumable_state, read_checkpoint, restore_checkpoint, save_checkpoint
 from .config import _ADDED_KEYS, _MOVABLE, TrainConfig, available_device, lr_at
 from .data import ArrayDataset, class_balanced_subset, dataset_maps, load_dataset, train_val_split
 from .errors import UsageError
 from .evaluate import corruption_metrics, flat_corruption_scores, split_metrics
 from .files import atomic_write_json
-from .loss import soft_target_cross_entropy
 from .methods import METHOD_NAMES, build_mixer
-from .mixing import Mixer
 from .models import build_model, check_model_takes
 from .pipeline import DeviceLoader
-from .precision import autocast, emulation_warning, scaler_needed
+from .precision import autocast, emulation_warning, hardware, scaler_needed
 from .runs import RunLock, append_log, check_output_folder, read_log, start_run_folder
 
 __all__ = ["TrainConfig", "UsageError", "available_device", "load_splits", "lr_at", "train"]
@@ -216,7 +216,7 @@ def _saliency_source(
     if cfg.saliency == "operator" or cfg.saliency.endswith("_cached") or not mixer.uses_saliency:
         return None
     if cfg.saliency == "cam":
-        from .cam import cam_and_logits
+        from ..cam import cam_and_logits
 
         probe = loader.images[:2].float()
         try:  # a model without a pooling + linear head is the user's choice of model: say so now
@@ -230,7 +230,7 @@ def _saliency_source(
             return maps, logits.float()
 
         return cam_source
-    from .saliency import saliency_map
+    from ..saliency import saliency_map
 
     method, mean, std = cfg.saliency, tuple(cfg.mean or ()), tuple(cfg.std or ())
     return lambda x, labels: (saliency_map(x, method, None, mean, std, validate=False), None)
@@ -440,5 +440,6 @@ def _finish(run: _Run, out_dir: Path) -> Dict[str, Any]:
         result["test_images"] = int(test_ds.images.shape[0])
     result["method"], result["seed"], result["model"] = cfg.method, cfg.seed, cfg.model
     result["versions"] = {"torch": torch.__version__, "python": sys.version.split()[0]}
+    result["hardware"] = hardware(device)
     atomic_write_json(result, out_dir / "metrics.json")
     return result

@@ -23,7 +23,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple, Union, cast
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from ._random import pick_generator
+from .._random import pick_generator
 from .augment import (
     AUGMENTS,
     PADDING_MODES,
@@ -103,7 +103,7 @@ class DeviceLoader:
     rank then draws the crops and flips of its own slice.
 
     Saliency maps (``maps``, uint8 ``(N, H, W)``: map x 255, e.g. from
-    :func:`~randsaliencymix.data.dataset_maps`): the loader yields ``(x, y, s)``, ``s`` float32
+    :func:`~randsaliencymix.harness.data.dataset_maps`): the loader yields ``(x, y, s)``, ``s`` float32
     ``(B, H, W)`` in [0, 1], each map cropped, resized (bilinear, as its image) and flipped with the
     same draws as its image (zero saliency where ``pad_crop`` pads with zeros). The draws do not
     depend on the maps: the images are the same with or without them.
@@ -189,7 +189,7 @@ class DeviceLoader:
     def from_dataset(
         cls, dataset: object, batch_size: int, generator: Optional[torch.Generator] = None, **kwargs: Any
     ) -> DeviceLoader:
-        """A loader over an :class:`~randsaliencymix.data.ArrayDataset` (its images and labels)."""
+        """A loader over an :class:`~randsaliencymix.harness.data.ArrayDataset` (its images and labels)."""
         return cls(dataset.images, dataset.labels, batch_size, generator, **kwargs)  # type: ignore[attr-defined]
 
     @property

@@ -18,7 +18,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
-from ._checks import check_images
+from .._checks import check_images
 
 __all__ = ["CORRUPTIONS", "corrupt", "occlude", "gaussian_noise", "gaussian_blur", "contrast", "jpeg", "corrupted_sets"]
 

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
-from . import __version__
+from .. import __version__
 from .precision import PRECISIONS
 
 if TYPE_CHECKING:
@@ -232,7 +232,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
         extend=args.extend,
     )  # fmt: skip
     if result:
-        shown = {k: round(v, 3) if isinstance(v, float) else v for k, v in result.items() if k != "versions"}
+        shown = {
+            k: round(v, 3) if isinstance(v, float) else v
+            for k, v in result.items()
+            if k not in ("versions", "hardware")
+        }
         print(json.dumps(shown, sort_keys=True))
     return 0
 
@@ -330,7 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--robustness",
         action="store_true",
         help="also top-1 error and ECE under occlusion (1/4 and 1/2 side), Gaussian noise, "
-        "blur, contrast and JPEG (fixed severities, see randsaliencymix.robustness)",
+        "blur, contrast and JPEG (fixed severities, see randsaliencymix.harness.robustness)",
     )
     ev.add_argument(
         "--precision",

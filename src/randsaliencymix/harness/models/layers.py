@@ -9,7 +9,7 @@ from typing import Callable, Sequence, Tuple
 import torch
 from torch import nn
 
-from .._checks import check_num_classes
+from ..._checks import check_num_classes
 
 
 def _check_num_classes(num_classes: object) -> int:

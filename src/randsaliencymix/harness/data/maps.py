@@ -12,7 +12,7 @@ entry also stores that key, so a file holding other maps (another dataset's, cop
 into place) is a miss, as is a damaged entry: both are computed again. A cache that cannot be
 written is a warning.
 
-:class:`~randsaliencymix.pipeline.DeviceLoader` (``maps=``) crops and flips the maps with their
+:class:`~randsaliencymix.harness.pipeline.DeviceLoader` (``maps=``) crops and flips the maps with their
 images, with the same draws, so each batch's maps cost no detector call (the seed repository
 cached maps the same way).
 """
@@ -78,7 +78,7 @@ def dataset_maps(
     returned on that device. With ``cache`` they are read from, or written to, ``cache_dir``
     (default ``$RSMIX_CACHE`` or ``~/.cache/randsaliencymix``).
     """
-    from ..saliency import saliency_map
+    from ...saliency import saliency_map
 
     if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.ndim != 4:
         got = f"{images.dtype} {tuple(images.shape)}" if isinstance(images, torch.Tensor) else type(images).__name__

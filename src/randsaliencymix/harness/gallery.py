@@ -14,12 +14,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..cam import class_activation_maps
+from ..mixing import SALIENCY_ON
+from ..saliency import fine_grained, spectral_residual
 from .augment import normalize
-from .cam import class_activation_maps
 from .files import atomic_write
 from .methods import build_mixer
-from .mixing import SALIENCY_ON
-from .saliency import fine_grained, spectral_residual
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

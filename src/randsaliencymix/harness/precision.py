@@ -15,6 +15,7 @@ the loss is computed in float32 from the logits.
 
 from __future__ import annotations
 
+import platform
 from contextlib import nullcontext
 from functools import lru_cache
 from typing import Any, ContextManager, Dict
@@ -26,7 +27,9 @@ __all__ = [
     "autocast",
     "check_precision",
     "cpu_bf16_flags",
+    "cpu_name",
     "emulation_warning",
+    "hardware",
     "native_bf16",
     "scaler_needed",
 ]
@@ -36,6 +39,29 @@ _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 # The CPU features with which bfloat16 matrix products run in hardware (x86): Intel AMX tiles or
 # AVX512-BF16 dot products. torch.cpu.get_capabilities() reads them from cpuinfo.
 _BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+
+
+def cpu_name() -> str:
+    """This CPU's model name (``model name`` in ``/proc/cpuinfo``), else ``platform.processor()``."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def hardware(device: torch.device) -> Dict[str, Any]:
+    """What a result was measured on: the CPU and its bfloat16 flags, torch's threads, the device
+    (and the GPU's name on CUDA). Written beside every run's metrics: runs of one study may come
+    from different machines, and their times compare only on the same one."""
+    info: Dict[str, Any] = {"cpu": cpu_name(), **cpu_bf16_flags(), "threads": torch.get_num_threads()}
+    info["device"] = str(device)
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
 
 
 def cpu_bf16_flags() -> Dict[str, bool]:

@@ -14,9 +14,9 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
+from ..guided import GuidedMixup
+from ..mixing import CutMix, Mixer, MixUp, NoMix, RandSaliencyMix, SaliencyMix
 from .errors import UsageError
-from .guided import GuidedMixup
-from .mixing import CutMix, Mixer, MixUp, NoMix, RandSaliencyMix, SaliencyMix
 
 __all__ = ["METHODS", "METHOD_NAMES", "Method", "build_mixer", "get_method"]
 
