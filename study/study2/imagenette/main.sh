@@ -2,10 +2,15 @@
 # Study 2, stage 2 (issue 17, part 1): regime A's main table, 5 paired seeds, in bf16.
 #
 #   study/study2/imagenette/main.sh LANE EPOCHS     # LANE 0 or 1 (the two cores), EPOCHS from stage 1's rule
-#   study/study2/imagenette/main.sh summary EPOCHS  # rewrite each folder's results.csv/md over all seeds
+#   .venv/bin/python study/study2/imagenette/report.py   # the merged table over the finished runs
 #
 # DEADLINE=<unix seconds> (optional): a lane starts no run that would not end by then (a run is taken
-# to last RUN_MINUTES, default 70), so a session that ends at a known time loses no half-run.
+# to last RUN_MINUTES, default 58: 80 epochs took 50-60 minutes on the Intel Xeon with AMX, two runs
+# at a time), so a session that ends at a known time loses no half-run. Each session:
+#   DEADLINE=$(date -d '+175 min' +%s) study/study2/imagenette/main.sh 0 80 &   # and lane 1
+# then study/study2/imagenette/stage_finished.sh after each run, never `git add` a run in flight.
+# (There is no summary mode: `rsmix compare` over all methods and seeds would train every unfinished
+# run. report.py reads the finished ones.)
 #
 # Seed s gives every method the same initial weights and the same data order (rsmix seeds the model,
 # the shuffle and the crops from --seed; the mixing generator is its own). The 35 runs (7 methods x 5
@@ -28,8 +33,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../../.."
 RSMIX=${RSMIX:-.venv/bin/rsmix}
 export OMP_NUM_THREADS=1
-LANE=${1:?usage: main.sh LANE|summary EPOCHS}
-EPOCHS=${2:?usage: main.sh LANE|summary EPOCHS}
+LANE=${1:?usage: main.sh LANE EPOCHS}
+EPOCHS=${2:?usage: main.sh LANE EPOCHS}
 OUT=study/study2/imagenette
 SEEDS=(0 1 2 3 4)
 COMMON=(--data ../shared/data/imagenette2-224.tar --image-size 128 --model fast_resnet
@@ -48,15 +53,10 @@ RUNS=(
     "main_sr spectral_cached guided_sr=guidedmixup:p=0.5,pairing=complementary"
 )
 
-if [ "$LANE" = summary ]; then
-    for folder in main_operator main_fg main_sr; do
-        methods=$(for r in "${RUNS[@]}"; do set -- $r; [ "$1" = "$folder" ] && printf '%s;' "$3"; done)
-        set -- $(for r in "${RUNS[@]}"; do set -- $r; [ "$1" = "$folder" ] && echo "$2" && break; done)
-        "$RSMIX" compare "${COMMON[@]}" --saliency "$1" --methods "${methods%;}" --seeds 0,1,2,3,4 \
-            --out "$OUT/$folder" || true
-    done
-    exit 0
-fi
+case "$LANE" in
+0 | 1) ;;
+*) echo "usage: main.sh LANE EPOCHS, LANE 0 or 1 (got $LANE)" >&2 && exit 2 ;;
+esac
 
 i=0
 for seed in "${SEEDS[@]}"; do
@@ -65,7 +65,7 @@ for seed in "${SEEDS[@]}"; do
             set -- $r
             run_dir="$OUT/$1/runs/$(echo "$3" | cut -d= -f1)_s$seed"
             if [ -n "${DEADLINE:-}" ] && [ ! -f "$run_dir/metrics.json" ] &&
-                [ $(($(date +%s) + ${RUN_MINUTES:-70} * 60)) -gt "$DEADLINE" ]; then
+                [ $(($(date +%s) + ${RUN_MINUTES:-58} * 60)) -gt "$DEADLINE" ]; then
                 echo "$(date -Is) deadline: not starting $1 $3 seed $seed"
                 exit 0
             fi
