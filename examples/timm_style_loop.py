@@ -2,9 +2,12 @@
 
     python examples/timm_style_loop.py --steps 30
 
-In timm's own ``train.py`` the change is one import::
+In timm's own ``train.py`` (1.0), ``Mixup`` comes in one import line with other names, so the
+change is one line added after it, which rebinds the name (run timm with ``--no-prefetcher``: with
+its prefetcher timm mixes in the collate with ``FastCollateMixup`` and never builds ``Mixup``)::
 
-    from randsaliencymix.integrations.timm import Mixup   # was: from timm.data import Mixup
+    from timm.data import create_dataset, create_loader, resolve_data_config, Mixup, FastCollateMixup, AugMixDataset
+    from randsaliencymix.integrations.timm import Mixup  # added: the drop-in wins
 
 plus, optionally, this library's arguments (``cutmix_op``, ``cutmix_options``, ``generator``).
 Below, ``train_one_epoch`` follows timm's: the batch is moved to the device, then
