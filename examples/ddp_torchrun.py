@@ -60,6 +60,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     dist.all_reduce(mean_loss)
     if rank == 0:
         print(f"{world} processes, {step} steps: mean last loss {mean_loss.item() / world:.4f}")
+    dist.barrier()  # no rank tears its gloo threads down while another still talks to it
     dist.destroy_process_group()
 
 
