@@ -8,6 +8,8 @@ an unfinished one resumes from its checkpoint.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 import os
@@ -243,13 +245,14 @@ def summarise(
             if path.exists():
                 metrics = json.loads(path.read_text())
                 metrics.pop("versions", None)
-                cpu = (metrics.pop("hardware", None) or {}).get("cpu")  # the CSV's cells hold no commas
-                rows.append({"name": name, **metrics, "seed": seed, "cpu": cpu and str(cpu).replace(",", " ")})
+                cpu = (metrics.pop("hardware", None) or {}).get("cpu")
+                rows.append({"name": name, **metrics, "seed": seed, "cpu": cpu})
     keys = ["name", "method", "seed"] + sorted({k for r in rows for k in r} - {"name", "method", "seed"})
-    lines = [",".join(keys)]
-    for r in rows:
-        lines.append(",".join("" if r.get(k) is None else str(r.get(k)) for k in keys))
-    atomic_write_bytes(out / "results.csv", ("\n".join(lines) + "\n").encode())
+    buffer = io.StringIO()  # the csv module quotes a cell with a comma (a CPU's name may have one)
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(keys)
+    writer.writerows(["" if r.get(k) is None else r.get(k) for k in keys] for r in rows)
+    atomic_write_bytes(out / "results.csv", buffer.getvalue().encode())
 
     metric = _metric_key(rows)
     by_name = {n: {r["seed"]: r for r in rows if r["name"] == n} for n in names}

@@ -21,7 +21,7 @@ from typing import Dict, Mapping, Sequence, Tuple
 import torch
 from torch import nn
 
-from ..geometry import integral, window_masses
+from ..geometry import integral, valid_extent, window_masses
 from .evaluate import predict
 from .metrics import classification_metrics
 
@@ -46,10 +46,8 @@ def salient_windows(maps: torch.Tensor, side: int, kind: str = "most") -> torch.
     # avg_pool2d costs side² a window: minutes for 4,000 maps at 64 px). Corners whose window
     # leaves the map are never picked.
     sums = window_masses(integral(maps.double()), extent, extent)
-    outside = (torch.arange(h, device=maps.device) > h - side)[:, None] | (
-        torch.arange(w, device=maps.device) > w - side
-    )
-    sums = sums.masked_fill(outside, float("-inf") if kind == "most" else float("inf")).flatten(1)
+    inside = valid_extent(h, extent)[:, :, None] & valid_extent(w, extent)[:, None, :]
+    sums = sums.masked_fill(~inside, float("-inf") if kind == "most" else float("inf")).flatten(1)
     index = sums.argmax(dim=1) if kind == "most" else sums.argmin(dim=1)  # the first in raster order on ties
     r1, c1 = index // w, index % w
     return torch.stack([r1, c1, r1 + side, c1 + side], dim=1)
