@@ -100,3 +100,26 @@ def test_ops_benchmark_assembles_its_report_from_its_parts(tmp_path: Path, monke
                    "**Earlier target (issue 2)"):  # fmt: skip
         assert target in text
     assert "--quick smoke run" in text and all(f"| {row.label} |" in text for row in rows)
+
+
+def test_ops_benchmark_reports_a_failed_interleaved_row_as_not_measured(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A row that fails (e.g. timm's wheel missing) is left out of the interleaved timing; its targets
+    read NOT MEASURED instead of the report crashing with a KeyError."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    ops = _load("ops")
+
+    def stand_in(batch, side, device, repeats, min_repeat_s, rows, log):
+        res = {r.key: ops.Result(median_s=1e-3 * (i + 1), samples=[1e-3 * (i + 1)], peak_bytes=1000 * i)
+               for i, r in enumerate(rows)}  # fmt: skip
+        res["timm_mixup"] = ops.Result(error="ImportError: no timm")
+        res["_batch"] = ops.Result(peak_bytes=batch * 3 * side * side * 4)
+        res.update({"interleaved:" + k: res[k] for k in ops.INTERLEAVED if k != "timm_mixup"})
+        return res, "stand-in"
+
+    monkeypatch.setattr(ops, "run_workload", stand_in)
+    out = tmp_path / "bench.md"
+    assert ops.main(["--quick", "--device", "cpu", "--out", str(out)]) == 0
+    text = out.read_text(encoding="utf-8")
+    assert "timm `elem`: **NOT MEASURED** (ok; not timed (its row failed" in text

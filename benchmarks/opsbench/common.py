@@ -201,7 +201,9 @@ def quotient(
     res: Dict[str, Result], num: str, den: str, target: float, at_most: bool, what: str, where: str
 ) -> Tuple[str, str]:
     """One target line ``num / den`` against ``target`` (at most, or at least), and its verdict."""
-    a, b = res[num], res[den]
+    # A row that failed in the main table is not timed interleaved, so it may be missing here.
+    missing = Result(error="not timed (its row failed; see the main table)")
+    a, b = res.get(num, missing), res.get(den, missing)
     if a.error or b.error or a.median_s is None or b.median_s is None:
         found = "NOT MEASURED"
         return f"- {where}: {what}: **{found}** ({a.error or 'ok'}; {b.error or 'ok'})", found

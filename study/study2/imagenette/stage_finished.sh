@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Stage (git add) what main.sh and occlusion.py have finished, and nothing in flight: a run folder
 # only once it has metrics.json (a half-run's log committed without its checkpoint would make the
-# next session refuse to resume it), each folder's summaries, the occlusion CSVs and the report.
+# next session refuse to resume it), the occlusion CSVs and the report. Not the folders' own
+# summaries (main_*/results.*, *.png): each compare call of main.sh rewrites them with its one run.
 #
 #   study/study2/imagenette/stage_finished.sh && git commit -m "Study 2 stage 2: ... finished"
 set -euo pipefail
@@ -15,11 +16,8 @@ for folder in main_operator main_fg main_sr; do
             echo "in flight, not staged: $run"
         fi
     done
-    for f in "$folder"/results.csv "$folder"/results.md "$folder"/*.png; do
-        [ -f "$f" ] && git add "$f"
-    done
 done
-for f in occlusion results.csv results.md final_error.png occlusion.md occlusion.csv; do
+for f in occlusion official_map.md results.csv results.md final_error.png occlusion.md occlusion.csv; do
     [ -e "$f" ] && git add "$f"
 done
 git status --short .
