@@ -13,7 +13,10 @@ Reads ``main_{operator,fg,sr}/runs/<name>_s<seed>/metrics.json`` (finished runs 
 * cost: training minutes per run and the paired ratio of training time to no mixing and to CutMix
   (same seed; the CPU each run had is named where the run recorded it, and a ratio between runs on
   different CPUs is marked);
-* ``final_error.png``: each method's seeds and their mean with its 95% t-interval.
+* the error under each corruption alone, per method;
+* ``final_error.png``: each method's seeds and their mean with its 95% t-interval;
+* ``paired_differences.png``: per reference, every method's per-seed differences and their mean
+  with its 95% t-interval, against the zero line.
 
 ``--root`` reads and writes another folder (the tests of this script use a folder of made-up runs).
 """
@@ -39,6 +42,8 @@ ROBUSTNESS = (
     ("test_ece", "test ECE (%)"),
     ("test_nll", "test NLL"),
 )
+CORRUPTIONS = ("gaussian_noise", "gaussian_blur", "contrast", "jpeg", "occlusion_quarter", "occlusion_half")
+PLOT_REFERENCES = ("none", "cutmix", "saliencymix", "guided_sr")
 
 
 def runs(root: Path) -> List[Dict]:
@@ -123,6 +128,23 @@ def robustness_table(rows: List[Dict]) -> List[str]:
     return lines
 
 
+def corruption_table(rows: List[Dict]) -> List[str]:
+    tables = {c: by_metric(rows, f"test_{c}_top1_err") for c in CORRUPTIONS}
+    if not any(any(t.values()) for t in tables.values()):
+        return []
+    lines = [
+        "Each corruption alone: test top-1 error (%), mean ± std over seeds.",
+        "",
+        "| method | " + " | ".join(CORRUPTIONS) + " |",
+        "|---|" + "---:|" * len(CORRUPTIONS),
+    ]
+    for name in ORDER:
+        cells = [mean_sd(list(tables[c][name].values())) if tables[c][name] else "" for c in CORRUPTIONS]
+        if any(cells):
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def cost_table(rows: List[Dict]) -> List[str]:
     seconds = by_metric(rows, "train_seconds")
     cpus = {(r["name"], r["seed"]): r["cpu"] for r in rows}
@@ -185,6 +207,40 @@ def plot(rows: List[Dict], out: Path) -> bool:
     return True
 
 
+def plot_paired(rows: List[Dict], out: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    by = by_metric(rows, METRIC)
+    refs = [r for r in PLOT_REFERENCES if by[r]]
+    if not refs:
+        return False
+    names = [n for n in ORDER if by[n]][::-1]  # one row per method in every panel, the first on top
+    fig, axes = plt.subplots(1, len(refs), figsize=(3.2 * len(refs), 3.4), sharey=True, squeeze=False)
+    axes[0][0].set_yticks(range(len(names)), names, fontsize=8)
+    for ax, ref in zip(axes[0], refs):
+        for i, name in enumerate(names):
+            if name == ref or not set(by[name]) & set(by[ref]):
+                continue
+            diffs = [by[name][s] - by[ref][s] for s in sorted(set(by[name]) & set(by[ref]))]
+            ax.scatter(diffs, [i] * len(diffs), s=10, color="0.6", zorder=2)
+            m, _, half = mean_std_ci(diffs)
+            ax.errorbar([m], [i], xerr=None if math.isnan(half) else [half], fmt="o", color="C0", capsize=3, zorder=3)
+        ax.axvline(0, color="k", lw=0.8)
+        ax.set_title(f"method − {ref}", fontsize=9)
+        ax.set_xlabel("test top-1 error difference (points)", fontsize=8)
+        ax.grid(axis="x", alpha=0.3)
+    fig.suptitle("Paired differences per seed (grey), mean ± 95% t-interval; left of 0: better", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return True
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--root", type=Path, default=HERE)
@@ -209,10 +265,14 @@ def main(argv=None) -> int:
         "",
         *robustness_table(rows),
         "",
+        *corruption_table(rows),
+        "",
         *cost_table(rows),
     ]
     if plot(rows, root / "final_error.png"):
         lines += ["", "![final test error per method](final_error.png)"]
+    if plot_paired(rows, root / "paired_differences.png"):
+        lines += ["", "![paired differences to each reference](paired_differences.png)"]
     (root / "results.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

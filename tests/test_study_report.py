@@ -1,0 +1,71 @@
+"""Study 2's report (study/study2/imagenette/report.py) over a folder of made-up runs: the merged
+table, its paired differences and their noise marks, the CSV, and runs in flight left out."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _report():
+    path = ROOT / "study" / "study2" / "imagenette" / "report.py"
+    spec = importlib.util.spec_from_file_location("study2_report", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _run(root: Path, folder: str, name: str, seed: int, err: float, cpu: str = "Test CPU") -> None:
+    run = root / folder / "runs" / f"{name}_s{seed}"
+    run.mkdir(parents=True)
+    metrics = {
+        "method": name, "test_top1_err": err, "test_corruption_mean_top1_err": err + 10, "test_ece": 5.0,
+        "test_nll": 0.5, "test_jpeg_top1_err": err + 1, "train_seconds": 600.0 + seed,
+        "hardware": {"cpu": cpu}, "versions": {"torch": "x"},
+    }  # fmt: skip
+    (run / "metrics.json").write_text(json.dumps(metrics))
+
+
+@pytest.fixture()
+def report_root(tmp_path: Path) -> Path:
+    for seed in range(3):
+        _run(tmp_path, "main_operator", "none", seed, 16.0 + seed)
+        _run(tmp_path, "main_operator", "cutmix", seed, 14.0 + seed)  # exactly 2 points better, every seed
+        _run(tmp_path, "main_fg", "rsm_seed", seed, (14.5, 13.0, 17.0)[seed])  # scattered: noise vs cutmix
+    (tmp_path / "main_sr" / "runs" / "guided_sr_s0").mkdir(parents=True)  # in flight: no metrics.json
+    return tmp_path
+
+
+def test_report_merges_the_folders_and_pairs_by_seed(report_root: Path) -> None:
+    report = _report()
+    assert report.main(["--root", str(report_root)]) == 0
+    text = (report_root / "results.md").read_text()
+    main = text.split("## Main table")[1].split("\n## ")[0]
+    table = {line.split(" | ")[0].lstrip("| "): line for line in main.splitlines() if line.startswith("| ")}
+    assert "| cutmix | 0,1,2 | 15.00 ± 1.00 | -2.00 ± 0.00 |" in table["cutmix"]
+    assert "noise" in table["rsm_seed"].split(" | ")[4]  # − cutmix: -0.17, its interval spans 0
+    assert "guided_sr" not in table  # a run in flight is not in the table
+    with open(report_root / "results.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 9 and {r["cpu"] for r in rows} == {"Test CPU"} and "versions" not in rows[0]
+    corruptions = text.split("Each corruption alone")[1].split("\n## ")[0]
+    assert "| jpeg |" in corruptions and "| cutmix | " in corruptions
+
+
+def test_report_marks_cost_ratios_across_cpus(report_root: Path) -> None:
+    report = _report()
+    _run(report_root, "main_operator", "mixup", 0, 16.0, cpu="Other CPU")
+    assert report.main(["--root", str(report_root)]) == 0
+    text = (report_root / "results.md").read_text()
+    mixup_cost = next(line for line in text.split("## Cost")[1].splitlines() if line.startswith("| mixup |"))
+    cutmix_cost = next(line for line in text.split("## Cost")[1].splitlines() if line.startswith("| cutmix |"))
+    assert "×*" in mixup_cost and "×*" not in cutmix_cost
