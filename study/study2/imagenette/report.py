@@ -28,7 +28,7 @@ import csv
 import json
 import math
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 from randsaliencymix.harness.compare import mean_std_ci
 
@@ -179,13 +179,34 @@ def cost_table(rows: List[Dict]) -> List[str]:
     return lines
 
 
-def plot(rows: List[Dict], out: Path) -> bool:
+def pyplot() -> Optional[Any]:
+    """matplotlib's pyplot on the file-only backend, or None where matplotlib is not installed."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
+        return None
+    return plt
+
+
+def seeds_and_mean(ax: Any, at: int, values: List[float], across: bool) -> None:
+    """One method's per-seed values (grey) and their mean with its 95% t-interval, at position ``at``
+    on the category axis (x, or y when the values run ``across``)."""
+    m, _, half = mean_std_ci(values)
+    err = None if math.isnan(half) else [half]
+    if across:
+        ax.scatter(values, [at] * len(values), s=10, color="0.6", zorder=2)
+        ax.errorbar([m], [at], xerr=err, fmt="o", color="C0", capsize=3, zorder=3)
+    else:
+        ax.scatter([at] * len(values), values, s=12, color="0.6", zorder=2)
+        ax.errorbar([at], [m], yerr=err, fmt="o", color="C0", capsize=4, zorder=3)
+
+
+def plot(rows: List[Dict], out: Path) -> bool:
+    plt = pyplot()
+    if plt is None:
         return False
     by = by_metric(rows, METRIC)
     names = [n for n in ORDER if by[n]]
@@ -193,10 +214,7 @@ def plot(rows: List[Dict], out: Path) -> bool:
         return False
     fig, ax = plt.subplots(figsize=(7, 3.2))
     for i, name in enumerate(names):
-        values = list(by[name].values())
-        ax.scatter([i] * len(values), values, s=12, color="0.6", zorder=2)
-        m, _, half = mean_std_ci(values)
-        ax.errorbar([i], [m], yerr=None if math.isnan(half) else [half], fmt="o", color="C0", capsize=4, zorder=3)
+        seeds_and_mean(ax, i, list(by[name].values()), across=False)
     ax.set_xticks(range(len(names)), names, rotation=20, fontsize=8)
     ax.set_ylabel("test top-1 error (%)")
     ax.set_title("Imagenette 128 px, fast_resnet: seeds (grey), mean ± 95% t-interval", fontsize=9)
@@ -208,12 +226,8 @@ def plot(rows: List[Dict], out: Path) -> bool:
 
 
 def plot_paired(rows: List[Dict], out: Path) -> bool:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return False
     by = by_metric(rows, METRIC)
     refs = [r for r in PLOT_REFERENCES if by[r]]
@@ -227,9 +241,7 @@ def plot_paired(rows: List[Dict], out: Path) -> bool:
             if name == ref or not set(by[name]) & set(by[ref]):
                 continue
             diffs = [by[name][s] - by[ref][s] for s in sorted(set(by[name]) & set(by[ref]))]
-            ax.scatter(diffs, [i] * len(diffs), s=10, color="0.6", zorder=2)
-            m, _, half = mean_std_ci(diffs)
-            ax.errorbar([m], [i], xerr=None if math.isnan(half) else [half], fmt="o", color="C0", capsize=3, zorder=3)
+            seeds_and_mean(ax, i, diffs, across=True)
         ax.axvline(0, color="k", lw=0.8)
         ax.set_title(f"method − {ref}", fontsize=9)
         ax.set_xlabel("test top-1 error difference (points)", fontsize=8)
