@@ -3,23 +3,24 @@
     .venv/bin/python study/report.py            # rewrites every <!-- BEGIN x --> ... <!-- END x --> block
 
 Every number in those blocks is computed here from ``study/*/results.csv`` (written by
-``rsmix compare``); nothing is typed by hand. Blocks whose results are missing say so.
+``rsmix compare``); nothing is typed by hand. Blocks whose results are missing say so. The
+``environment`` block is not rewritten: it names the machine the runs ran on (an AMD EPYC), which
+the machine running this script need not be.
 """
 
 from __future__ import annotations
 
 import csv
 import math
-import platform
-import re
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
-
-import torch
+from typing import Dict, List, Sequence
 
 from randsaliencymix.harness.compare import mean_std_ci
 from randsaliencymix.harness.robustness import CORRUPTIONS
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from blocks import fill_file
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDY = ROOT / "study"
@@ -69,8 +70,10 @@ def tuning_table() -> str:
     for r in sorted(table, key=lambda r: (r["method"], float(r["val_top1_err"]))):
         cfg = json.loads((STUDY / "tuning_lowdata" / "runs" / f"{r['name']}_s{r['seed']}" / "config.json").read_text())
         opts = ", ".join(f"{k}={v}" for k, v in sorted(cfg["mix"].items())) or "—"
-        lines.append(f"| {r['name']} | {r['method']} | {opts} | {float(r['val_top1_err']):.2f} | "
-                     f"{float(r['train_seconds']) / 60:.1f} |")
+        lines.append(
+            f"| {r['name']} | {r['method']} | {opts} | {float(r['val_top1_err']):.2f} | "
+            f"{float(r['train_seconds']) / 60:.1f} |"
+        )
     return "\n".join(lines)
 
 
@@ -84,16 +87,21 @@ def main_table(folder: str, references: Sequence[str] = ("saliencymix", "cutmix"
     ece = by_name(table, "test_ece")
     minutes = {n: {s: v / 60 for s, v in d.items()} for n, d in by_name(table, "train_seconds").items()}
     names = list(dict.fromkeys(r["name"] for r in table))
-    head = ("| method | seeds | test top-1 err (%) | 95% CI | val top-1 err | test NLL | test ECE (%) | "
-            + "".join(f"Δ vs {r} (paired, 95% CI) | " for r in references) + "train min/run |")
+    head = (
+        "| method | seeds | test top-1 err (%) | 95% CI | val top-1 err | test NLL | test ECE (%) | "
+        + "".join(f"Δ vs {r} (paired, 95% CI) | " for r in references)
+        + "train min/run |"
+    )
     lines = [head, "|---|---:|---:|---:|---:|---:|---:|" + "---:|" * len(references) + "---:|"]
     for n in names:
         values = list(test.get(n, {}).values())
         m, sd, ci = mean_std_ci(values)
         deltas = "".join(("—" if n == r else paired(test.get(n, {}), test.get(r, {}))) + " | " for r in references)
-        lines.append(f"| {n} | {len(values)} | {m:.2f} ± {sd:.2f} | [{m - ci:.2f}, {m + ci:.2f}] | "
-                     f"{fmt(val.get(n, {}).values())} | {fmt(nll.get(n, {}).values(), 3)} | "
-                     f"{fmt(ece.get(n, {}).values())} | {deltas}{fmt(minutes.get(n, {}).values(), 1)} |")
+        lines.append(
+            f"| {n} | {len(values)} | {m:.2f} ± {sd:.2f} | [{m - ci:.2f}, {m + ci:.2f}] | "
+            f"{fmt(val.get(n, {}).values())} | {fmt(nll.get(n, {}).values(), 3)} | "
+            f"{fmt(ece.get(n, {}).values())} | {deltas}{fmt(minutes.get(n, {}).values(), 1)} |"
+        )
     return "\n".join(lines)
 
 
@@ -105,8 +113,10 @@ def robustness_table(folder: str, references: Sequence[str] = ("saliencymix", "c
     columns = ["test_top1_err"] + [f"test_{c}_top1_err" for c in CORRUPTIONS] + ["test_corruption_mean_top1_err"]
     titles = ["clean"] + list(CORRUPTIONS) + ["mean of corruptions"]
     data = {c: by_name(table, c) for c in columns}
-    lines = ["| method | " + " | ".join(titles) + "".join(f" | Δ mean vs {r} (paired)" for r in references) + " |",
-             "|---|" + "---:|" * (len(titles) + len(references))]
+    lines = [
+        "| method | " + " | ".join(titles) + "".join(f" | Δ mean vs {r} (paired)" for r in references) + " |",
+        "|---|" + "---:|" * (len(titles) + len(references)),
+    ]
     mean_col = data[columns[-1]]
     for n in names:
         cells = [fmt(data[c].get(n, {}).values()) for c in columns]
@@ -114,15 +124,21 @@ def robustness_table(folder: str, references: Sequence[str] = ("saliencymix", "c
         lines.append(f"| {n} | " + " | ".join(cells) + " |")
     ece_cols = [f"test_{c}_ece" for c in CORRUPTIONS]
     ece = {c: by_name(table, c) for c in ece_cols}
-    lines += ["", "ECE (%) under each corruption (mean ± std over seeds):", "",
-              "| method | " + " | ".join(CORRUPTIONS) + " |", "|---|" + "---:|" * len(CORRUPTIONS)]
+    lines += [
+        "",
+        "ECE (%) under each corruption (mean ± std over seeds):",
+        "",
+        "| method | " + " | ".join(CORRUPTIONS) + " |",
+        "|---|" + "---:|" * len(CORRUPTIONS),
+    ]
     for n in names:
         lines.append(f"| {n} | " + " | ".join(fmt(ece[c].get(n, {}).values()) for c in ece_cols) + " |")
     return "\n".join(lines)
 
 
-def ablation_table(folder: str = "ablation_lowdata", main: str = "lowdata",
-                   base: str = "saliencymix_per_sample") -> str:
+def ablation_table(
+    folder: str = "ablation_lowdata", main: str = "lowdata", base: str = "saliencymix_per_sample"
+) -> str:
     abl = rows(folder)
     if not abl:
         return "_no ablation results yet_"
@@ -131,39 +147,34 @@ def ablation_table(folder: str = "ablation_lowdata", main: str = "lowdata",
     test = by_name(merged, "test_top1_err")
     val = by_name(merged, "val_top1_err")
     names = list(dict.fromkeys([base] + [r["name"] for r in abl] + ["randsaliencymix"]))
-    lines = [f"| variant | seeds | test top-1 err (%) | val top-1 err (%) | Δ test vs {base} (paired, 95% CI) | "
-             "Δ test vs randsaliencymix (paired) |", "|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        f"| variant | seeds | test top-1 err (%) | val top-1 err (%) | Δ test vs {base} (paired, 95% CI) | "
+        "Δ test vs randsaliencymix (paired) |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
     for n in names:
-        lines.append(f"| {n} | {len(test.get(n, {}))} | {fmt(test.get(n, {}).values())} | "
-                     f"{fmt(val.get(n, {}).values())} | "
-                     f"{'—' if n == base else paired(test.get(n, {}), test.get(base, {}))} | "
-                     f"{'—' if n == 'randsaliencymix' else paired(test.get(n, {}), test.get('randsaliencymix', {}))} |")
+        lines.append(
+            f"| {n} | {len(test.get(n, {}))} | {fmt(test.get(n, {}).values())} | "
+            f"{fmt(val.get(n, {}).values())} | "
+            f"{'—' if n == base else paired(test.get(n, {}), test.get(base, {}))} | "
+            f"{'—' if n == 'randsaliencymix' else paired(test.get(n, {}), test.get('randsaliencymix', {}))} |"
+        )
     return "\n".join(lines)
 
 
-def environment() -> str:
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import numpy
-
-    return "\n".join([
-        f"- CPU: {cpu}, {torch.get_num_threads()} threads available to torch, no GPU",
-        f"- Python {sys.version.split()[0]}, torch {torch.__version__}, numpy {numpy.__version__}, "
-        f"{platform.system()} {platform.release()}",
-    ])
-
-
 def budget() -> str:
-    lines = ["| stage | folder | runs | training CPU-minutes (sum) | minutes per run (mean) |", "|---|---|---:|---:|---:|"]
+    lines = [
+        "| stage | folder | runs | training CPU-minutes (sum) | minutes per run (mean) |",
+        "|---|---|---:|---:|---:|",
+    ]
     total = 0.0
-    for stage, folder in [("tuning", "tuning_lowdata"), ("low-data main", "lowdata"), ("full main", "full"),
-                          ("ablations", "ablation_lowdata"), ("longer schedule", "lowdata_30ep")]:
+    for stage, folder in [
+        ("tuning", "tuning_lowdata"),
+        ("low-data main", "lowdata"),
+        ("full main", "full"),
+        ("ablations", "ablation_lowdata"),
+        ("longer schedule", "lowdata_30ep"),
+    ]:
         seconds = [float(r["train_seconds"]) for r in rows(folder) if r.get("train_seconds")]
         total += sum(seconds)
         mean = f"{sum(seconds) / len(seconds) / 60:.1f}" if seconds else "n/a"
@@ -177,8 +188,11 @@ def headline() -> str:
     full, low = rows("full"), rows("lowdata")
     if not full or not low:
         return "_the study has not finished_"
-    lines = ["| method | full: test err (%) | Δ vs SaliencyMix | Δ vs CutMix | low-data: test err (%) | "
-             "Δ vs SaliencyMix | Δ vs CutMix |", "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| method | full: test err (%) | Δ vs SaliencyMix | Δ vs CutMix | low-data: test err (%) | "
+        "Δ vs SaliencyMix | Δ vs CutMix |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     f_err, l_err = by_name(full, "test_top1_err"), by_name(low, "test_top1_err")
     for n in dict.fromkeys(r["name"] for r in full):
         cells = []
@@ -191,7 +205,6 @@ def headline() -> str:
 
 BLOCKS = {
     "headline": headline,
-    "environment": environment,
     "budget": budget,
     "tuning": tuning_table,
     "main_full": lambda: main_table("full"),
@@ -202,14 +215,7 @@ BLOCKS = {
 }
 
 
-def fill(text: str) -> str:
-    for name, make in BLOCKS.items():
-        pattern = re.compile(rf"(<!-- BEGIN {name} -->\n).*?(<!-- END {name} -->)", re.S)
-        text = pattern.sub(lambda m: m.group(1) + make() + "\n" + m.group(2), text)
-    return text
-
-
 if __name__ == "__main__":
     for path in (ROOT / "RESULTS.md", ROOT / "README.md"):
-        path.write_text(fill(path.read_text()))
+        fill_file(path, BLOCKS)
         print(f"filled {path}")

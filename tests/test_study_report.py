@@ -69,3 +69,16 @@ def test_report_marks_cost_ratios_across_cpus(report_root: Path) -> None:
     mixup_cost = next(line for line in text.split("## Cost")[1].splitlines() if line.startswith("| mixup |"))
     cutmix_cost = next(line for line in text.split("## Cost")[1].splitlines() if line.startswith("| cutmix |"))
     assert "×*" in mixup_cost and "×*" not in cutmix_cost
+
+
+def test_report_fills_only_its_blocks(report_root: Path) -> None:
+    report = _report()
+    doc = report_root / "doc.md"
+    doc.write_text(
+        "before\n<!-- BEGIN study2_main -->\nstale\n<!-- END study2_main -->\nmiddle\n"
+        "<!-- BEGIN other -->\nkept\n<!-- END other -->\n"
+    )
+    assert report.main(["--root", str(report_root), "--fill", str(doc)]) == 0
+    text = doc.read_text()
+    assert "stale" not in text and "| cutmix | 0,1,2 | 15.00 ± 1.00 |" in text
+    assert text.startswith("before\n") and "middle\n<!-- BEGIN other -->\nkept\n<!-- END other -->\n" in text

@@ -1,6 +1,7 @@
 """Study 2's main table (regime A) from the runs of main.sh, merged over its three folders.
 
-    .venv/bin/python study/study2/imagenette/report.py   # writes results.csv, results.md, final_error.png here
+    .venv/bin/python study/study2/imagenette/report.py   # writes results.csv, results.md and the plots here
+    .venv/bin/python study/study2/imagenette/report.py --fill RESULTS.md   # and RESULTS.md's study2_* blocks
 
 Reads ``main_{operator,fg,sr}/runs/<name>_s<seed>/metrics.json`` (finished runs only). Writes
 ``results.csv`` (one row per run: every number of its metrics.json) and ``results.md``:
@@ -27,10 +28,15 @@ import argparse
 import csv
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from randsaliencymix.harness.compare import mean_std_ci
+from randsaliencymix.harness.robustness import CORRUPTIONS
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from blocks import fill_file  # study/blocks.py, shared with study 1's report
 
 HERE = Path(__file__).resolve().parent
 FOLDERS = ("main_operator", "main_fg", "main_sr")
@@ -42,7 +48,6 @@ ROBUSTNESS = (
     ("test_ece", "test ECE (%)"),
     ("test_nll", "test NLL"),
 )
-CORRUPTIONS = ("gaussian_noise", "gaussian_blur", "contrast", "jpeg", "occlusion_quarter", "occlusion_half")
 PLOT_REFERENCES = ("none", "cutmix", "saliencymix", "guided_sr")
 
 
@@ -83,8 +88,6 @@ def by_metric(rows: List[Dict], metric: str) -> Dict[str, Dict[int, float]]:
 def main_table(rows: List[Dict]) -> List[str]:
     by = by_metric(rows, METRIC)
     lines = [
-        "## Main table",
-        "",
         "Test top-1 error (%), mean ± std over seeds; each difference column: method − reference, per seed,",
         'mean ± half-width of the 95% t-interval over the seeds both finished ("noise" when the interval',
         "contains 0).",
@@ -107,8 +110,6 @@ def robustness_table(rows: List[Dict]) -> List[str]:
         return []
     head = " | ".join(f"{label} | − none" for _, label in ROBUSTNESS)
     lines = [
-        "## Robustness and calibration",
-        "",
         "The same final models on the test split under the fixed corruptions of `--robustness` (mean top-1",
         "error over them), and the clean test split's expected calibration error and NLL; mean ± std over",
         "seeds, and the paired difference to no mixing (95% t-interval).",
@@ -149,8 +150,6 @@ def cost_table(rows: List[Dict]) -> List[str]:
     seconds = by_metric(rows, "train_seconds")
     cpus = {(r["name"], r["seed"]): r["cpu"] for r in rows}
     lines = [
-        "## Cost",
-        "",
         "Training minutes per run (one core, two runs at a time; mean ± std over seeds) and the paired ratio",
         "of training time to no mixing and to CutMix (same seed; mean of the per-seed ratios). A ratio of two",
         "runs whose recorded CPUs differ, or that did not record one, is marked `*`: it mixes machines.",
@@ -256,6 +255,10 @@ def plot_paired(rows: List[Dict], out: Path) -> bool:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--root", type=Path, default=HERE)
+    ap.add_argument(
+        "--fill", type=Path, action="append", default=[],
+        help="rewrite this Markdown file's <!-- BEGIN study2_main|study2_robustness|study2_cost --> blocks (repeatable)",
+    )  # fmt: skip
     args = ap.parse_args(argv)
     root = args.root
     rows = runs(root)
@@ -266,27 +269,33 @@ def main(argv=None) -> int:
         writer = csv.DictWriter(fh, fieldnames=keys)
         writer.writeheader()
         writer.writerows(rows)
+    robustness, corruptions = robustness_table(rows), corruption_table(rows)
+    tables = {
+        "study2_main": main_table(rows),
+        "study2_robustness": robustness + [""] + corruptions if robustness and corruptions else robustness,
+        "study2_cost": cost_table(rows),
+    }
+    titles = {"study2_main": "Main table", "study2_robustness": "Robustness and calibration", "study2_cost": "Cost"}
     lines = [
         "# Study 2, regime A: the main table",
         "",
         "`python study/study2/imagenette/report.py` over the finished runs of `main.sh` (protocol:",
         "`PROTOCOL.md`). Imagenette at 128 px, `fast_resnet`, 80 epochs, bf16; every number is a final-epoch",
         "number on the test split (`val/`, 3,925 images), read once per run.",
-        "",
-        *main_table(rows),
-        "",
-        *robustness_table(rows),
-        "",
-        *corruption_table(rows),
-        "",
-        *cost_table(rows),
     ]
+    for name, table in tables.items():
+        if table:
+            lines += ["", f"## {titles[name]}", "", *table]
     if plot(rows, root / "final_error.png"):
         lines += ["", "![final test error per method](final_error.png)"]
     if plot_paired(rows, root / "paired_differences.png"):
         lines += ["", "![paired differences to each reference](paired_differences.png)"]
     (root / "results.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+    for path in args.fill:
+        blocks = {name: (lambda table=table: "\n".join(table)) for name, table in tables.items() if table}
+        changed = fill_file(path, blocks)
+        print(f"{path}: {'blocks rewritten' if changed else 'unchanged'} ({', '.join(blocks)})")
     return 0
 
 
