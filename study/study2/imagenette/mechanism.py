@@ -40,6 +40,7 @@ import torch
 
 from randsaliencymix import CutMix, RandSaliencyMix, SaliencyMix
 from randsaliencymix.base import Mixer
+from randsaliencymix.geometry import box_mass, integral
 from randsaliencymix.harness.augment import normalize
 from randsaliencymix.harness.data import load_dataset
 from randsaliencymix.harness.evaluate import load_trained_model
@@ -52,14 +53,11 @@ SHARP = dict(tau_src=8.0, tau_dst=8.0)
 UNIFORM = dict(tau_src=0.0, tau_dst=0.0)
 
 
-def box_mass(maps: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
-    """Share of each map's mass inside its half-open box ``(r1, c1, r2, c2)`` (integral image)."""
-    n = maps.shape[0]
-    integral = torch.nn.functional.pad(maps.double().cumsum(1).cumsum(2), (1, 0, 1, 0))
-    rows = torch.arange(n)
+def in_boxes(maps: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+    """Mass of each map (summing to 1) inside its half-open box ``(r1, c1, r2, c2)``."""
     r1, c1, r2, c2 = boxes.unbind(1)
-    inside = integral[rows, r2, c2] - integral[rows, r1, c2] - integral[rows, r2, c1] + integral[rows, r1, c1]
-    return inside / integral[:, -1, -1]
+    n, width = maps.shape[0], maps.shape[-1]
+    return box_mass(integral(maps), torch.arange(n), r1 * width + c1, r2 - r1, c2 - c1)
 
 
 def score(op: Mixer, x: torch.Tensor, maps: Optional[torch.Tensor], cam: torch.Tensor) -> Dict[str, float]:
@@ -71,8 +69,8 @@ def score(op: Mixer, x: torch.Tensor, maps: Optional[torch.Tensor], cam: torch.T
         params = op.sample_params(x[sl], generator=gen, saliency=None if maps is None else maps[sl])
         keep = params.applied & ~params.mixup
         src_cam = cam[sl][params.perm]
-        a = box_mass(src_cam, params.src_boxes)
-        c = box_mass(cam[sl], params.dst_boxes)
+        a = in_boxes(src_cam, params.src_boxes)
+        c = in_boxes(cam[sl], params.dst_boxes)
         sb = params.src_boxes
         area = ((sb[:, 2] - sb[:, 0]) * (sb[:, 3] - sb[:, 1])).double() / (h * w)
         eta = params.eta

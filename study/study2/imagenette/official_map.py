@@ -26,6 +26,7 @@ from typing import List, Tuple
 import numpy as np
 import torch
 
+from randsaliencymix.geometry import box_area_share, box_mass, centred_boxes, integral, peak_of_quantised
 from randsaliencymix.harness.augment import normalize
 from randsaliencymix.harness.data import load_dataset
 from randsaliencymix.harness.evaluate import load_trained_model
@@ -40,22 +41,21 @@ LAMS = (0.75, 0.5)
 
 def peaks(maps: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """Row and column of each map's first maximum after quantising to uint8, as the authors do."""
-    q = (np.clip(maps, 0, 1) * 255).astype(np.uint8).reshape(len(maps), -1).argmax(axis=1)
-    return q // maps.shape[2], q % maps.shape[2]
+    r, c = peak_of_quantised(torch.from_numpy(maps))
+    return r.numpy(), c.numpy()
 
 
-def box_share(maps: np.ndarray, rows: np.ndarray, cols: np.ndarray, side: int) -> Tuple[np.ndarray, np.ndarray]:
-    """Share of each map's mass inside the side x side box centred on (row, col), clipped, and the
-    clipped box's area as a share of side x side."""
+def box_share(maps: torch.Tensor, rows: np.ndarray, cols: np.ndarray, side: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Share of each map's mass (maps summing to 1) inside the side x side box centred on (row, col)
+    and clipped as the authors' ``saliency_bbox`` does, and the clipped box's area as a share of the
+    unclipped one."""
     n, h, w = maps.shape
-    mass, area = np.zeros(n), np.zeros(n)
-    for i in range(n):
-        r1, r2 = np.clip([rows[i] - side // 2, rows[i] + side // 2], 0, h)
-        c1, c2 = np.clip([cols[i] - side // 2, cols[i] + side // 2], 0, w)
-        total = maps[i].sum()
-        mass[i] = maps[i, r1:r2, c1:c2].sum() / total if total > 0 else 0.0
-        area[i] = (r2 - r1) * (c2 - c1) / (2 * (side // 2)) ** 2
-    return mass, area
+    sides = torch.full((n,), side)
+    boxes = centred_boxes(torch.from_numpy(rows), torch.from_numpy(cols), sides, sides, h, w)
+    r1, c1, r2, c2 = boxes.unbind(1)
+    mass = box_mass(integral(maps), torch.arange(n), r1 * w + c1, r2 - r1, c2 - c1)
+    area = box_area_share(boxes, h, w) * (h * w) / (2 * (side // 2)) ** 2
+    return mass.numpy(), area.numpy()
 
 
 def pearson(a: np.ndarray, b: np.ndarray) -> float:
@@ -85,6 +85,7 @@ def main(argv=None) -> int:
     maps = source_maps(trained.model, images, ("fine_grained", "cam"), trained.mean, trained.std,
                        device=torch.device("cpu"), precision=trained.precision)  # fmt: skip
     correct, cam = maps["fine_grained"].numpy(), maps["cam"].numpy()
+    cam_mass = maps["cam"].double() / maps["cam"].double().sum((1, 2), keepdim=True).clamp_min(1e-12)
     normalised = normalize(images, trained.mean, trained.std)  # float32, what the training loop held
     official = np.stack([opencv_saliency_hwc(x.numpy().transpose(1, 2, 0), "fine_grained") for x in normalised])
     off_r, off_c = peaks(official)
@@ -141,7 +142,7 @@ def main(argv=None) -> int:
                   "|---|---:|---:|"]  # fmt: skip
         shares: List[np.ndarray] = []
         for name, (r, c) in centres.items():
-            mass, area = box_share(cam, r, c, side)
+            mass, area = box_share(cam_mass, r, c, side)
             shares.append(mass)
             lines.append(f"| {name} | {ci(mass)} | {area.mean():.2f} |")
         official_minus_random = shares[2] - shares[4]
