@@ -21,8 +21,8 @@ test: lint
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks examples
-	$(VENV)/bin/ruff format --check src tests benchmarks examples
+	$(VENV)/bin/ruff check src tests benchmarks examples study
+	$(VENV)/bin/ruff format --check src tests benchmarks examples study
 	$(VENV)/bin/mypy
 
 # The gallery, then a short comparison on the embedded procedural dataset (about 4 minutes here).

@@ -1,8 +1,8 @@
 """Apply the selection rule of study/SELECTION.md to the tuning runs (validation error only).
 
-    .venv/bin/python study/choose_settings.py            # prints the decision and its evidence
-    .venv/bin/python study/choose_settings.py --specs    # prints the `rsmix compare --methods` line
-    .venv/bin/python study/choose_settings.py --rsm      # prints only the tuned RandSaliencyMix options
+.venv/bin/python study/choose_settings.py            # prints the decision and its evidence
+.venv/bin/python study/choose_settings.py --specs    # prints the `rsmix compare --methods` line
+.venv/bin/python study/choose_settings.py --rsm      # prints only the tuned RandSaliencyMix options
 """
 
 from __future__ import annotations
@@ -60,8 +60,11 @@ def decide() -> Tuple[Dict[str, Dict], Dict, List[str]]:
         best = min(names, key=lambda n: err[n])
         gain = reference - err[best]
         accepted = gain >= MARGIN
-        log.append(f"{setting}: " + ", ".join(f"{n} {err[n]:.2f}" for n in names)
-                   + f" -> best {best} gains {gain:+.2f}: {'ACCEPT' if accepted else 'keep default'}")
+        log.append(
+            f"{setting}: "
+            + ", ".join(f"{n} {err[n]:.2f}" for n in names)
+            + f" -> best {best} gains {gain:+.2f}: {'ACCEPT' if accepted else 'keep default'}"
+        )
         if accepted:
             rsm.update(mix[best])
     return baselines, rsm, log
@@ -80,8 +83,7 @@ def ablation_specs(rsm: Dict) -> List[str]:
     saliencymix_per_sample rows of the low-data main runs (same p when the rule picks the same)."""
     p = rsm.get("p", 1.0)
     base = {"source": "peak", "paste": "same", "gamma": 0.0, "p": p}
-    all_ideas = {**rsm, "source": "saliency", "tau_src": 1.0, "paste": "anti_saliency", "tau_dst": 1.0,
-                 "gamma": 0.5}
+    all_ideas = {**rsm, "source": "saliency", "tau_src": 1.0, "paste": "anti_saliency", "tau_dst": 1.0, "gamma": 0.5}
     return [
         spec("abl_random_source", "randsaliencymix", {**base, "source": "saliency", "tau_src": 1.0}),
         spec("abl_anti_saliency_paste", "randsaliencymix", {**base, "paste": "anti_saliency", "tau_dst": 1.0}),
@@ -99,7 +101,9 @@ if __name__ == "__main__":
     elif "--rsm" in sys.argv:
         print(",".join(f"{k}={v}" for k, v in sorted(rsm.items())))
     elif "--specs" in sys.argv:
-        specs = ["none"] + [spec(m, m, o) for m, o in baselines.items()] + [spec("randsaliencymix", "randsaliencymix", rsm)]
+        specs = (
+            ["none"] + [spec(m, m, o) for m, o in baselines.items()] + [spec("randsaliencymix", "randsaliencymix", rsm)]
+        )
         print(";".join(specs))
     else:
         print("\n".join(log))

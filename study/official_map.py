@@ -73,13 +73,25 @@ def main() -> None:
         ("images whose official map is constant (no peak)", f"{sum(a.std() == 0 for a in official)}"),
         ("distance official peak -> correct peak (px, mean)", f"{dist_official.mean():.1f}"),
         ("distance random point -> correct peak (px, mean)", f"{dist_random.mean():.1f}"),
-        (f"correct saliency inside a {side}x{side} box at the correct peak", f"{box_mass(correct, cor_r, cor_c, side).mean():.3f}"),
-        (f"correct saliency inside a {side}x{side} box at the official peak", f"{box_mass(correct, off_r, off_c, side).mean():.3f}"),
-        (f"correct saliency inside a {side}x{side} box at a random point", f"{box_mass(correct, rand_r, rand_c, side).mean():.3f}"),
+        (
+            f"correct saliency inside a {side}x{side} box at the correct peak",
+            f"{box_mass(correct, cor_r, cor_c, side).mean():.3f}",
+        ),
+        (
+            f"correct saliency inside a {side}x{side} box at the official peak",
+            f"{box_mass(correct, off_r, off_c, side).mean():.3f}",
+        ),
+        (
+            f"correct saliency inside a {side}x{side} box at a random point",
+            f"{box_mass(correct, rand_r, rand_c, side).mean():.3f}",
+        ),
     ]
-    text = ("Command: `.venv/bin/python study/official_map.py --out study/official_map.md` "
-            f"({args.n} CIFAR-10 training images, fixed sample)\n\n| quantity | value |\n|---|---:|\n"
-            + "\n".join(f"| {k} | {v} |" for k, v in rows) + "\n")
+    text = (
+        "Command: `.venv/bin/python study/official_map.py --out study/official_map.md` "
+        f"({args.n} CIFAR-10 training images, fixed sample)\n\n| quantity | value |\n|---|---:|\n"
+        + "\n".join(f"| {k} | {v} |" for k, v in rows)
+        + "\n"
+    )
     Path(args.out).write_text(text)
     print(text)
 

@@ -82,3 +82,15 @@ def test_report_fills_only_its_blocks(report_root: Path) -> None:
     text = doc.read_text()
     assert "stale" not in text and "| cutmix | 0,1,2 | 15.00 ± 1.00 |" in text
     assert text.startswith("before\n") and "middle\n<!-- BEGIN other -->\nkept\n<!-- END other -->\n" in text
+
+
+def test_report_fills_the_readme_headline_with_its_status(report_root: Path) -> None:
+    report = _report()
+    doc = report_root / "README.md"
+    doc.write_text("<!-- BEGIN study2_headline -->\n<!-- END study2_headline -->\n")
+    assert report.main(["--root", str(report_root), "--fill", str(doc)]) == 0
+    text = doc.read_text()
+    assert "**Interim: 9 of 35 runs finished**" in text
+    cutmix = next(line for line in text.splitlines() if line.startswith("| CutMix |"))
+    assert cutmix.startswith("| CutMix | 3 | 15.00 ± 1.00 | -2.00 ± 0.00 | — |")
+    assert "GuidedMixup" not in text.split("|---|")[1]  # no finished run: no row

@@ -63,10 +63,16 @@ def table() -> str:
         )
     cifar = read_log(RUNS / "cifar10_fast_cnn_1ep" / "log.jsonl")
     # The CIFAR comparisons are of fp32 epochs (the bf16 run is issue 16's, compared in its own section).
-    imagenette = [r["seconds"] for m in METHODS if configs.get(m, {}).get("precision", "fp32") == "fp32" for r in logs[m]]
+    imagenette = [
+        r["seconds"] for m in METHODS if configs.get(m, {}).get("precision", "fp32") == "fp32" for r in logs[m]
+    ]
     if cifar:
         ref = cifar[0]["seconds"]
-        ratio = f"; a 128-px Imagenette epoch takes {statistics.mean(imagenette) / ref:.2f}x that (fp32 runs)" if imagenette else ""
+        ratio = (
+            f"; a 128-px Imagenette epoch takes {statistics.mean(imagenette) / ref:.2f}x that (fp32 runs)"
+            if imagenette
+            else ""
+        )
         lines.append(
             f"- One fast_cnn CIFAR-10 epoch (45,000 images, the CIFAR study's preset, one thread), measured "
             f"by calibrate.sh on the same machine just before: {ref:.0f} s{ratio}."

@@ -1,7 +1,7 @@
 """Study 2's main table (regime A) from the runs of main.sh, merged over its three folders.
 
     .venv/bin/python study/study2/imagenette/report.py   # writes results.csv, results.md and the plots here
-    .venv/bin/python study/study2/imagenette/report.py --fill RESULTS.md   # and RESULTS.md's study2_* blocks
+    .venv/bin/python study/study2/imagenette/report.py --fill RESULTS.md --fill README.md   # and their study2_* blocks
 
 Reads ``main_{operator,fg,sr}/runs/<name>_s<seed>/metrics.json`` (finished runs only). Writes
 ``results.csv`` (one row per run: every number of its metrics.json) and ``results.md``:
@@ -17,7 +17,10 @@ Reads ``main_{operator,fg,sr}/runs/<name>_s<seed>/metrics.json`` (finished runs 
 * the error under each corruption alone, per method;
 * ``final_error.png``: each method's seeds and their mean with its 95% t-interval;
 * ``paired_differences.png``: per reference, every method's per-seed differences and their mean
-  with its 95% t-interval, against the zero line.
+  with its 95% t-interval, against the zero line;
+* with ``--fill``, also the README's ``study2_headline`` block: the compact table (error and the
+  differences to no mixing, CutMix, the official SaliencyMix and GuidedMixup) and how many of the
+  35 planned runs it holds.
 
 ``--root`` reads and writes another folder (the tests of this script use a folder of made-up runs).
 """
@@ -49,6 +52,13 @@ ROBUSTNESS = (
     ("test_nll", "test NLL"),
 )
 PLOT_REFERENCES = ("none", "cutmix", "saliencymix", "guided_sr")
+PLANNED_SEEDS = 5  # PROTOCOL.md: 5 paired seeds for every method of the main table
+LABELS = {
+    "none": "no mixing", "mixup": "MixUp", "cutmix": "CutMix", "saliencymix": "SaliencyMix (official)",
+    "saliencymix_per_sample": "SaliencyMix (per-sample)", "guided_sr": "GuidedMixup (SR)",
+    "rsm_seed": "RandSaliencyMix, seed design (untuned)",
+}  # fmt: skip
+HEADLINE_REFERENCES = ("none", "cutmix", "saliencymix", "guided_sr")
 
 
 def runs(root: Path) -> List[Dict]:
@@ -101,6 +111,34 @@ def main_table(rows: List[Dict]) -> List[str]:
         cells = ["" if ref == name else (paired(by[name], by[ref]) or "") for ref in REFERENCES]
         seeds = ",".join(str(s) for s in sorted(by[name]))
         lines.append(f"| {name} | {seeds} | {mean_sd(list(by[name].values()))} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def headline_table(rows: List[Dict]) -> List[str]:
+    """The README's compact table: error, seeds and the paired differences that answer the question,
+    with a status line that says how many of the planned runs it holds."""
+    by = by_metric(rows, METRIC)
+    done, planned = sum(len(v) for v in by.values()), PLANNED_SEEDS * len(ORDER)
+    status = (
+        f"All {planned} runs finished ({PLANNED_SEEDS} seeds per method)."
+        if done >= planned
+        else f"**Interim: {done} of {planned} runs finished**; the table changes as seeds arrive, and a"
+        " difference at fewer than 5 seeds is not a result."
+    )
+    lines = [
+        status,
+        "",
+        "| method | seeds | test top-1 err (%) | "
+        + " | ".join(f"Δ vs {LABELS[r]}" for r in HEADLINE_REFERENCES)
+        + " |",
+        "|---|---:|---:|" + "---:|" * len(HEADLINE_REFERENCES),
+    ]
+    for name in ORDER:
+        if by[name]:
+            cells = ["—" if ref == name else (paired(by[name], by[ref]) or "") for ref in HEADLINE_REFERENCES]
+            lines.append(
+                f"| {LABELS[name]} | {len(by[name])} | {mean_sd(list(by[name].values()))} | " + " | ".join(cells) + " |"
+            )
     return lines
 
 
@@ -257,7 +295,8 @@ def main(argv=None) -> int:
     ap.add_argument("--root", type=Path, default=HERE)
     ap.add_argument(
         "--fill", type=Path, action="append", default=[],
-        help="rewrite this Markdown file's <!-- BEGIN study2_main|study2_robustness|study2_cost --> blocks (repeatable)",
+        help="rewrite this Markdown file's <!-- BEGIN study2_main|study2_robustness|study2_cost|study2_headline -->"
+        " blocks (repeatable)",
     )  # fmt: skip
     args = ap.parse_args(argv)
     root = args.root
@@ -275,6 +314,7 @@ def main(argv=None) -> int:
         "study2_robustness": robustness + [""] + corruptions if robustness and corruptions else robustness,
         "study2_cost": cost_table(rows),
     }
+    headline = headline_table(rows)
     titles = {"study2_main": "Main table", "study2_robustness": "Robustness and calibration", "study2_cost": "Cost"}
     lines = [
         "# Study 2, regime A: the main table",
@@ -294,6 +334,7 @@ def main(argv=None) -> int:
     print("\n".join(lines))
     for path in args.fill:
         blocks = {name: (lambda table=table: "\n".join(table)) for name, table in tables.items() if table}
+        blocks["study2_headline"] = lambda: "\n".join(headline)
         changed = fill_file(path, blocks)
         print(f"{path}: {'blocks rewritten' if changed else 'unchanged'} ({', '.join(blocks)})")
     return 0
