@@ -1,13 +1,34 @@
 """Shared test configuration.
 
+``isolated_harness``: what every test that trains or loads data through the harness runs under
+(``pytestmark = pytest.mark.usefixtures("isolated_harness")``).
+
 Under CI (``CI`` set) hypothesis runs derandomised, so a submission's CI result depends on the code
 alone; locally it explores new examples on every run.
 """
 
 import os
+from pathlib import Path
+from typing import Iterator
 
+import pytest
+import torch
 from hypothesis import settings
 
 settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
+
+
+@pytest.fixture()
+def isolated_harness(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A private data cache, one thread per process (2 shared CPU cores), and no inherited DDP or
+    ``rsmix compare`` environment."""
+    monkeypatch.setenv("RSMIX_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "RSMIX_PARENT_PID"):
+        monkeypatch.delenv(name, raising=False)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

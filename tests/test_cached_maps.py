@@ -16,15 +16,7 @@ from randsaliencymix.harness.data import dataset_maps, load_dataset
 from randsaliencymix.harness.data.maps import images_digest
 from randsaliencymix.harness.pipeline import DeviceLoader
 
-
-@pytest.fixture(autouse=True)
-def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("RSMIX_CACHE", str(tmp_path / "cache"))
-    monkeypatch.delenv("WORLD_SIZE", raising=False)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("isolated_harness")
 
 
 @pytest.fixture(scope="module")

@@ -30,15 +30,7 @@ DATA = "procedural:300:100"
 TINY = ["--data", DATA, "--batch-size", "32", "--threads", "1", "--no-progress", "--epochs", "1"]
 
 
-@pytest.fixture(autouse=True)
-def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("RSMIX_CACHE", str(tmp_path / "cache"))
-    monkeypatch.delenv("WORLD_SIZE", raising=False)
-    monkeypatch.delenv("RSMIX_PARENT_PID", raising=False)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("isolated_harness")
 
 
 def train(out: Path, *flags: str) -> int:

@@ -22,17 +22,7 @@ from randsaliencymix.harness.errors import UsageError
 CLASSES = ("dog", "cat", "bird")  # written unsorted: classes come out sorted
 
 
-@pytest.fixture(autouse=True)
-def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """A private data cache and one thread (2 shared CPU cores)."""
-    monkeypatch.setenv("RSMIX_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        monkeypatch.delenv(name, raising=False)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("isolated_harness")
 
 
 def make_flat_tree(root: Path, per_class: int = 4, size: int = 12) -> Path:

@@ -34,17 +34,7 @@ RUN_FILES = ["checkpoint.pt", "config.json", "log.jsonl", "metrics.json"]
 METRICS = ("top1_err", "top5_err", "nll", "ece")
 
 
-@pytest.fixture(autouse=True)
-def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """A private data cache, one thread per process (2 shared CPU cores), no inherited DDP env."""
-    monkeypatch.setenv("RSMIX_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        monkeypatch.delenv(name, raising=False)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("isolated_harness")
 
 
 def run_train(out: Path, *extra: str) -> int:
