@@ -94,3 +94,14 @@ def test_report_fills_the_readme_headline_with_its_status(report_root: Path) -> 
     cutmix = next(line for line in text.splitlines() if line.startswith("| CutMix |"))
     assert cutmix.startswith("| CutMix | 3 | 15.00 ± 1.00 | -2.00 ± 0.00 | — |")
     assert "GuidedMixup" not in text.split("|---|")[1]  # no finished run: no row
+
+
+def test_report_plots_validation_curves_from_the_logs(report_root: Path) -> None:
+    pytest.importorskip("matplotlib")
+    report = _report()
+    log = report_root / "main_operator" / "runs" / "cutmix_s0" / "log.jsonl"
+    entries = [{"epoch": e, "train_loss": 1.0, "val_top1_err": 30.0 - e} for e in (7, 15)] + [{"epoch": 16}]
+    log.write_text("".join(json.dumps(e) + "\n" for e in entries))
+    assert report.main(["--root", str(report_root)]) == 0
+    assert (report_root / "validation_curves.png").stat().st_size > 0
+    assert "validation_curves.png" in (report_root / "results.md").read_text()

@@ -18,6 +18,8 @@ Reads ``main_{operator,fg,sr}/runs/<name>_s<seed>/metrics.json`` (finished runs 
 * ``final_error.png``: each method's seeds and their mean with its 95% t-interval;
 * ``paired_differences.png``: per reference, every method's per-seed differences and their mean
   with its 95% t-interval, against the zero line;
+* ``validation_curves.png``: each method's validation error every ``--eval-every`` epochs (mean over
+  its seeds, from the runs' ``log.jsonl``), to show whether it still improves when the schedule ends;
 * with ``--fill``, also the README's ``study2_headline`` block: the compact table (error and the
   differences to no mixing, CutMix, the official SaliencyMix and GuidedMixup) and how many of the
   35 planned runs it holds.
@@ -290,6 +292,40 @@ def plot_paired(rows: List[Dict], out: Path) -> bool:
     return True
 
 
+def plot_curves(rows: List[Dict], root: Path, out: Path) -> bool:
+    """Validation top-1 error against epoch (every ``--eval-every`` epochs), each method's mean over
+    its finished seeds: whether a method is still improving when the schedule ends."""
+    plt = pyplot()
+    if plt is None:
+        return False
+    curves: Dict[str, Dict[int, List[float]]] = {}
+    for r in rows:
+        log = root / r["folder"] / "runs" / f"{r['name']}_s{r['seed']}" / "log.jsonl"
+        if not log.exists():
+            continue
+        for line in log.read_text().splitlines():
+            entry = json.loads(line)
+            if "val_top1_err" in entry and "epoch" in entry:
+                curves.setdefault(r["name"], {}).setdefault(int(entry["epoch"]) + 1, []).append(entry["val_top1_err"])
+    if not curves:
+        return False
+    fig, ax = plt.subplots(figsize=(7, 3.4))
+    for i, name in enumerate(n for n in ORDER if n in curves):
+        epochs = sorted(curves[name])
+        means = [sum(curves[name][e]) / len(curves[name][e]) for e in epochs]
+        ax.plot(epochs, means, marker="o", ms=3, lw=1.2, color=f"C{i}", label=LABELS[name])
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation top-1 error (%)")
+    ax.set_ylim(top=min(ax.get_ylim()[1], 45))
+    ax.set_title("Validation error during training, mean over each method's finished seeds", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return True
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--root", type=Path, default=HERE)
@@ -330,6 +366,8 @@ def main(argv=None) -> int:
         lines += ["", "![final test error per method](final_error.png)"]
     if plot_paired(rows, root / "paired_differences.png"):
         lines += ["", "![paired differences to each reference](paired_differences.png)"]
+    if plot_curves(rows, root, root / "validation_curves.png"):
+        lines += ["", "![validation error during training](validation_curves.png)"]
     (root / "results.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     for path in args.fill:

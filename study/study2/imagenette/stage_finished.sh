@@ -17,7 +17,7 @@ for folder in main_operator main_fg main_sr; do
         fi
     done
 done
-for f in occlusion official_map.md mechanism.md results.csv results.md final_error.png paired_differences.png occlusion.md occlusion.csv; do
+for f in occlusion official_map.md mechanism.md results.csv results.md final_error.png paired_differences.png validation_curves.png occlusion.md occlusion.csv; do
     [ -e "$f" ] && git add "$f"
 done
 git status --short .
