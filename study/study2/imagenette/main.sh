@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Study 2, stage 2 (issue 17, part 1): regime A's main table, 5 paired seeds, in bf16.
 #
-#   study/study2/imagenette/main.sh LANE EPOCHS     # LANE 0 or 1 (the two cores), EPOCHS from stage 1's rule
+#   study/study2/imagenette/main.sh LANE EPOCHS     # LANE 0 or 1 (a label for the log), EPOCHS from stage 1's rule
 #   .venv/bin/python study/study2/imagenette/report.py   # the merged table over the finished runs
 #
 # DEADLINE=<unix seconds> (optional): a lane starts no run that would not end by then (a run is taken
@@ -14,8 +14,11 @@
 #
 # Seed s gives every method the same initial weights and the same data order (rsmix seeds the model,
 # the shuffle and the crops from --seed; the mixing generator is its own). The 35 runs (7 methods x 5
-# seeds) are listed seed-major and dealt to the two lanes in turn, so a stop at any point leaves
-# whole seeds. Every run is `rsmix compare --methods ONE --seeds S` into the folder of its saliency
+# seeds) are listed seed-major, so a stop at any point leaves whole seeds. Each lane walks the list
+# and takes the next run that is neither finished nor claimed: a claim is an flock on
+# $CLAIMS/<run>.lock held while the run trains (it goes with the process however it ends), so two
+# lanes never train one run, and a lane that finishes early takes the other lane's next run instead
+# of idling. Every run is `rsmix compare --methods ONE --seeds S` into the folder of its saliency
 # source: resumable (a finished run is skipped, an unfinished one resumes from its checkpoint).
 #
 # Three folders, because a run has one saliency source for all its saliency operators:
@@ -36,6 +39,8 @@ export OMP_NUM_THREADS=1
 LANE=${1:?usage: main.sh LANE EPOCHS}
 EPOCHS=${2:?usage: main.sh LANE EPOCHS}
 OUT=study/study2/imagenette
+CLAIMS=${CLAIMS:-/tmp/rsmix-study2-claims}
+mkdir -p "$CLAIMS"
 SEEDS=(0 1 2 3 4)
 COMMON=(--data ../shared/data/imagenette2-224.tar --image-size 128 --model fast_resnet
     --augment resized_crop --rrc-scale 0.35,1 --rrc-ratio 0.75,1.3333333333333333 --channels-last
@@ -58,22 +63,26 @@ case "$LANE" in
 *) echo "usage: main.sh LANE EPOCHS, LANE 0 or 1 (got $LANE)" >&2 && exit 2 ;;
 esac
 
-i=0
 for seed in "${SEEDS[@]}"; do
     for r in "${RUNS[@]}"; do
-        if [ $((i % 2)) -eq "$LANE" ]; then
-            set -- $r
-            run_dir="$OUT/$1/runs/$(echo "$3" | cut -d= -f1)_s$seed"
-            if [ -n "${DEADLINE:-}" ] && [ ! -f "$run_dir/metrics.json" ] &&
-                [ $(($(date +%s) + ${RUN_MINUTES:-58} * 60)) -gt "$DEADLINE" ]; then
-                echo "$(date -Is) deadline: not starting $1 $3 seed $seed"
-                exit 0
-            fi
-            echo "$(date -Is) start $1 $3 seed $seed"
-            "$RSMIX" compare "${COMMON[@]}" --saliency "$2" --methods "$3;" --seeds "$seed" --out "$OUT/$1" \
-                >/dev/null || echo "$(date -Is) FAILED $1 $3 seed $seed"
-            echo "$(date -Is) done $1 $3 seed $seed"
+        set -- $r
+        name="$(echo "$3" | cut -d= -f1)_s$seed"
+        run_dir="$OUT/$1/runs/$name"
+        [ -f "$run_dir/metrics.json" ] && continue
+        if [ -n "${DEADLINE:-}" ] && [ $(($(date +%s) + ${RUN_MINUTES:-58} * 60)) -gt "$DEADLINE" ]; then
+            echo "$(date -Is) deadline: not starting $1 $3 seed $seed"
+            exit 0
         fi
-        i=$((i + 1))
+        # exit status 75: another lane holds the claim, so this lane moves on to the next run
+        status=0
+        flock -n -E 75 "$CLAIMS/$1-$name.lock" \
+            bash -c 'echo "$(date -Is) start $0 $1 seed $2 (lane $3)" && shift 3 && exec "$@" >/dev/null' \
+            "$1" "$3" "$seed" "$LANE" "$RSMIX" compare "${COMMON[@]}" --saliency "$2" --methods "$3;" \
+            --seeds "$seed" --out "$OUT/$1" || status=$?
+        case $status in
+        0) echo "$(date -Is) done $1 $3 seed $seed" ;;
+        75) ;;
+        *) echo "$(date -Is) FAILED $1 $3 seed $seed (exit $status)" ;;
+        esac
     done
 done
