@@ -61,14 +61,18 @@ def test_report_merges_the_folders_and_pairs_by_seed(report_root: Path) -> None:
     assert "| jpeg |" in corruptions and "| cutmix | " in corruptions
 
 
-def test_report_marks_cost_ratios_across_cpus(report_root: Path) -> None:
+def test_report_pairs_cost_ratios_on_one_cpu_and_marks_the_rest(report_root: Path) -> None:
     report = _report()
     _run(report_root, "main_operator", "mixup", 0, 16.0, cpu="Other CPU")
+    _run(report_root, "main_fg", "saliencymix_per_sample", 0, 15.0, cpu="")  # did not record its CPU
+    _run(report_root, "main_fg", "saliencymix_per_sample", 1, 15.0)
     assert report.main(["--root", str(report_root)]) == 0
-    text = (report_root / "results.md").read_text()
-    mixup_cost = next(line for line in text.split("## Cost")[1].splitlines() if line.startswith("| mixup |"))
-    cutmix_cost = next(line for line in text.split("## Cost")[1].splitlines() if line.startswith("| cutmix |"))
-    assert "×*" in mixup_cost and "×*" not in cutmix_cost
+    cost = (report_root / "results.md").read_text().split("## Cost")[1].splitlines()
+    row = {name: next(line for line in cost if line.startswith(f"| {name} |")) for name in ("mixup", "cutmix")}
+    row["per_sample"] = next(line for line in cost if line.startswith("| saliencymix_per_sample |"))
+    assert "× (1)*" in row["mixup"]  # no seed on one CPU: every shared seed, marked
+    assert "× (3) |" in row["cutmix"] and "*" not in row["cutmix"]
+    assert row["per_sample"].endswith("| 1.00× (1) | 1.00× (1) |")  # seed 1 only: equal seconds
 
 
 def test_report_fills_only_its_blocks(report_root: Path) -> None:

@@ -191,8 +191,9 @@ def cost_table(rows: List[Dict]) -> List[str]:
     cpus = {(r["name"], r["seed"]): r["cpu"] for r in rows}
     lines = [
         "Training minutes per run (one core, two runs at a time; mean ± std over seeds) and the paired ratio",
-        "of training time to no mixing and to CutMix (same seed; mean of the per-seed ratios). A ratio of two",
-        "runs whose recorded CPUs differ, or that did not record one, is marked `*`: it mixes machines.",
+        "of training time to no mixing and to CutMix (same seed; mean of the per-seed ratios over the seeds",
+        "where both runs recorded the same CPU, their count in brackets). Where no seed qualifies, the ratio",
+        "is over every shared seed and marked `*`: it mixes machines, or runs that did not record theirs.",
         "Training minutes also move with whatever else the machine ran at the time (a session's builds",
         "and tests): the step's cost measured side by side, every method stepping in turn in one process,",
         "is `step_cost.md` (`benchmarks/train_step.py`, its command inside).",
@@ -205,9 +206,10 @@ def cost_table(rows: List[Dict]) -> List[str]:
         seeds = sorted(set(seconds[name]) & set(seconds[ref]))
         if name == ref or not seeds:
             return ""
-        values = [seconds[name][s] / seconds[ref][s] for s in seeds]
-        mixed = any(not cpus[(name, s)] or cpus[(name, s)] != cpus[(ref, s)] for s in seeds)
-        return f"{sum(values) / len(values):.2f}×" + ("*" if mixed else "")
+        same = [s for s in seeds if cpus[(name, s)] and cpus[(name, s)] == cpus[(ref, s)]]
+        used = same or seeds
+        values = [seconds[name][s] / seconds[ref][s] for s in used]
+        return f"{sum(values) / len(values):.2f}× ({len(used)})" + ("" if same else "*")
 
     for name in ORDER:
         if seconds[name]:
