@@ -109,3 +109,12 @@ def test_report_plots_validation_curves_from_the_logs(report_root: Path) -> None
     assert report.main(["--root", str(report_root)]) == 0
     assert (report_root / "validation_curves.png").stat().st_size > 0
     assert "validation_curves.png" in (report_root / "results.md").read_text()
+
+
+def test_report_tabulates_the_last_validation_errors_beside_the_curves(report_root: Path) -> None:
+    report = _report()
+    log = report_root / "main_operator" / "runs" / "cutmix_s0" / "log.jsonl"
+    log.write_text("".join(json.dumps({"epoch": e, "val_top1_err": 30.0 - e}) + "\n" for e in (7, 15)))
+    assert report.main(["--root", str(report_root)]) == 0
+    section = (report_root / "results.md").read_text().split("## Validation curves")[1]
+    assert "| method | epoch 8 | epoch 16 |" in section and "| cutmix | 23.00 | 15.00 |" in section

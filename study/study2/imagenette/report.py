@@ -294,12 +294,8 @@ def plot_paired(rows: List[Dict], out: Path) -> bool:
     return True
 
 
-def plot_curves(rows: List[Dict], root: Path, out: Path) -> bool:
-    """Validation top-1 error against epoch (every ``--eval-every`` epochs), each method's mean over
-    its finished seeds: whether a method is still improving when the schedule ends."""
-    plt = pyplot()
-    if plt is None:
-        return False
+def validation_curves(rows: List[Dict], root: Path) -> Dict[str, Dict[int, List[float]]]:
+    """Per method, epoch (1-based) -> the finished seeds' validation top-1 errors, from each run's log."""
     curves: Dict[str, Dict[int, List[float]]] = {}
     for r in rows:
         log = root / r["folder"] / "runs" / f"{r['name']}_s{r['seed']}" / "log.jsonl"
@@ -309,7 +305,32 @@ def plot_curves(rows: List[Dict], root: Path, out: Path) -> bool:
             entry = json.loads(line)
             if "val_top1_err" in entry and "epoch" in entry:
                 curves.setdefault(r["name"], {}).setdefault(int(entry["epoch"]) + 1, []).append(entry["val_top1_err"])
-    if not curves:
+    return curves
+
+
+def curves_table(curves: Dict[str, Dict[int, List[float]]], last: int = 3) -> List[str]:
+    """The mean validation error at each method's last ``last`` evaluations: the figures beside the plot."""
+    names = [n for n in ORDER if n in curves]
+    if not names:
+        return []
+    epochs = sorted(curves[names[0]])[-last:]
+    lines = [
+        "Validation top-1 error (%) at the last evaluations, mean over each method's finished seeds.",
+        "",
+        "| method | " + " | ".join(f"epoch {e}" for e in epochs) + " |",
+        "|---|" + "---:|" * len(epochs),
+    ]
+    for name in names:
+        cells = [f"{sum(curves[name][e]) / len(curves[name][e]):.2f}" if e in curves[name] else "" for e in epochs]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def plot_curves(curves: Dict[str, Dict[int, List[float]]], out: Path) -> bool:
+    """Validation top-1 error against epoch (every ``--eval-every`` epochs), each method's mean over
+    its finished seeds: whether a method is still improving when the schedule ends."""
+    plt = pyplot()
+    if plt is None or not curves:
         return False
     fig, ax = plt.subplots(figsize=(7, 3.4))
     for i, name in enumerate(n for n in ORDER if n in curves):
@@ -368,7 +389,10 @@ def main(argv=None) -> int:
         lines += ["", "![final test error per method](final_error.png)"]
     if plot_paired(rows, root / "paired_differences.png"):
         lines += ["", "![paired differences to each reference](paired_differences.png)"]
-    if plot_curves(rows, root, root / "validation_curves.png"):
+    curves = validation_curves(rows, root)
+    if curves:
+        lines += ["", "## Validation curves", "", *curves_table(curves)]
+    if plot_curves(curves, root / "validation_curves.png"):
         lines += ["", "![validation error during training](validation_curves.png)"]
     (root / "results.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
