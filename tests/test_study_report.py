@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -118,3 +120,35 @@ def test_report_tabulates_the_last_validation_errors_beside_the_curves(report_ro
     assert report.main(["--root", str(report_root)]) == 0
     section = (report_root / "results.md").read_text().split("## Validation curves")[1]
     assert "| method | epoch 8 | epoch 16 |" in section and "| cutmix | 23.00 | 15.00 |" in section
+
+
+def test_report_says_what_differences_the_seeds_can_see(report_root: Path) -> None:
+    report = _report()
+    assert report.main(["--root", str(report_root)]) == 0
+    section = (report_root / "results.md").read_text().split("## What differences these seeds can see")[1]
+    section = section.split("\n## ")[0]
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in section.splitlines() if line.startswith("| ")}
+    # rsm_seed − cutmix per seed: +0.5, -2, +1 (std √(31/12) = 1.607); t_0.975 and t_0.80 at 2 dof from a
+    # printed table: 4.303 and 1.061; at 9 dof: 2.262 and 0.883
+    sd = (31 / 12) ** 0.5
+    expected = f"| cutmix | 3 | -0.17 | 1.61 | {4.303 * sd / 3**0.5:.2f} | {5.364 * sd / 3**0.5:.2f} "
+    assert rows["cutmix"] == expected + f"| {3.145 * sd / 10**0.5:.2f} |"
+    assert "mixup" not in rows and "rsm_seed" not in rows  # no shared seeds; not against itself
+    # pairs: none-cutmix (std 0), none-rsm_seed and cutmix-rsm_seed (1.61 each)
+    assert "Over all 3 pairs of methods the paired std has median 1.61 points (range 0.00-1.61)." in section
+
+
+@given(sd=st.floats(0.01, 10.0), n=st.integers(2, 9))
+def test_detectable_difference_grows_with_the_scatter_and_shrinks_with_seeds(sd: float, n: int) -> None:
+    report = _report()
+    assert report.detectable(2 * sd, n) == pytest.approx(2 * report.detectable(sd, n))
+    assert report.detectable(sd, n + 1) < report.detectable(sd, n)
+    half = report.t95(n - 1) * sd / n**0.5
+    assert report.detectable(sd, n) > half  # power 0.8 needs more than the interval's half-width
+
+
+def test_detectable_difference_refuses_seed_counts_it_has_no_quantile_for() -> None:
+    report = _report()
+    for n in (1, 11):
+        with pytest.raises(ValueError, match=f"Expected 2 to 10 seeds, but got {n} instead"):
+            report.detectable(1.0, n)

@@ -11,15 +11,19 @@ Reads ``main_{operator,fg,sr}/runs/<name>_s<seed>/metrics.json`` (finished runs 
   each reference; an interval containing 0 is marked "noise";
 * robustness and calibration: the mean top-1 error over the fixed corruptions, the test ECE and
   NLL, each with its paired difference to no mixing;
+* what differences the seeds can see: for RSM-seed against each rival, the paired std, the 95%
+  interval's half-width, and the difference a paired test finds with power 0.8 at the seeds run
+  and at 10 seeds; then the paired std over every pair of methods;
 * cost: training minutes per run and the paired ratio of training time to no mixing and to CutMix
   (same seed; the CPU each run had is named where the run recorded it, and a ratio between runs on
   different CPUs is marked);
 * the error under each corruption alone, per method;
-* ``final_error.png``: each method's seeds and their mean with its 95% t-interval;
-* ``paired_differences.png``: per reference, every method's per-seed differences and their mean
-  with its 95% t-interval, against the zero line;
-* ``validation_curves.png``: each method's validation error every ``--eval-every`` epochs (mean over
-  its seeds, from the runs' ``log.jsonl``), to show whether it still improves when the schedule ends;
+* three figures, drawn by ``report_plots.py``: ``final_error.png`` (each method's seeds and their
+  mean with its 95% t-interval), ``paired_differences.png`` (per reference, every method's per-seed
+  differences and their mean with its 95% t-interval, against the zero line) and
+  ``validation_curves.png`` (each method's validation error every ``--eval-every`` epochs, mean over
+  its seeds, from the runs' ``log.jsonl``: whether it still improves when the schedule ends), with
+  the table of the last evaluations beside it;
 * with ``--fill``, also the README's ``study2_headline`` block: the compact table (error and the
   differences to no mixing, CutMix, the official SaliencyMix and GuidedMixup) and how many of the
   35 planned runs it holds.
@@ -31,17 +35,22 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import json
 import math
+import statistics
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
-from randsaliencymix.harness.compare import mean_std_ci
+from randsaliencymix.harness.compare import mean_std_ci, t95
 from randsaliencymix.harness.robustness import CORRUPTIONS
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from blocks import fill_file  # study/blocks.py, shared with study 1's report
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from report_plots import plot, plot_curves, plot_paired  # this folder's figures
 
 HERE = Path(__file__).resolve().parent
 FOLDERS = ("main_operator", "main_fg", "main_sr")
@@ -61,6 +70,10 @@ LABELS = {
     "rsm_seed": "RandSaliencyMix, seed design (untuned)",
 }  # fmt: skip
 HEADLINE_REFERENCES = ("none", "cutmix", "saliencymix", "guided_sr")
+FOCUS = "rsm_seed"  # the method the study asks about: its sensitivity against each rival
+MORE_SEEDS = 10  # the protocol's ceiling on added seeds
+# One-sided 80% quantiles of Student's t, 1-9 degrees of freedom (power 0.8 in the detectable difference)
+_T80 = (1.376, 1.061, 0.978, 0.941, 0.920, 0.906, 0.896, 0.889, 0.883)
 
 
 def runs(root: Path) -> List[Dict]:
@@ -186,6 +199,54 @@ def corruption_table(rows: List[Dict]) -> List[str]:
     return lines
 
 
+def detectable(sd: float, n: int) -> float:
+    """The true mean difference a paired two-sided 5% t-test over ``n`` seeds finds with power 0.8
+    when the per-seed differences scatter with std ``sd``: about (t_0.975 + t_0.80) · sd / √n, for
+    2 to 10 seeds (the protocol's range)."""
+    if not 2 <= n <= len(_T80) + 1:
+        raise ValueError(f"Expected 2 to {len(_T80) + 1} seeds, but got {n} instead.")
+    return (t95(n - 1) + _T80[n - 2]) * sd / math.sqrt(n)
+
+
+def sensitivity_table(rows: List[Dict]) -> List[str]:
+    """How large a difference the seeds can see: for FOCUS against each rival, the paired std, the
+    interval's half-width at the seeds run, and the difference found with power 0.8 at those seeds
+    and at MORE_SEEDS; then the paired std over every pair of methods."""
+    by = by_metric(rows, METRIC)
+
+    def diffs(a: str, b: str) -> List[float]:
+        return [by[a][s] - by[b][s] for s in sorted(set(by[a]) & set(by[b]))]
+
+    body = []
+    for ref in ORDER:
+        d = diffs(FOCUS, ref) if ref != FOCUS else []
+        if len(d) >= 2:
+            m, sd, half = mean_std_ci(d)
+            body.append(
+                f"| {ref} | {len(d)} | {m:+.2f} | {sd:.2f} | {half:.2f} | {detectable(sd, len(d)):.2f} "
+                f"| {detectable(sd, MORE_SEEDS):.2f} |"
+            )
+    if not body:
+        return []
+    sds = sorted(
+        mean_std_ci(d)[1] for i, a in enumerate(ORDER) for b in ORDER[i + 1 :] if len(d := diffs(a, b)) >= 2
+    )  # fmt: skip
+    return [
+        f"For {FOCUS} against each rival: the std of the per-seed differences (paired std), the",
+        "half-width of the 95% t-interval at the seeds run (the smallest mean difference not called",
+        "noise), and the true difference a paired test finds 4 times in 5 (power 0.8, two-sided 5%),",
+        f"about (t_0.975 + t_0.80) · sd / √n, at the seeds run and at {MORE_SEEDS} seeds if the paired std stays as it is.",
+        "",
+        f"| {FOCUS} − | seeds | mean difference | paired std | 95% half-width | detectable (n seeds) "
+        f"| detectable ({MORE_SEEDS} seeds) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+        *body,
+        "",
+        f"Over all {len(sds)} pairs of methods the paired std has median {statistics.median(sds):.2f} points"
+        f" (range {sds[0]:.2f}-{sds[-1]:.2f}).",
+    ]
+
+
 def cost_table(rows: List[Dict]) -> List[str]:
     seconds = by_metric(rows, "train_seconds")
     cpus = {(r["name"], r["seed"]): r["cpu"] for r in rows}
@@ -220,80 +281,6 @@ def cost_table(rows: List[Dict]) -> List[str]:
     return lines
 
 
-def pyplot() -> Optional[Any]:
-    """matplotlib's pyplot on the file-only backend, or None where matplotlib is not installed."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    return plt
-
-
-def seeds_and_mean(ax: Any, at: int, values: List[float], across: bool) -> None:
-    """One method's per-seed values (grey) and their mean with its 95% t-interval, at position ``at``
-    on the category axis (x, or y when the values run ``across``)."""
-    m, _, half = mean_std_ci(values)
-    err = None if math.isnan(half) else [half]
-    if across:
-        ax.scatter(values, [at] * len(values), s=10, color="0.6", zorder=2)
-        ax.errorbar([m], [at], xerr=err, fmt="o", color="C0", capsize=3, zorder=3)
-    else:
-        ax.scatter([at] * len(values), values, s=12, color="0.6", zorder=2)
-        ax.errorbar([at], [m], yerr=err, fmt="o", color="C0", capsize=4, zorder=3)
-
-
-def plot(rows: List[Dict], out: Path) -> bool:
-    plt = pyplot()
-    if plt is None:
-        return False
-    by = by_metric(rows, METRIC)
-    names = [n for n in ORDER if by[n]]
-    if not names:
-        return False
-    fig, ax = plt.subplots(figsize=(7, 3.2))
-    for i, name in enumerate(names):
-        seeds_and_mean(ax, i, list(by[name].values()), across=False)
-    ax.set_xticks(range(len(names)), names, rotation=20, fontsize=8)
-    ax.set_ylabel("test top-1 error (%)")
-    ax.set_title("Imagenette 128 px, fast_resnet: seeds (grey), mean ± 95% t-interval", fontsize=9)
-    ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return True
-
-
-def plot_paired(rows: List[Dict], out: Path) -> bool:
-    plt = pyplot()
-    if plt is None:
-        return False
-    by = by_metric(rows, METRIC)
-    refs = [r for r in PLOT_REFERENCES if by[r]]
-    if not refs:
-        return False
-    names = [n for n in ORDER if by[n]][::-1]  # one row per method in every panel, the first on top
-    fig, axes = plt.subplots(1, len(refs), figsize=(3.2 * len(refs), 3.4), sharey=True, squeeze=False)
-    axes[0][0].set_yticks(range(len(names)), names, fontsize=8)
-    for ax, ref in zip(axes[0], refs):
-        for i, name in enumerate(names):
-            if name == ref or not set(by[name]) & set(by[ref]):
-                continue
-            diffs = [by[name][s] - by[ref][s] for s in sorted(set(by[name]) & set(by[ref]))]
-            seeds_and_mean(ax, i, diffs, across=True)
-        ax.axvline(0, color="k", lw=0.8)
-        ax.set_title(f"method − {ref}", fontsize=9)
-        ax.set_xlabel("test top-1 error difference (points)", fontsize=8)
-        ax.grid(axis="x", alpha=0.3)
-    fig.suptitle("Paired differences per seed (grey), mean ± 95% t-interval; left of 0: better", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return True
-
-
 def validation_curves(rows: List[Dict], root: Path) -> Dict[str, Dict[int, List[float]]]:
     """Per method, epoch (1-based) -> the finished seeds' validation top-1 errors, from each run's log."""
     curves: Dict[str, Dict[int, List[float]]] = {}
@@ -326,36 +313,13 @@ def curves_table(curves: Dict[str, Dict[int, List[float]]], last: int = 3) -> Li
     return lines
 
 
-def plot_curves(curves: Dict[str, Dict[int, List[float]]], out: Path) -> bool:
-    """Validation top-1 error against epoch (every ``--eval-every`` epochs), each method's mean over
-    its finished seeds: whether a method is still improving when the schedule ends."""
-    plt = pyplot()
-    if plt is None or not curves:
-        return False
-    fig, ax = plt.subplots(figsize=(7, 3.4))
-    for i, name in enumerate(n for n in ORDER if n in curves):
-        epochs = sorted(curves[name])
-        means = [sum(curves[name][e]) / len(curves[name][e]) for e in epochs]
-        ax.plot(epochs, means, marker="o", ms=3, lw=1.2, color=f"C{i}", label=LABELS[name])
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("validation top-1 error (%)")
-    ax.set_ylim(top=min(ax.get_ylim()[1], 45))
-    ax.set_title("Validation error during training, mean over each method's finished seeds", fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return True
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--root", type=Path, default=HERE)
     ap.add_argument(
         "--fill", type=Path, action="append", default=[],
-        help="rewrite this Markdown file's <!-- BEGIN study2_main|study2_robustness|study2_cost|study2_headline -->"
-        " blocks (repeatable)",
+        help="rewrite this Markdown file's <!-- BEGIN study2_main|study2_robustness|study2_sensitivity|study2_cost|"
+        "study2_headline --> blocks (repeatable)",
     )  # fmt: skip
     args = ap.parse_args(argv)
     root = args.root
@@ -371,10 +335,16 @@ def main(argv=None) -> int:
     tables = {
         "study2_main": main_table(rows),
         "study2_robustness": robustness + [""] + corruptions if robustness and corruptions else robustness,
+        "study2_sensitivity": sensitivity_table(rows),
         "study2_cost": cost_table(rows),
     }
     headline = headline_table(rows)
-    titles = {"study2_main": "Main table", "study2_robustness": "Robustness and calibration", "study2_cost": "Cost"}
+    titles = {
+        "study2_main": "Main table",
+        "study2_robustness": "Robustness and calibration",
+        "study2_sensitivity": "What differences these seeds can see",
+        "study2_cost": "Cost",
+    }
     lines = [
         "# Study 2, regime A: the main table",
         "",
@@ -385,20 +355,22 @@ def main(argv=None) -> int:
     for name, table in tables.items():
         if table:
             lines += ["", f"## {titles[name]}", "", *table]
-    if plot(rows, root / "final_error.png"):
+    by = by_metric(rows, METRIC)
+    if plot(by, root / "final_error.png"):
         lines += ["", "![final test error per method](final_error.png)"]
-    if plot_paired(rows, root / "paired_differences.png"):
+    if plot_paired(by, list(PLOT_REFERENCES), root / "paired_differences.png"):
         lines += ["", "![paired differences to each reference](paired_differences.png)"]
     curves = validation_curves(rows, root)
     if curves:
         lines += ["", "## Validation curves", "", *curves_table(curves)]
-    if plot_curves(curves, root / "validation_curves.png"):
+    if plot_curves({n: curves[n] for n in ORDER if n in curves}, LABELS, root / "validation_curves.png"):
         lines += ["", "![validation error during training](validation_curves.png)"]
     (root / "results.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     for path in args.fill:
-        blocks = {name: (lambda table=table: "\n".join(table)) for name, table in tables.items() if table}
-        blocks["study2_headline"] = lambda: "\n".join(headline)
+        texts = {name: "\n".join(table) for name, table in tables.items() if table}
+        texts["study2_headline"] = "\n".join(headline)
+        blocks: Dict[str, Callable[[], str]] = {name: functools.partial(str, text) for name, text in texts.items()}
         changed = fill_file(path, blocks)
         print(f"{path}: {'blocks rewritten' if changed else 'unchanged'} ({', '.join(blocks)})")
     return 0
