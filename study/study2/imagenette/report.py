@@ -46,10 +46,9 @@ from typing import Callable, Dict, List, Optional
 from randsaliencymix.harness.compare import mean_std_ci, t95
 from randsaliencymix.harness.robustness import CORRUPTIONS
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from blocks import fill_file  # study/blocks.py, shared with study 1's report
-
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # study/
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from blocks import fill_file  # study/blocks.py, shared with study 1's report
 from report_plots import plot, plot_curves, plot_paired  # this folder's figures
 
 HERE = Path(__file__).resolve().parent
@@ -93,11 +92,16 @@ def fmt(m: float, half: float) -> str:
     return f"{m:+.2f} ± {half:.2f}" if not math.isnan(half) else f"{m:+.2f} (one seed)"
 
 
+def seed_diffs(a: Dict[int, float], b: Dict[int, float]) -> List[float]:
+    """a − b per seed, over the seeds both finished, in seed order."""
+    return [a[s] - b[s] for s in sorted(set(a) & set(b))]
+
+
 def paired(a: Dict[int, float], b: Dict[int, float]) -> Optional[str]:
-    seeds = sorted(set(a) & set(b))
-    if not seeds:
+    diffs = seed_diffs(a, b)
+    if not diffs:
         return None
-    d, _, half = mean_std_ci([a[s] - b[s] for s in seeds])
+    d, _, half = mean_std_ci(diffs)
     return fmt(d, half) + (" noise" if not math.isnan(half) and abs(d) <= half else "")
 
 
@@ -213,13 +217,9 @@ def sensitivity_table(rows: List[Dict]) -> List[str]:
     interval's half-width at the seeds run, and the difference found with power 0.8 at those seeds
     and at MORE_SEEDS; then the paired std over every pair of methods."""
     by = by_metric(rows, METRIC)
-
-    def diffs(a: str, b: str) -> List[float]:
-        return [by[a][s] - by[b][s] for s in sorted(set(by[a]) & set(by[b]))]
-
     body = []
     for ref in ORDER:
-        d = diffs(FOCUS, ref) if ref != FOCUS else []
+        d = seed_diffs(by[FOCUS], by[ref]) if ref != FOCUS else []
         if len(d) >= 2:
             m, sd, half = mean_std_ci(d)
             body.append(
@@ -229,7 +229,7 @@ def sensitivity_table(rows: List[Dict]) -> List[str]:
     if not body:
         return []
     sds = sorted(
-        mean_std_ci(d)[1] for i, a in enumerate(ORDER) for b in ORDER[i + 1 :] if len(d := diffs(a, b)) >= 2
+        mean_std_ci(d)[1] for i, a in enumerate(ORDER) for b in ORDER[i + 1 :] if len(d := seed_diffs(by[a], by[b])) >= 2
     )  # fmt: skip
     return [
         f"For {FOCUS} against each rival: the std of the per-seed differences (paired std), the",
@@ -276,13 +276,21 @@ def cost_table(rows: List[Dict]) -> List[str]:
         if seconds[name]:
             minutes = [v / 60 for v in seconds[name].values()]
             lines.append(f"| {name} | {mean_sd(minutes, 1)} | {ratio(name, 'none')} | {ratio(name, 'cutmix')} |")
+    minutes = sorted(v / 60 for by_seed in seconds.values() for v in by_seed.values())
     cpu_names = sorted({c for c in cpus.values() if c})
-    lines += ["", "CPUs recorded: " + ("; ".join(cpu_names) if cpu_names else "none (runs before metrics named it)")]
+    lines += [
+        "",
+        f"Total: {sum(minutes) / 60:.2f} CPU-hours of training over {len(minutes)} runs"
+        + (f" ({minutes[0]:.1f}-{minutes[-1]:.1f} minutes a run)." if minutes else "."),
+        "",
+        "CPUs recorded: " + ("; ".join(cpu_names) if cpu_names else "none (runs before metrics named it)"),
+    ]
     return lines
 
 
-def validation_curves(rows: List[Dict], root: Path) -> Dict[str, Dict[int, List[float]]]:
-    """Per method, epoch (1-based) -> the finished seeds' validation top-1 errors, from each run's log."""
+def validation_curves(rows: List[Dict], root: Path) -> Dict[str, Dict[int, float]]:
+    """Per method in table order, epoch (1-based) -> the mean validation top-1 error over its finished
+    seeds, from each run's log."""
     curves: Dict[str, Dict[int, List[float]]] = {}
     for r in rows:
         log = root / r["folder"] / "runs" / f"{r['name']}_s{r['seed']}" / "log.jsonl"
@@ -292,23 +300,22 @@ def validation_curves(rows: List[Dict], root: Path) -> Dict[str, Dict[int, List[
             entry = json.loads(line)
             if "val_top1_err" in entry and "epoch" in entry:
                 curves.setdefault(r["name"], {}).setdefault(int(entry["epoch"]) + 1, []).append(entry["val_top1_err"])
-    return curves
+    return {n: {e: statistics.fmean(v) for e, v in curves[n].items()} for n in ORDER if n in curves}
 
 
-def curves_table(curves: Dict[str, Dict[int, List[float]]], last: int = 3) -> List[str]:
+def curves_table(curves: Dict[str, Dict[int, float]], last: int = 3) -> List[str]:
     """The mean validation error at each method's last ``last`` evaluations: the figures beside the plot."""
-    names = [n for n in ORDER if n in curves]
-    if not names:
+    if not curves:
         return []
-    epochs = sorted(curves[names[0]])[-last:]
+    epochs = sorted(next(iter(curves.values())))[-last:]
     lines = [
         "Validation top-1 error (%) at the last evaluations, mean over each method's finished seeds.",
         "",
         "| method | " + " | ".join(f"epoch {e}" for e in epochs) + " |",
         "|---|" + "---:|" * len(epochs),
     ]
-    for name in names:
-        cells = [f"{sum(curves[name][e]) / len(curves[name][e]):.2f}" if e in curves[name] else "" for e in epochs]
+    for name, curve in curves.items():
+        cells = [f"{curve[e]:.2f}" if e in curve else "" for e in epochs]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return lines
 
@@ -358,12 +365,14 @@ def main(argv=None) -> int:
     by = by_metric(rows, METRIC)
     if plot(by, root / "final_error.png"):
         lines += ["", "![final test error per method](final_error.png)"]
-    if plot_paired(by, list(PLOT_REFERENCES), root / "paired_differences.png"):
+    names = [n for n in ORDER if by[n]]
+    diffs = {ref: {n: seed_diffs(by[n], by[ref]) for n in names if n != ref} for ref in PLOT_REFERENCES if by[ref]}
+    if plot_paired(names, diffs, root / "paired_differences.png"):
         lines += ["", "![paired differences to each reference](paired_differences.png)"]
     curves = validation_curves(rows, root)
     if curves:
         lines += ["", "## Validation curves", "", *curves_table(curves)]
-    if plot_curves({n: curves[n] for n in ORDER if n in curves}, LABELS, root / "validation_curves.png"):
+    if plot_curves(curves, LABELS, root / "validation_curves.png"):
         lines += ["", "![validation error during training](validation_curves.png)"]
     (root / "results.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -57,23 +57,19 @@ def plot(by: Dict[str, Dict[int, float]], out: Path) -> bool:
     return True
 
 
-def plot_paired(by: Dict[str, Dict[int, float]], references: List[str], out: Path) -> bool:
-    """One panel per reference: every method's per-seed differences to it, over shared seeds."""
+def plot_paired(names: List[str], diffs: Dict[str, Dict[str, List[float]]], out: Path) -> bool:
+    """One panel per reference (``diffs``: reference -> method -> its per-seed differences to it), one
+    row per method of ``names``, the first on top."""
     plt = pyplot()
-    if plt is None:
+    if plt is None or not diffs:
         return False
-    refs = [r for r in references if by.get(r)]
-    if not refs:
-        return False
-    names = [n for n in by if by[n]][::-1]  # one row per method in every panel, the first on top
-    fig, axes = plt.subplots(1, len(refs), figsize=(3.2 * len(refs), 3.4), sharey=True, squeeze=False)
+    names = names[::-1]
+    fig, axes = plt.subplots(1, len(diffs), figsize=(3.2 * len(diffs), 3.4), sharey=True, squeeze=False)
     axes[0][0].set_yticks(range(len(names)), names, fontsize=8)
-    for ax, ref in zip(axes[0], refs):
+    for ax, (ref, by_method) in zip(axes[0], diffs.items()):
         for i, name in enumerate(names):
-            if name == ref or not set(by[name]) & set(by[ref]):
-                continue
-            diffs = [by[name][s] - by[ref][s] for s in sorted(set(by[name]) & set(by[ref]))]
-            seeds_and_mean(ax, i, diffs, across=True)
+            if by_method.get(name):
+                seeds_and_mean(ax, i, by_method[name], across=True)
         ax.axvline(0, color="k", lw=0.8)
         ax.set_title(f"method − {ref}", fontsize=9)
         ax.set_xlabel("test top-1 error difference (points)", fontsize=8)
@@ -85,17 +81,16 @@ def plot_paired(by: Dict[str, Dict[int, float]], references: List[str], out: Pat
     return True
 
 
-def plot_curves(curves: Dict[str, Dict[int, List[float]]], labels: Dict[str, str], out: Path) -> bool:
-    """Validation top-1 error against epoch (every ``--eval-every`` epochs), each method's mean over
-    its finished seeds: whether a method is still improving when the schedule ends."""
+def plot_curves(curves: Dict[str, Dict[int, float]], labels: Dict[str, str], out: Path) -> bool:
+    """Validation top-1 error against epoch (``curves``: method -> epoch -> mean over its finished
+    seeds): whether a method is still improving when the schedule ends."""
     plt = pyplot()
     if plt is None or not curves:
         return False
     fig, ax = plt.subplots(figsize=(7, 3.4))
     for i, name in enumerate(curves):
         epochs = sorted(curves[name])
-        means = [sum(curves[name][e]) / len(curves[name][e]) for e in epochs]
-        ax.plot(epochs, means, marker="o", ms=3, lw=1.2, color=f"C{i}", label=labels[name])
+        ax.plot(epochs, [curves[name][e] for e in epochs], marker="o", ms=3, lw=1.2, color=f"C{i}", label=labels[name])
     ax.set_xlabel("epoch")
     ax.set_ylabel("validation top-1 error (%)")
     ax.set_ylim(top=min(ax.get_ylim()[1], 45))
