@@ -25,6 +25,7 @@ import randsaliencymix.harness.checkpoint as checkpoint_mod
 import randsaliencymix.harness.files as files_mod
 import randsaliencymix.harness.train as train_mod
 from randsaliencymix.harness import cli
+from randsaliencymix.harness.provenance import read_predictions
 from randsaliencymix.mixing import MixUp
 
 DATA = "procedural:300:100"
@@ -80,7 +81,8 @@ def test_train_every_method_end_to_end(
     out = tmp_path / "run"
     assert run_train(out, "--method", method, "--epochs", "2", *(["--test"] if with_test else [])) == 0
 
-    assert sorted(p.name for p in out.iterdir()) == RUN_FILES  # and no temporary files
+    predictions = ["predictions_test.txt", "predictions_val.txt"] if with_test else ["predictions_val.txt"]
+    assert sorted(p.name for p in out.iterdir()) == sorted(RUN_FILES + predictions)  # and no temporaries
     config = json.loads((out / "config.json").read_text())
     assert (config["method"], config["epochs"], config["batch_size"], config["data"]) == (method, 2, 32, DATA)
     assert config["model"] == "fast_cnn" and config["test"] is with_test and config["mix"] == {}
@@ -104,6 +106,14 @@ def test_train_every_method_end_to_end(
         assert metrics["test_images"] == 100
     else:
         assert has_test == set()
+    # per-image predictions of every split scored, agreeing with the split's top-1 error
+    for split in ("val", "test") if with_test else ("val",):
+        rows = read_predictions(out / f"predictions_{split}.txt")
+        assert rows.shape == (metrics[f"{split}_images"], 2)
+        wrong = (rows[:, 0] != rows[:, 1]).double().mean().item() * 100
+        assert wrong == pytest.approx(metrics[f"{split}_top1_err"], abs=1e-9)
+    assert set(metrics["code_version"]) == {"commit", "dirty"}  # this checkout is a git repository
+    assert isinstance(metrics["code_version"]["commit"], str) and len(metrics["code_version"]["commit"]) == 40
 
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert printed["method"] == method and ("test_top1_err" in printed) is with_test

@@ -30,12 +30,14 @@ from .checkpoint import check_resumable_state, read_checkpoint, restore_checkpoi
 from .config import _ADDED_KEYS, _MOVABLE, TrainConfig, available_device, lr_at
 from .data import ArrayDataset, class_balanced_subset, dataset_maps, load_dataset, train_val_split
 from .errors import UsageError
-from .evaluate import corruption_metrics, flat_corruption_scores, split_metrics
+from .evaluate import corruption_metrics, flat_corruption_scores, predict, split_metrics
+from .metrics import classification_metrics
 from .files import atomic_write_json
 from .methods import METHOD_NAMES, build_mixer
 from .models import build_model, check_model_takes
 from .pipeline import DeviceLoader
 from .precision import autocast, emulation_warning, hardware, scaler_needed
+from .provenance import code_version, write_predictions
 from .runs import RunLock, append_log, check_output_folder, read_log, start_run_folder
 
 __all__ = ["TrainConfig", "UsageError", "available_device", "load_splits", "lr_at", "train"]
@@ -383,6 +385,7 @@ def train(
     if extend and not resume:
         raise UsageError("--extend continues a run: use it with --resume")
     check_output_folder(out_dir, resume=resume, overwrite=overwrite)
+    version = code_version()  # the code this process runs, read before any epoch
     run = _build_run(cfg)
     lock: ContextManager[Any] = RunLock(out_dir) if run.main else nullcontext()
     with lock:
@@ -395,7 +398,7 @@ def train(
             elapsed += record["seconds"]
             _save_epoch(run, out_dir, record, elapsed)
         bar.close()
-        result = _finish(run, out_dir) if run.main else {}
+        result = _finish(run, out_dir, version) if run.main else {}
     if run.world > 1:
         import torch.distributed as dist
 
@@ -409,8 +412,9 @@ def _load_test_split(cfg: TrainConfig) -> ArrayDataset:
     )
 
 
-def _finish(run: _Run, out_dir: Path) -> Dict[str, Any]:
-    """The final numbers (last validation, the test split once when asked) into metrics.json."""
+def _finish(run: _Run, out_dir: Path, version: Dict[str, Any]) -> Dict[str, Any]:
+    """The final numbers (last validation, the test split once when asked) into metrics.json, the
+    per-image predictions of each split scored into ``predictions_<split>.txt``."""
     cfg, model, device, train_ds, val_ds = run.cfg, run.model, run.device, run.train_ds, run.val_ds
     assert cfg.mean is not None and cfg.std is not None
     lines = read_log(out_dir)
@@ -424,12 +428,18 @@ def _finish(run: _Run, out_dir: Path) -> Dict[str, Any]:
         result["saliency_share"] = result["saliency_seconds"] / max(result["train_seconds"], 1e-9)
     result["train_images"] = int(train_ds.images.shape[0])
     result["val_images"] = int(val_ds.images.shape[0])
+    cl, pr = cfg.channels_last, cfg.precision
+    if val_ds.images.shape[0]:
+        logits = predict(model, val_ds.images, cfg.mean, cfg.std, device=device, channels_last=cl, precision=pr)
+        write_predictions(out_dir / "predictions_val.txt", val_ds.labels, logits)
     if cfg.test:
         test_ds = _load_test_split(cfg)
         if list(test_ds.classes) != list(train_ds.classes):
             raise UsageError(f"the test split of {cfg.data} has other classes than its training split")
-        images, labels, cl, pr = test_ds.images, test_ds.labels, cfg.channels_last, cfg.precision
-        scores = split_metrics(model, images, labels, cfg.mean, cfg.std, device=device, channels_last=cl, precision=pr)
+        images, labels = test_ds.images, test_ds.labels
+        logits = predict(model, images, cfg.mean, cfg.std, device=device, channels_last=cl, precision=pr)
+        write_predictions(out_dir / "predictions_test.txt", labels, logits)
+        scores = classification_metrics(logits, labels)
         result.update({f"test_{k}": v for k, v in scores.items()})
         if cfg.robustness:
             corrupted = corruption_metrics(
@@ -441,5 +451,6 @@ def _finish(run: _Run, out_dir: Path) -> Dict[str, Any]:
     result["method"], result["seed"], result["model"] = cfg.method, cfg.seed, cfg.model
     result["versions"] = {"torch": torch.__version__, "python": sys.version.split()[0]}
     result["hardware"] = hardware(device)
+    result["code_version"] = version
     atomic_write_json(result, out_dir / "metrics.json")
     return result
