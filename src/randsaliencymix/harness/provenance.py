@@ -19,9 +19,7 @@ _PACKAGE = Path(__file__).resolve().parents[1]  # src/randsaliencymix
 
 def _git(*args: str) -> Optional[str]:
     try:
-        done = subprocess.run(
-            ["git", *args], cwd=_PACKAGE, capture_output=True, text=True, timeout=20, check=False
-        )
+        done = subprocess.run(["git", *args], cwd=_PACKAGE, capture_output=True, text=True, timeout=20, check=False)
     except (OSError, subprocess.SubprocessError):
         return None
     return done.stdout.strip() if done.returncode == 0 else None

@@ -31,9 +31,9 @@ from .config import _ADDED_KEYS, _MOVABLE, TrainConfig, available_device, lr_at
 from .data import ArrayDataset, class_balanced_subset, dataset_maps, load_dataset, train_val_split
 from .errors import UsageError
 from .evaluate import corruption_metrics, flat_corruption_scores, predict, split_metrics
-from .metrics import classification_metrics
 from .files import atomic_write_json
 from .methods import METHOD_NAMES, build_mixer
+from .metrics import classification_metrics
 from .models import build_model, check_model_takes
 from .pipeline import DeviceLoader
 from .precision import autocast, emulation_warning, hardware, scaler_needed
