@@ -68,7 +68,7 @@ for seed in "${SEEDS[@]}"; do
         flock -n -E 75 "$CLAIMS/$folder-${name}_s$seed.lock" bash -c '
             [ -f "$0/metrics.json" ] && exit 76
             echo "$(date -Is) start $1 seed $2 (lane $3)"
-            shift 4 && exec "$@" >/dev/null' \
+            shift 3 && exec "$@" >/dev/null' \
             "$run_dir" "$name" "$seed" "$LANE" "$RSMIX" compare "${COMMON[@]}" --saliency "$source" \
             "${selfcam[@]}" --methods "$name=$spec;" --seeds "$seed" --out "$OUT/$folder" || status=$?
         case $status in
