@@ -17,6 +17,7 @@ from .saliency import (
     spectral_residual,
     to_uint8,
 )
+from .selfcam import SelfCAMLabels, SelfCAMStep
 
 __version__ = "0.1.0"
 
@@ -32,6 +33,8 @@ __all__ = [
     "RandSaliencyMix",
     "SALIENCY_ON",
     "SaliencyMix",
+    "SelfCAMLabels",
+    "SelfCAMStep",
     "SoftTargetCrossEntropy",
     "apply_mix",
     "cam_and_logits",

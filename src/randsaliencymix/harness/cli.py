@@ -103,6 +103,12 @@ _TRAIN_FLAGS: Dict[str, Tuple[str, Callable[[str], Any], str]] = {
         "computed once, cached by content, cropped and flipped with the images), or cam (class activation maps "
         "of the model being trained)",
     ),
+    "--self-cam": (
+        "self_cam",
+        float,
+        "kappa in [0, 1] of self-CAM labels: each mixed sample's source weight moves this far towards the share "
+        "of the model's own class activation in the training forward (0: off; TransMix uses 0.5)",
+    ),
     "--epochs": ("epochs", int, "training epochs"),
     "--batch-size": ("batch_size", int, "batch size per process"),
     "--lr": ("lr", float, "peak learning rate"),

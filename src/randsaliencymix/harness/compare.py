@@ -171,6 +171,7 @@ def compare(
 ) -> Dict[str, Any]:
     """Train every method x seed not yet finished in ``out`` and summarise. ``shared_mix`` (the
     ``--mix-opt`` options) goes to every method but ``none``; a variant's own options win.
+    ``base.self_cam`` too goes to every method but ``none``.
     ``reference``: one method name, or several (a comma-separated string or a list), for the
     paired differences; the first method by default."""
     out = Path(out)
@@ -193,7 +194,8 @@ def compare(
     for seed in seeds:
         for name, method, options in specs:
             mix = dict(options) if method == "none" else {**(shared_mix or {}), **options}
-            cfg = replace(base, method=method, mix=mix, seed=seed)
+            # self-CAM labels (like --mix-opt) go to every method but none, which mixes nothing
+            cfg = replace(base, method=method, mix=mix, seed=seed, self_cam=0.0 if method == "none" else base.self_cam)
             cfg.check()
             directory = run_dir(out, name, seed)
             if (directory / "metrics.json").exists():

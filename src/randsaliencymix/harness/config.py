@@ -38,6 +38,7 @@ _ADDED_KEYS: Dict[str, Any] = {
     "rrc_ratio": list(RRC_RATIO),
     "saliency": "operator",
     "precision": "fp32",
+    "self_cam": 0.0,
 }
 
 
@@ -54,6 +55,7 @@ class TrainConfig:
     method: str = "none"
     mix: Dict[str, Any] = field(default_factory=dict)  # operator options, e.g. {"alpha": 1.0}
     saliency: str = "operator"  # the maps every saliency operator reads: one of SALIENCY_SOURCES
+    self_cam: float = 0.0  # kappa of self-CAM labels (randsaliencymix.SelfCAMLabels); 0: the operator's labels
     epochs: int = 10
     batch_size: int = 256
     lr: float = 0.2
@@ -150,6 +152,8 @@ class TrainConfig:
             raise UsageError("robustness needs test: the corruptions are scored on the test split")
         if not isinstance(self.mix, dict):
             raise UsageError(f"mix must be a mapping of operator options, got {self.mix!r}")
+        if not 0.0 <= self.self_cam <= 1.0:
+            raise UsageError(f"self_cam (kappa) must be in [0, 1], got {self.self_cam}")
         if self.method == "none" and self.mix:
             raise UsageError(f"method 'none' takes no mixing options, got {sorted(self.mix)}")
         try:

@@ -26,6 +26,7 @@ from torch import nn
 
 from ..loss import soft_target_cross_entropy
 from ..mixing import Mixer
+from ..selfcam import SelfCAMLabels
 from .checkpoint import check_resumable_state, read_checkpoint, restore_checkpoint, save_checkpoint
 from .config import _ADDED_KEYS, _MOVABLE, TrainConfig, available_device, lr_at
 from .data import ArrayDataset, class_balanced_subset, dataset_maps, load_dataset, train_val_split
@@ -136,6 +137,7 @@ class _Run:
     saliency: Optional[SaliencySource]
     data_gen: torch.Generator
     mix_gen: torch.Generator
+    self_cam: Optional[SelfCAMLabels] = None  # with cfg.self_cam > 0: rewrites the mixed batch's labels
 
     @property
     def main(self) -> bool:
@@ -186,6 +188,7 @@ def _build_run(cfg: TrainConfig) -> _Run:
         model=model, forward=forward, optimizer=_optimizer(cfg, model),
         scaler=torch.amp.GradScaler("cuda") if scaler_needed(cfg.precision) else None, mixer=mixer,
         saliency=_saliency_source(cfg, model, mixer, loader), data_gen=data_gen, mix_gen=mix_gen,
+        self_cam=SelfCAMLabels(forward, kappa=cfg.self_cam) if cfg.self_cam > 0 else None,
     )  # fmt: skip
 
 
@@ -272,9 +275,15 @@ def _train_epoch(run: _Run, epoch: int, bar: Any) -> Dict[str, Any]:
             ts = time.perf_counter()
             maps, clean_logits = run.saliency(x, labels)
             saliency_seconds += time.perf_counter() - ts
-        xm, y = run.mixer(x, labels, generator=run.mix_gen, saliency=maps)
-        with autocast(device, cfg.precision):  # the model only: the mixed batch is the same in every precision
-            logits = run.forward(xm)
+        if run.self_cam is None:
+            xm, y = run.mixer(x, labels, generator=run.mix_gen, saliency=maps)
+            with autocast(device, cfg.precision):  # the model only: the mixed batch is the same in every precision
+                logits = run.forward(xm)
+        else:  # the same draws and images; the labels read from this forward's features
+            with run.self_cam.step(run.mixer, x, labels, generator=run.mix_gen, saliency=maps) as mixed:
+                with autocast(device, cfg.precision):
+                    logits = run.forward(mixed.images)
+            y = mixed.targets
         loss = soft_target_cross_entropy(logits.float(), y)
         run.optimizer.zero_grad(set_to_none=True)
         if run.scaler is not None:
@@ -381,6 +390,8 @@ def train(
     ``overwrite`` deletes the folder's run first. Without either, a folder holding a run is refused.
     """
     cfg.check()
+    if cfg.method == "none" and cfg.self_cam > 0:
+        raise UsageError("--self-cam rewrites the labels of mixed samples, and method 'none' mixes none")
     out_dir = Path(out_dir)
     if extend and not resume:
         raise UsageError("--extend continues a run: use it with --resume")
@@ -449,6 +460,7 @@ def _finish(run: _Run, out_dir: Path, version: Dict[str, Any]) -> Dict[str, Any]
             result.update(flat_corruption_scores(corrupted, "test_"))
         result["test_images"] = int(test_ds.images.shape[0])
     result["method"], result["seed"], result["model"] = cfg.method, cfg.seed, cfg.model
+    result["self_cam"] = cfg.self_cam
     result["versions"] = {"torch": torch.__version__, "python": sys.version.split()[0]}
     result["hardware"] = hardware(device)
     result["code_version"] = version
