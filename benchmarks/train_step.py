@@ -44,7 +44,7 @@ from typing import List, Tuple
 
 import torch
 
-from randsaliencymix import SALIENCY_ON
+from randsaliencymix import SALIENCY_ON, SelfCAMLabels
 from randsaliencymix.cam import cam_and_logits
 from randsaliencymix.harness.data import dataset_maps, load_dataset
 from randsaliencymix.harness.methods import METHOD_NAMES, build_mixer
@@ -122,6 +122,8 @@ class _Row:
     def __init__(
         self, args, dev, fmt, ds, model_name, setup, augment, method, options, source, maps, mean, std, precision
     ):
+        with_self_cam = source.endswith("+self-cam")
+        source = source.removesuffix("+self-cam")
         torch.manual_seed(0)
         self.model = build_model(model_name, ds.num_classes).to(dev).to(memory_format=fmt)  # type: ignore[call-overload]
         self.opt = torch.optim.SGD(self.model.parameters(), lr=0.05, momentum=0.9, nesterov=True)
@@ -138,8 +140,14 @@ class _Row:
         self.method, self.precision, self.dev = self.label, precision, dev
         if len(args.precision_list) > 1:
             self.label = f"{self.label} [{precision}]"
+        # a self-CAM row: the same maps and draws, the labels read from the training forward
+        self.self_cam = SelfCAMLabels(self.model, kappa=args.self_cam) if with_self_cam else None
+        if self.self_cam is not None:
+            self.method = f"{self.method} + self-CAM"
+            self.label = self.method if len(args.precision_list) == 1 else f"{self.method} [{precision}]"
         self.sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
         self.times: List[Tuple[float, float, float]] = []
+        self.label_times: List[float] = []  # self-CAM rows: reading the targets after the forward
 
     def step(self, timed: bool) -> None:
         self.sync()
@@ -156,11 +164,22 @@ class _Row:
         if self.source == "cam" and self.mixer.uses_saliency:
             with autocast(self.dev, self.precision):
                 saliency, _ = cam_and_logits(self.model, x, labels)
-        x, y = self.mixer(x, labels, generator=self.gen, saliency=saliency)
+        if self.self_cam is None:
+            x, y = self.mixer(x, labels, generator=self.gen, saliency=saliency)
+        else:
+            mixed = self.self_cam.step(self.mixer, x, labels, generator=self.gen, saliency=saliency)
+            x = mixed.images
         self.sync()
         t2 = time.perf_counter()
         with autocast(self.dev, self.precision):  # the model only, as in training
             logits = self.model(x)
+        if self.self_cam is not None:
+            self.sync()
+            tl = time.perf_counter()
+            y = mixed.targets
+            self.sync()
+            if timed:
+                self.label_times.append(time.perf_counter() - tl)
         loss = soft_target_cross_entropy(logits.float(), y)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -177,6 +196,26 @@ class _Row:
         return (self.setup, self.label, self.batch_size / total * 1e3, d, m, s, 100 * m / total, 100 * d / total)
 
 
+def _self_cam_targets(rows: List[_Row], step_ms: dict) -> List[str]:
+    """Each self-CAM row's step against the same method's plain step (target: at most 3% more),
+    with the time of reading the targets after the forward."""
+    lines = []
+    for row in rows:
+        if row.self_cam is None:
+            continue
+        setup, label = row.result()[:2]
+        plain = label.replace(" + self-CAM", "")
+        if (setup, plain) not in step_ms:
+            continue
+        ratio = step_ms[(setup, label)] / step_ms[(setup, plain)]
+        labels_ms = statistics.median(row.label_times) * 1e3
+        lines.append(
+            f"- {setup}, {label}: step {ratio:.3f}x {plain}'s, the labels {labels_ms:.1f} ms "
+            f"(target <= 1.03x): **{'MET' if ratio <= 1.03 else 'NOT MET'}**"
+        )
+    return lines
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="benchmarks/train_step.md")
@@ -188,6 +227,12 @@ def main(argv=None) -> int:
     ap.add_argument("--methods", default=",".join(METHOD_NAMES), help="comma-separated methods")
     ap.add_argument(
         "--sources", default="operator", help="saliency sources: operator, fine_grained_cached, spectral_cached, cam"
+    )
+    ap.add_argument(
+        "--self-cam",
+        type=float,
+        default=0.0,
+        help="kappa > 0: each mixing method also runs with self-CAM labels (its own row), against its plain step",
     )
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--steps", type=int, default=8)
@@ -220,6 +265,7 @@ def main(argv=None) -> int:
         raise SystemExit(f"train_step.py: error: unknown sources {bad}")
 
     rows = []
+    setup_rows_all: List[_Row] = []
     by_precision = []  # (setup, method, precision, result row)
     one_off = []  # (setup, what, seconds): the cached maps' one-time cost
     for model_name, size, augment in setups:
@@ -238,6 +284,8 @@ def main(argv=None) -> int:
             options = dict(SALIENCY_ON) if method == "randsaliencymix" else {}
             uses_saliency = build_mixer(method, ds.num_classes, options, mean=mean, std=std).uses_saliency
             method_sources = sources if uses_saliency and method != "saliencymix" else sources[:1]
+            if args.self_cam > 0 and method != "none":
+                method_sources = [*method_sources, f"{method_sources[0]}+self-cam"]
             for source in method_sources:
                 for precision in args.precision_list:
                     setup_rows.append(
@@ -251,6 +299,7 @@ def main(argv=None) -> int:
         for step in range(args.steps + 2):
             for row in setup_rows:
                 row.step(timed=step >= 2)
+        setup_rows_all.extend(setup_rows)
         for row in setup_rows:
             rows.append(row.result())
             by_precision.append((row.setup, row.method, row.precision, rows[-1]))
@@ -308,6 +357,7 @@ def main(argv=None) -> int:
                 f"- {setup}, {label}: step {ratio:.2f}x CutMix's (target <= 1.3x): "
                 f"**{'MET' if ratio <= 1.3 else 'NOT MET'}**"
             )
+    lines += _self_cam_targets(setup_rows_all, step_ms)
     if len(args.precision_list) > 1:
         lines += _precision_table(by_precision, args.precision_list)
     if one_off:

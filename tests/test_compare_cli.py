@@ -212,3 +212,51 @@ def test_bad_compare_input_is_one_line_exit_2_and_writes_nothing(
         assert fragment in lines[0], (fragment, lines[0])
     assert not out.exists()
     assert set(tmp_path.iterdir()) == before
+
+
+@pytest.mark.parametrize(
+    "flags, named",
+    [
+        (["--epochs", "2"], "epochs 1 there, 2 asked"),
+        (["--precision", "bf16"], "precision 'fp32' there, 'bf16' asked"),
+        (["--label-smoothing", "0.1"], "label_smoothing 0.0 there, 0.1 asked"),
+        (["--self-cam", "0.5"], "self_cam 0.0 there, 0.5 asked"),
+    ],
+)
+def test_a_finished_run_made_with_other_settings_is_refused_not_reported(
+    study, tmp_path: Path, capsys: pytest.CaptureFixture, flags: List[str], named: str
+) -> None:
+    """Issue 28: compare over finished runs of other settings exited 0 and reported them as asked."""
+    import shutil
+
+    out, _ = study
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    before = metrics_mtimes(copy)
+    capsys.readouterr()
+    assert cli.main(["compare", *TINY, *flags, "--methods", "mixup", "--seeds", "0", "--out", str(copy)]) == 2
+    err = capsys.readouterr().err
+    assert "mixup_s0 holds a finished run made with other settings" in err and named in err
+    assert metrics_mtimes(copy) == before  # nothing trained, nothing rewritten
+
+
+def test_a_variants_changed_options_under_the_same_name_are_refused(study, tmp_path: Path, capsys) -> None:
+    import shutil
+
+    out, _ = study
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    capsys.readouterr()
+    assert cli.main(["compare", *TINY, "--methods", "mixup=mixup:alpha=0.4;", "--seeds", "0", "--out", str(copy)]) == 2
+    assert "mix {} there, {'alpha': 0.4} asked" in capsys.readouterr().err
+
+
+def test_a_finished_run_without_a_readable_config_is_an_error(study, tmp_path: Path, capsys) -> None:
+    import shutil
+
+    out, _ = study
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    (copy / "runs" / "none_s1" / "config.json").write_text("{trunc")
+    assert cli.main(["compare", *TINY, "--methods", "none", "--seeds", "1", "--out", str(copy)]) == 2
+    assert "none_s1 has metrics.json but no readable config.json" in capsys.readouterr().err

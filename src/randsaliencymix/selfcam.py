@@ -97,6 +97,7 @@ class SelfCAMStep:
         self._foreign: Optional[str] = None
         self._logits: Optional[torch.Tensor] = None
         self._targets: Optional[torch.Tensor] = None
+        self._source_weight: Optional[torch.Tensor] = None
         model = labeler.model
         leaves = [m for m in model.modules() if next(iter(m.children()), None) is None]
         # the leaves' hooks record the first forward only (they go when it ends); the model's own
@@ -179,8 +180,16 @@ class SelfCAMStep:
         w_cam, evidence = self_cam_weights(features, head.weight, params, self._classes)
         applied = params.source_weight.to(w_cam.device)
         mixed = (1.0 - kappa) * applied + kappa * w_cam.double()
-        weight = torch.where(evidence, mixed, applied).to(self._soft.device, self._soft.dtype)[:, None]
+        self._source_weight = torch.where(evidence, mixed, applied)
+        weight = self._source_weight.to(self._soft.device, self._soft.dtype)[:, None]
         return torch.lerp(self._soft, self._soft.index_select(0, params.perm), weight).detach()
+
+    @property
+    def source_weight(self) -> torch.Tensor:
+        """``(B,)`` float64: each source's label weight in ``targets`` (the operator's where unchanged)."""
+        _ = self.targets
+        assert self._source_weight is not None  # set with the targets
+        return self._source_weight
 
 
 class SelfCAMLabels:

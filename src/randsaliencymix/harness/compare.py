@@ -2,8 +2,10 @@
 (mean ± std, 95% CI, paired differences to a reference method) and plots.
 
 Each run lives in ``OUT/runs/<name>_s<seed>`` and is trained by a child process, so a crashed run
-loses no other result; a run with a ``metrics.json`` is finished and skipped on the next call, and
-an unfinished one resumes from its checkpoint.
+loses no other result; a run with a ``metrics.json`` is finished and skipped on the next call if its
+recorded config is the one asked for (else the call stops with an error naming the difference: a
+finished run made with other settings is never reported as the one asked for), and an unfinished
+one resumes from its checkpoint (whose own check refuses a changed config).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
-from .config import TrainConfig, available_device
+from .config import _ADDED_KEYS, TrainConfig, available_device
 from .errors import UsageError
 from .files import atomic_write, atomic_write_bytes, atomic_write_json, make_folder
 from .methods import get_method
@@ -134,6 +136,36 @@ def die_with_parent() -> None:
         raise SystemExit(f"rsmix train: the compare ({parent}) that launched this run has ended")
 
 
+# Where a finished run executed: its results do not depend on these.
+_WHERE = frozenset({"device", "threads", "eval_every", "data_root", "download"})
+
+
+def check_finished_run(directory: Path, cfg: TrainConfig) -> None:
+    """A UsageError unless the finished run in ``directory`` was made with ``cfg`` (every key but
+    where it ran; normalisation only where ``cfg`` gives one; keys added since it ran at the value
+    that reproduces what it did)."""
+    try:
+        saved = json.loads((directory / "config.json").read_text())
+        if not isinstance(saved, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as exc:
+        raise UsageError(
+            f"{directory} has metrics.json but no readable config.json ({exc}); move the folder away"
+        ) from None
+    saved = {**_ADDED_KEYS, **saved}
+    asked = asdict(cfg)
+    changed = [
+        f"{key} {saved.get(key)!r} there, {value!r} asked"
+        for key, value in asked.items()
+        if key not in _WHERE and not (key in ("mean", "std") and value is None) and saved.get(key) != value
+    ]
+    if changed:
+        raise UsageError(
+            f"{directory} holds a finished run made with other settings ({'; '.join(changed)}); "
+            "give the variant another name or use another --out folder"
+        )
+
+
 def _launch(cfg: TrainConfig, directory: Path, quiet: bool) -> int:
     make_folder(directory)
     request = directory / "request.json"
@@ -199,6 +231,7 @@ def compare(
             cfg.check()
             directory = run_dir(out, name, seed)
             if (directory / "metrics.json").exists():
+                check_finished_run(directory, cfg)
                 continue
             todo.append((cfg, directory))
     if todo:

@@ -38,7 +38,7 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
-from randsaliencymix import CutMix, RandSaliencyMix, SaliencyMix
+from randsaliencymix import CutMix, RandSaliencyMix, SaliencyMix, SelfCAMLabels
 from randsaliencymix.base import Mixer
 from randsaliencymix.geometry import box_mass, integral
 from randsaliencymix.harness.augment import normalize
@@ -60,13 +60,31 @@ def in_boxes(maps: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
     return box_mass(integral(maps), torch.arange(n), r1 * width + c1, r2 - r1, c2 - c1)
 
 
-def score(op: Mixer, x: torch.Tensor, maps: Optional[torch.Tensor], cam: torch.Tensor) -> Dict[str, float]:
+def score(
+    op: Mixer,
+    x: torch.Tensor,
+    maps: Optional[torch.Tensor],
+    cam: torch.Tensor,
+    self_cam: Optional[Tuple[SelfCAMLabels, torch.Tensor]] = None,
+) -> Dict[str, float]:
+    """The table's columns for one operator; with ``self_cam`` (a labeler of the trained model and the
+    images' labels) the label weights are the self-CAM ones, read from the model's forward of the
+    mixed batch (the same draws: ``step`` samples as ``sample_params`` does)."""
     gen = torch.Generator().manual_seed(0)
     sums = {"samples": 0.0, "area": 0.0, "pasted": 0.0, "covered": 0.0, "gap": 0.0}
     h, w = x.shape[-2:]
     for start in range(0, x.shape[0] - 255, 256):  # whole batches only, as training draws them
         sl = slice(start, start + 256)
-        params = op.sample_params(x[sl], generator=gen, saliency=None if maps is None else maps[sl])
+        given = None if maps is None else maps[sl]
+        if self_cam is None:
+            params = op.sample_params(x[sl], generator=gen, saliency=given)
+            weight = params.source_weight
+        else:
+            labeler, labels = self_cam
+            step = labeler.step(op, x[sl], labels[sl], generator=gen, saliency=given)
+            with torch.no_grad():
+                labeler.model(step.images)
+            params, weight = step.params, step.source_weight
         keep = params.applied & ~params.mixup
         src_cam = cam[sl][params.perm]
         a = in_boxes(src_cam, params.src_boxes)
@@ -75,7 +93,7 @@ def score(op: Mixer, x: torch.Tensor, maps: Optional[torch.Tensor], cam: torch.T
         area = ((sb[:, 2] - sb[:, 0]) * (sb[:, 3] - sb[:, 1])).double() / (h * w)
         eta = params.eta
         share = eta * a / (eta * a + 1 - eta * c)
-        gap = (params.source_weight - share).abs()
+        gap = (weight - share).abs()
         k = keep.double()
         sums["samples"] += float(k.sum())
         for key, value in (("area", area), ("pasted", a), ("covered", c), ("gap", gap)):
@@ -120,6 +138,18 @@ def main(argv=None) -> int:
          maps["fine_grained"]),
         ("rsm_seed with tau_src = tau_dst = 8, CAM", RandSaliencyMix(**{**RSM_SEED, **SHARP}), maps["cam"]),
     ]  # fmt: skip
+    labels = ds.labels[subset]
+    k = len(ds.classes)
+    self_cam_rows: List[Tuple[str, Mixer, Optional[torch.Tensor], float]] = [
+        ("CutMix with self-CAM labels (kappa 0.5)", CutMix(alpha=1.0, mode="sample", num_classes=k), None, 0.5),
+        ("CutMix with self-CAM labels (kappa 1)", CutMix(alpha=1.0, mode="sample", num_classes=k), None, 1.0),
+        ("rsm_uniform (tau 0, gamma 0) with self-CAM labels (kappa 0.5)",
+         RandSaliencyMix(**{**RSM_SEED, **UNIFORM, "gamma": 0.0}, num_classes=k), None, 0.5),
+        ("rsm_seed with area labels and tau 8, CAM, self-CAM labels (kappa 0.5)",
+         RandSaliencyMix(**{**RSM_SEED, **SHARP, "gamma": 0.0}, num_classes=k), maps["cam"], 0.5),
+        ("rsm_seed with area labels and tau 8, CAM, self-CAM labels (kappa 1)",
+         RandSaliencyMix(**{**RSM_SEED, **SHARP, "gamma": 0.0}, num_classes=k), maps["cam"], 1.0),
+    ]  # fmt: skip
     lines = [
         "# Do the seed's ideas do what they claim at 128 px?",
         "",
@@ -144,6 +174,17 @@ def main(argv=None) -> int:
         lines.append(
             f"| {name} | {r['samples']:.0f} | {r['area']:.3f} | {r['pasted']:.3f} | {r['covered']:.3f} | {r['gap']:.3f} |"
         )
+    for name, op, given, kappa in self_cam_rows:
+        labeler = SelfCAMLabels(trained.model, kappa=kappa)
+        r = score(op, x, given, cam, self_cam=(labeler, labels))
+        lines.append(
+            f"| {name} | {r['samples']:.0f} | {r['area']:.3f} | {r['pasted']:.3f} | {r['covered']:.3f} | {r['gap']:.3f} |"
+        )
+    lines += [
+        "",
+        "The self-CAM rows' labels come from the trained model's own forward of each mixed batch (eval",
+        "mode), the same draws as the row without them; they are scored against the clean images' CAM.",
+    ]
     lines += ["", f"{time.perf_counter() - start:.0f} s on {cpu_name()}, torch {torch.__version__}."]
     text = "\n".join(lines) + "\n"
     args.out.write_text(text)
