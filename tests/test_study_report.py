@@ -9,6 +9,7 @@ import importlib.util
 import json
 import sys
 from pathlib import Path
+from typing import List
 
 import pytest
 from hypothesis import given
@@ -141,17 +142,54 @@ def test_report_says_what_differences_the_seeds_can_see(report_root: Path) -> No
     assert "Over all 3 pairs of methods the paired std has median 1.61 points (range 0.00-1.61)." in section
 
 
-@given(sd=st.floats(0.01, 10.0), n=st.integers(2, 9))
+@given(sd=st.floats(0.01, 10.0), n=st.integers(2, 29))
 def test_detectable_difference_grows_with_the_scatter_and_shrinks_with_seeds(sd: float, n: int) -> None:
     report = _report()
     assert report.detectable(2 * sd, n) == pytest.approx(2 * report.detectable(sd, n))
     assert report.detectable(sd, n + 1) < report.detectable(sd, n)
-    half = report.t95(n - 1) * sd / n**0.5
+    from scipy import stats
+
+    half = stats.t.ppf(0.975, n - 1) * sd / n**0.5
     assert report.detectable(sd, n) > half  # power 0.8 needs more than the interval's half-width
 
 
-def test_detectable_difference_refuses_seed_counts_it_has_no_quantile_for() -> None:
+def test_detectable_difference_takes_the_confirmations_20_seeds_and_refuses_one() -> None:
+    """Issue 28: report.py refused more than 10 seeds; the confirmation needs 20."""
     report = _report()
-    for n in (1, 11):
-        with pytest.raises(ValueError, match=f"Expected 2 to 10 seeds, but got {n} instead"):
-            report.detectable(1.0, n)
+    assert 0 < report.detectable(1.0, 20) < report.detectable(1.0, 10)
+    # the old table's values (one-sided 80% t quantiles) at 5 seeds: (2.776 + 0.941) / sqrt(5)
+    assert report.detectable(1.0, 5) == pytest.approx((2.776 + 0.941) / 5**0.5, abs=2e-3)
+    with pytest.raises(ValueError, match="Expected at least 2 seeds, but got 1 instead"):
+        report.detectable(1.0, 1)
+
+
+def _predictions(root: Path, folder: str, name: str, seed: int, wrong: List[int], labels: List[int]) -> None:
+    lines = ["# label prediction"] + [f"{a} {(a + 1) % 3 if w else a}" for a, w in zip(labels, wrong)]
+    (root / folder / "runs" / f"{name}_s{seed}" / "predictions_test.txt").write_text("\n".join(lines) + "\n")
+
+
+def test_report_resamples_seeds_and_images_where_runs_saved_predictions(report_root: Path) -> None:
+    report = _report()
+    assert report.main(["--root", str(report_root)]) == 0
+    section = (report_root / "results.md").read_text().split("## Seeds and test images resampled together")[1]
+    assert "No paired runs with per-image test predictions yet" in section
+    labels = [0, 1, 2, 0, 1, 2, 0, 1, 2, 0]
+    for seed in range(3):
+        _predictions(report_root, "main_fg", "rsm_seed", seed, [1, 0, 0, 0, 0, 0, 0, 0, 0, 0], labels)  # 10%
+        _predictions(report_root, "main_operator", "cutmix", seed, [1, 1, 1, 0, 0, 0, 0, 0, 0, 0], labels)  # 30%
+    assert report.main(["--root", str(report_root)]) == 0
+    section = (report_root / "results.md").read_text().split("## Seeds and test images resampled together")[1]
+    row = next(line for line in section.splitlines() if line.startswith("| cutmix |"))
+    # −20 points on every seed: a zero-width t-interval; resampling the images gives a real spread
+    assert row.startswith("| cutmix | 3 | -20.00 | [-20.00, -20.00] | [")
+    lo, hi = (float(v) for v in row.split("| [")[2].rstrip(" |]").split(", "))
+    assert lo < -20.0 < hi
+
+
+def test_report_refuses_predictions_of_other_test_images(report_root: Path) -> None:
+    report = _report()
+    for seed in range(2):
+        _predictions(report_root, "main_fg", "rsm_seed", seed, [0, 1], [0, 1])
+        _predictions(report_root, "main_operator", "cutmix", seed, [0, 1], [1, 0])
+    with pytest.raises(SystemExit, match="scored on different test images"):
+        report.main(["--root", str(report_root)])

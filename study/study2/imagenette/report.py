@@ -43,11 +43,13 @@ import sys
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
-from randsaliencymix.harness.compare import mean_std_ci, t95
+from randsaliencymix.harness.compare import mean_std_ci
 from randsaliencymix.harness.robustness import CORRUPTIONS
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # study/
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # study/study2/
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import paired_stats  # study/study2/paired_stats.py: the comparisons' statistics
 from blocks import fill_file  # study/blocks.py, shared with study 1's report
 from report_plots import plot, plot_curves, plot_paired  # this folder's figures
 
@@ -71,8 +73,6 @@ LABELS = {
 HEADLINE_REFERENCES = ("none", "cutmix", "saliencymix", "guided_sr")
 FOCUS = "rsm_seed"  # the method the study asks about: its sensitivity against each rival
 MORE_SEEDS = 10  # the protocol's ceiling on added seeds
-# One-sided 80% quantiles of Student's t, 1-9 degrees of freedom (power 0.8 in the detectable difference)
-_T80 = (1.376, 1.061, 0.978, 0.941, 0.920, 0.906, 0.896, 0.889, 0.883)
 
 
 def runs(root: Path) -> List[Dict]:
@@ -206,10 +206,8 @@ def corruption_table(rows: List[Dict]) -> List[str]:
 def detectable(sd: float, n: int) -> float:
     """The true mean difference a paired two-sided 5% t-test over ``n`` seeds finds with power 0.8
     when the per-seed differences scatter with std ``sd``: about (t_0.975 + t_0.80) · sd / √n, for
-    2 to 10 seeds (the protocol's range)."""
-    if not 2 <= n <= len(_T80) + 1:
-        raise ValueError(f"Expected 2 to {len(_T80) + 1} seeds, but got {n} instead.")
-    return (t95(n - 1) + _T80[n - 2]) * sd / math.sqrt(n)
+    any ``n >= 2`` (``paired_stats.detectable``; the confirmation runs 20 seeds)."""
+    return paired_stats.detectable(sd, n)
 
 
 def sensitivity_table(rows: List[Dict]) -> List[str]:
@@ -244,6 +242,56 @@ def sensitivity_table(rows: List[Dict]) -> List[str]:
         "",
         f"Over all {len(sds)} pairs of methods the paired std has median {statistics.median(sds):.2f} points"
         f" (range {sds[0]:.2f}-{sds[-1]:.2f}).",
+    ]
+
+
+def wrong_flags(root: Path, row: Dict, split: str = "test") -> Optional[List[int]]:
+    """The run's per-image 0/1 misclassification flags on ``split`` (its ``predictions_<split>.txt``),
+    with the labels column as the key that the images are the same; None for a run without the file
+    (part 1's runs predate it)."""
+    path = root / row["folder"] / "runs" / f"{row['name']}_s{row['seed']}" / f"predictions_{split}.txt"
+    if not path.exists():
+        return None
+    pairs = [line.split() for line in path.read_text().splitlines() if line and not line.startswith("#")]
+    if not pairs or any(len(p) != 2 for p in pairs):
+        raise SystemExit(f"report.py: {path} is not a predictions file (two integers a line)")
+    return [int(a) for a, _ in pairs] + [int(a != b) for a, b in pairs]
+
+
+def resampled_table(rows: List[Dict], root: Path) -> List[str]:
+    """For FOCUS against each rival over the paired seeds whose runs saved per-image test predictions:
+    the t-interval over seeds beside the interval that resamples seeds and test images together
+    (``paired_stats.seed_image_interval``)."""
+    import numpy as np
+
+    flags = {(r["name"], r["seed"]): f for r in rows if (f := wrong_flags(root, r)) is not None}
+    body = []
+    for ref in ORDER:
+        seeds = sorted(s for (n, s) in flags if n == FOCUS and (ref, s) in flags) if ref != FOCUS else []
+        if len(seeds) < 2:
+            continue
+        a = [flags[(FOCUS, s)] for s in seeds]
+        b = [flags[(ref, s)] for s in seeds]
+        if any(x[: len(x) // 2] != a[0][: len(a[0]) // 2] for x in a + b):
+            raise SystemExit(f"report.py: {FOCUS} and {ref} were scored on different test images (labels differ)")
+        half = len(a[0]) // 2
+        wa, wb = np.array([x[half:] for x in a]), np.array([x[half:] for x in b])
+        diffs = (wa.mean(axis=1) - wb.mean(axis=1)) * 100
+        m, t_half = paired_stats.t_interval(diffs.tolist())
+        _, lo, hi = paired_stats.seed_image_interval(wa, wb, reps=2000, seed=0)
+        body.append(
+            f"| {ref} | {len(seeds)} | {m:+.2f} | [{m - t_half:+.2f}, {m + t_half:+.2f}] | [{lo:+.2f}, {hi:+.2f}] |"
+        )
+    if not body:
+        return ["No paired runs with per-image test predictions yet (part 1's runs predate them)."]
+    return [
+        f"{FOCUS} − each rival (test top-1 error, points) over the paired seeds with per-image predictions: the",
+        "95% t-interval over seeds, and the 95% percentile interval of 2,000 replicates that each draw the",
+        "seeds and, within each, the test images with replacement (the same images for both methods).",
+        "",
+        f"| {FOCUS} − | seeds | mean difference | 95% t-interval (seeds) | 95% interval (seeds and images) |",
+        "|---|---:|---:|---:|---:|",
+        *body,
     ]
 
 
@@ -325,7 +373,7 @@ def main(argv=None) -> int:
     ap.add_argument("--root", type=Path, default=HERE)
     ap.add_argument(
         "--fill", type=Path, action="append", default=[],
-        help="rewrite this Markdown file's <!-- BEGIN study2_main|study2_robustness|study2_sensitivity|study2_cost|"
+        help="rewrite this Markdown file's <!-- BEGIN study2_main|study2_robustness|study2_sensitivity|study2_resampled|study2_cost|"
         "study2_headline --> blocks (repeatable)",
     )  # fmt: skip
     args = ap.parse_args(argv)
@@ -343,6 +391,7 @@ def main(argv=None) -> int:
         "study2_main": main_table(rows),
         "study2_robustness": robustness + [""] + corruptions if robustness and corruptions else robustness,
         "study2_sensitivity": sensitivity_table(rows),
+        "study2_resampled": resampled_table(rows, root),
         "study2_cost": cost_table(rows),
     }
     headline = headline_table(rows)
@@ -350,6 +399,7 @@ def main(argv=None) -> int:
         "study2_main": "Main table",
         "study2_robustness": "Robustness and calibration",
         "study2_sensitivity": "What differences these seeds can see",
+        "study2_resampled": "Seeds and test images resampled together",
         "study2_cost": "Cost",
     }
     lines = [
