@@ -143,6 +143,61 @@ def test_mix_opt_reaches_the_operator(tmp_path: Path, monkeypatch: pytest.Monkey
     assert json.loads((out / "config.json").read_text())["mix"] == {"alpha": 0.5, "mode": "sample"}
 
 
+@pytest.mark.parametrize(
+    "method, saliency", [("cutmix", "operator"), ("randsaliencymix", "cam"), ("guidedmixup", "fine_grained_cached")]
+)
+def test_self_cam_labels_in_training(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, method: str, saliency: str
+) -> None:
+    """--self-cam KAPPA: recorded in config and metrics, the labels read from the training forward
+    (every step's targets come from a SelfCAMLabels step of the run's model), resumable; with any
+    saliency source."""
+    from randsaliencymix import selfcam
+
+    steps = []
+    real = selfcam.SelfCAMLabels.step
+
+    def spy(self, *args: Any, **kwargs: Any):
+        steps.append(self.kappa)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(selfcam.SelfCAMLabels, "step", spy)
+    out = tmp_path / "run"
+    flags = (
+        "--method",
+        method,
+        "--saliency",
+        saliency,
+        "--self-cam",
+        "0.5",
+        "--model",
+        "fast_resnet",
+        "--image-size",
+        "64",
+    )
+    assert run_train(out, *flags, "--epochs", "1") == 0
+    assert json.loads((out / "config.json").read_text())["self_cam"] == 0.5
+    assert json.loads((out / "metrics.json").read_text())["self_cam"] == 0.5
+    assert steps and set(steps) == {0.5}
+    # resumable with its own settings, refused with another kappa
+    assert run_train(out, *flags, "--epochs", "2", "--resume", "--extend") == 0
+    assert read_log(out)[-1]["epoch"] == 1
+    assert run_train(out, "--method", method, "--saliency", saliency, "--self-cam", "0.2", "--model", "fast_resnet",
+                     "--image-size", "64", "--epochs", "2", "--resume") == 2  # fmt: skip
+
+
+@pytest.mark.parametrize("kappa", ["-0.1", "1.5"])
+def test_self_cam_out_of_range_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture, kappa: str) -> None:
+    assert run_train(tmp_path / "run", "--method", "cutmix", "--self-cam", kappa, "--epochs", "1") == 2
+    assert "self_cam (kappa) must be in [0, 1]" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_self_cam_with_no_mixing_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert run_train(tmp_path / "run", "--method", "none", "--self-cam", "0.5", "--epochs", "1") == 2
+    assert "--self-cam rewrites the labels of mixed samples, and method 'none' mixes none" in capsys.readouterr().err
+
+
 def test_yaml_config_and_flags_override_it(tmp_path: Path) -> None:
     config = tmp_path / "run.yaml"
     config.write_text(
