@@ -16,7 +16,7 @@ import torch
 from randsaliencymix.harness import cli
 
 DATA = "procedural:300:100"
-TINY = ["--data", DATA, "--epochs", "1", "--batch-size", "32", "--threads", "1"]
+TINY = ["--data", DATA, "--epochs", "1", "--batch-size", "32", "--threads", "1", "--precision", "fp32"]
 PNG = b"\x89PNG\r\n\x1a\n"
 
 

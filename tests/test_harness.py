@@ -27,7 +27,7 @@ from randsaliencymix.harness.runs import RunLock
 from randsaliencymix.mixing import NoMix
 
 DATA = "procedural:300:100"
-TINY = ["--data", DATA, "--batch-size", "32", "--threads", "1", "--no-progress", "--epochs", "1"]
+TINY = ["--data", DATA, "--precision", "fp32", "--batch-size", "32", "--threads", "1", "--no-progress", "--epochs", "1"]
 
 
 pytestmark = pytest.mark.usefixtures("isolated_harness")

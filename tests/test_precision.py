@@ -156,6 +156,8 @@ def test_bf16_without_native_support_warns_in_one_line(tmp_path: Path, monkeypat
     assert cli.main(["train", *flags, "--out", str(tmp_path / "run")]) == 0
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(err) == 1 and "bfloat16" in err[0] and "emulated" in err[0], err
+    # how much slower, and the way out (issue 28)
+    assert "about 10x slower than fp32" in err[0] and "--precision fp32" in err[0], err
     # fp32 says nothing, and neither does bf16 where the CPU has it
     monkeypatch.setattr(precision_mod, "native_bf16", lambda: True)
     assert cli.main(["train", *flags, "--out", str(tmp_path / "run2")]) == 0
@@ -214,3 +216,56 @@ def test_the_cpu_name_falls_back_without_cpuinfo(monkeypatch: pytest.MonkeyPatch
 
     monkeypatch.setattr("builtins.open", no_file)
     assert isinstance(precision_mod.cpu_name(), str) and precision_mod.cpu_name()
+
+
+AUTO = [a for a in TINY if a not in ("--precision", "fp32")]  # TINY pins fp32; these runs ask for auto
+
+
+@pytest.mark.parametrize("native, chosen", [(True, "bf16"), (False, "fp32")])
+def test_auto_is_the_default_and_records_what_it_chose(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys, native: bool, chosen: str
+) -> None:
+    monkeypatch.setattr(precision_mod, "native_bf16", lambda: native)
+    assert TrainConfig().precision == "auto"
+    capsys.readouterr()
+    out = tmp_path / "run"
+    assert cli.main(["train", *AUTO, "--method", "cutmix", "--epochs", "1", "--out", str(out)]) == 0
+    assert json.loads((out / "config.json").read_text())["precision"] == chosen
+    assert load_state(out)["config"]["precision"] == chosen
+    err = capsys.readouterr().err
+    assert f"--precision auto: {chosen}" in err
+
+
+def test_resume_keeps_the_runs_recorded_precision(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 28: --resume --extend of a bf16 run without repeating --precision was refused."""
+    out = tmp_path / "run"
+    assert (
+        cli.main(["train", *AUTO, "--method", "cutmix", "--epochs", "1", "--precision", "bf16", "--out", str(out)]) == 0
+    )
+    monkeypatch.setattr(precision_mod, "native_bf16", lambda: False)  # auto would choose fp32 here
+    assert (
+        cli.main(["train", *AUTO, "--method", "cutmix", "--epochs", "2", "--resume", "--extend", "--out", str(out)])
+        == 0
+    )
+    assert json.loads((out / "config.json").read_text())["precision"] == "bf16"
+    assert [r["epoch"] for r in read_log(out)] == [0, 1]
+
+
+def test_auto_in_compare_accepts_the_precision_a_finished_run_chose(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    flags = ["compare", *[a for a in AUTO if a != "--no-progress"], "--methods", "cutmix", "--seeds", "0"]
+    monkeypatch.setattr(precision_mod, "native_bf16", lambda: True)
+    out = tmp_path / "study"
+    assert cli.main([*flags, "--epochs", "1", "--precision", "bf16", "--out", str(out)]) == 0
+    capsys.readouterr()
+    monkeypatch.setattr(precision_mod, "native_bf16", lambda: False)
+    assert cli.main([*flags, "--epochs", "1", "--out", str(out)]) == 0  # auto: the run's bf16 stands
+    assert "1 runs finished, 0 to run" in capsys.readouterr().out
+    assert cli.main([*flags, "--epochs", "1", "--precision", "fp32", "--out", str(out)]) == 2  # an explicit other one
+
+
+def test_old_saved_configs_mean_fp32_not_auto() -> None:
+    assert TrainConfig.from_saved({"method": "cutmix"}).precision == "fp32"
+    assert TrainConfig.from_saved({"method": "cutmix", "amp": False}).precision == "fp32"
+    assert TrainConfig.from_saved({"method": "cutmix", "precision": "bf16"}).precision == "bf16"

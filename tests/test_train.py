@@ -29,9 +29,22 @@ from randsaliencymix.harness.provenance import read_predictions
 from randsaliencymix.mixing import MixUp
 
 DATA = "procedural:300:100"
-TINY = ["--data", DATA, "--batch-size", "32", "--model", "fast_cnn", "--threads", "1", "--no-progress"]
+TINY = [
+    "--data",
+    DATA,
+    "--batch-size",
+    "32",
+    "--model",
+    "fast_cnn",
+    "--threads",
+    "1",
+    "--no-progress",
+    "--precision",
+    "fp32",
+]
 EPOCH_KEYS = {"epoch", "train_loss", "lr", "seconds", "val_top1_err", "val_top5_err", "val_nll", "val_ece"}
 RUN_FILES = ["checkpoint.pt", "config.json", "log.jsonl", "metrics.json"]
+FINISHED = sorted([*RUN_FILES, "predictions_val.txt"])  # a finished run without --test
 METRICS = ("top1_err", "top5_err", "nll", "ece")
 
 
@@ -327,7 +340,7 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path: Path, uninterr
     assert len(read_log(out)) >= state["epoch"]
 
     assert cli.main(["train", *RESUME, "--out", str(out), "--resume"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == RUN_FILES
+    assert sorted(p.name for p in out.iterdir()) == FINISHED
     assert_same_run(uninterrupted, out)
 
 
@@ -360,7 +373,7 @@ def test_resume_after_crash_between_log_line_and_checkpoint(
     (out / ".checkpoint.pt.k1ll3d").write_bytes(b"half a checkpoint")
 
     assert cli.main(["train", *RESUME, "--out", str(out), "--resume"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == RUN_FILES
+    assert sorted(p.name for p in out.iterdir()) == FINISHED
     assert_same_run(uninterrupted, out)
 
     # Resuming a finished run trains nothing and gives the same numbers again.
@@ -453,7 +466,7 @@ def test_torchrun_two_cpu_processes(tmp_path: Path) -> None:
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
-    assert sorted(p.name for p in out.iterdir()) == RUN_FILES
+    assert sorted(p.name for p in out.iterdir()) == FINISHED
     log = read_log(out)
     assert [r["epoch"] for r in log] == [0, 1]
     for record in log:

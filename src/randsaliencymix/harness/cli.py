@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 from .. import __version__
-from .precision import PRECISIONS
+from .precision import PRECISION_CHOICES, PRECISIONS
 
 if TYPE_CHECKING:
     from .config import TrainConfig
@@ -159,9 +159,10 @@ def _add_train_flags(parser: argparse.ArgumentParser, skip: tuple = ()) -> None:
     parser.add_argument(
         "--precision",
         default=None,
-        metavar="{" + ",".join(PRECISIONS) + "}",
-        help="the model's forward: fp32 (default), bf16 (autocast; fast on CPUs with AMX or AVX512-BF16 and on "
-        "recent GPUs) or fp16 (CUDA, with loss scaling)",
+        metavar="{" + ",".join(PRECISION_CHOICES) + "}",
+        help="the model's forward: auto (default: bf16 where this CPU or GPU computes bfloat16 natively, else fp32; "
+        "a resumed run keeps its own), fp32, bf16 (autocast; about 10x slower than fp32 on a CPU without AMX or "
+        "AVX512-BF16) or fp16 (CUDA, with loss scaling)",
     )
     parser.add_argument("--amp", action="store_true", default=None, help=argparse.SUPPRESS)  # replaced: an error
     parser.add_argument("--channels-last", action="store_true", default=None, help="channels_last tensors")

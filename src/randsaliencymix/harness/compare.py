@@ -157,7 +157,10 @@ def check_finished_run(directory: Path, cfg: TrainConfig) -> None:
     changed = [
         f"{key} {saved.get(key)!r} there, {value!r} asked"
         for key, value in asked.items()
-        if key not in _WHERE and not (key in ("mean", "std") and value is None) and saved.get(key) != value
+        if key not in _WHERE
+        and not (key in ("mean", "std") and value is None)
+        and not (key == "precision" and value == "auto")  # auto accepts the precision the run chose
+        and saved.get(key) != value
     ]
     if changed:
         raise UsageError(

@@ -14,7 +14,7 @@ from .augment import AUGMENTS, RRC_RATIO, RRC_SCALE, check_rrc_range
 from .errors import UsageError
 from .methods import METHOD_NAMES, build_mixer, get_method
 from .models import MODEL_NAMES
-from .precision import PRECISIONS, check_precision
+from .precision import PRECISION_CHOICES, check_precision
 
 __all__ = ["SALIENCY_SOURCES", "SCHEDULES", "TrainConfig", "available_device", "lr_at"]
 
@@ -76,7 +76,9 @@ class TrainConfig:
     std: Optional[List[float]] = None
     seed: int = 0
     device: str = "cpu"
-    precision: str = "fp32"  # the model's forward: fp32, bf16 (autocast, CPU or CUDA) or fp16 (CUDA, scaled)
+    # the model's forward: fp32, bf16 (autocast, CPU or CUDA), fp16 (CUDA, scaled), or auto (bf16 where
+    # native, else fp32; resolved when the run starts and recorded as what it chose)
+    precision: str = "auto"
     channels_last: bool = False
     test: bool = False  # evaluate the test split once, after the last epoch
     test_split: str = "test"  # its name (an ImageFolder's folder: Imagenette calls it "val")
@@ -84,6 +86,12 @@ class TrainConfig:
     robustness: bool = False  # with test: also score the test split under fixed corruptions
     robustness_images: int = 0  # score the corruptions on the first N test images (0: all)
     threads: int = 0  # torch threads on CPU; 0 = torch's default
+
+    @classmethod
+    def from_saved(cls, values: Dict[str, Any]) -> TrainConfig:
+        """The config a run recorded (``config.json``, a checkpoint's): keys added since it ran take
+        the value that reproduces what it did (``precision`` fp32, not today's ``auto``)."""
+        return cls.from_dict({**_ADDED_KEYS, **_upgrade_legacy(values)})
 
     @classmethod
     def from_dict(cls, values: Dict[str, Any]) -> TrainConfig:
@@ -107,7 +115,7 @@ class TrainConfig:
         _one_of("schedule", self.schedule, SCHEDULES)
         _one_of("augment", self.augment, AUGMENTS)
         _one_of("saliency", self.saliency, SALIENCY_SOURCES)
-        _one_of("precision", self.precision, PRECISIONS)
+        _one_of("precision", self.precision, PRECISION_CHOICES)
         if self.saliency != "operator" and self.method == "saliencymix":
             raise UsageError(
                 "method 'saliencymix' is the authors' code, which reads its own OpenCV map: "
@@ -168,7 +176,8 @@ class TrainConfig:
 
 def _upgrade_legacy(values: Dict[str, Any]) -> Dict[str, Any]:
     """A config of an older version in today's keys: ``amp: true`` is ``precision: fp16`` (what it
-    did), ``amp: false`` says nothing. Both keys at once must agree."""
+    did), ``amp: false`` is ``precision: fp32`` (what it did, whatever today's default). Both keys at
+    once must agree."""
     if "amp" not in values:
         return values
     values = dict(values)
@@ -179,6 +188,8 @@ def _upgrade_legacy(values: Dict[str, Any]) -> Dict[str, Any]:
         if values.get("precision", "fp16") != "fp16":
             raise UsageError(f"config keys amp: true and precision: {values['precision']} disagree; keep precision")
         values["precision"] = "fp16"
+    else:
+        values.setdefault("precision", "fp32")
     return values
 
 

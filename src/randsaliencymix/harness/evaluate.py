@@ -16,7 +16,7 @@ from .errors import UsageError
 from .metrics import classification_metrics
 from .models import build_model
 from .pipeline import CIFAR10_MEAN, CIFAR10_STD, DeviceLoader
-from .precision import autocast, check_precision
+from .precision import autocast, check_precision, resolve_precision
 
 __all__ = ["corruption_metrics", "evaluate_checkpoint", "predict", "split_metrics"]
 
@@ -140,7 +140,7 @@ def trained_model(
     data: str,
 ) -> TrainedModel:
     """:func:`load_trained_model` from a checkpoint already read (``state``, from ``run``)."""
-    cfg = TrainConfig.from_dict(state["config"])
+    cfg = TrainConfig.from_saved(state["config"])
     saved: Optional[List[str]] = list(state["classes"]) if state.get("classes") is not None else None
     if classes is not None and saved is not None and saved != list(classes):
         raise UsageError(
@@ -194,8 +194,9 @@ def evaluate_checkpoint(
         reason = check_precision(precision, dev.type)
         if reason:
             raise UsageError(reason)
+        precision = resolve_precision(precision, dev.type)
     state = read_checkpoint(Path(run), dev)
-    size = TrainConfig.from_dict(state["config"]).image_size
+    size = TrainConfig.from_saved(state["config"]).image_size
     ds = load_dataset(data, split, root=data_root, size=size or None)  # the run's image size
     trained_on = state.get("image_shape")  # (H, W) it trained on (checkpoints from before: unknown)
     if trained_on is not None and list(ds.images.shape[-2:]) != list(trained_on):

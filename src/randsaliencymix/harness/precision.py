@@ -7,6 +7,9 @@ the model's forward passes (training, CAM, evaluation).
   exponent range). Fast on CPUs with AMX or AVX512-BF16 and on CUDA GPUs from Ampere on; elsewhere
   it is emulated and may be slower than fp32.
 - ``fp16``: ``torch.autocast`` to float16 with a ``GradScaler``; CUDA only.
+- ``auto`` (the default of new runs): bf16 where it is native (a CPU with AMX or AVX512-BF16, a
+  CUDA GPU with bfloat16), fp32 elsewhere. A run records what it chose; a resumed run keeps its
+  recorded precision.
 
 Only the model runs under autocast. The input pipeline, the saliency detectors and the mixing
 operators run outside it, in their own dtypes, so their outputs are the same in every precision;
@@ -24,6 +27,7 @@ import torch
 
 __all__ = [
     "PRECISIONS",
+    "PRECISION_CHOICES",
     "autocast",
     "check_precision",
     "cpu_bf16_flags",
@@ -31,10 +35,15 @@ __all__ = [
     "emulation_warning",
     "hardware",
     "native_bf16",
+    "resolve_precision",
     "scaler_needed",
 ]
 
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("fp32", "bf16", "fp16")  # what a run records
+PRECISION_CHOICES = ("auto", *PRECISIONS)  # what a user may ask for
+# bf16 autocast where bfloat16 is emulated, against fp32, measured (benchmarks/train_step.py, issue 28):
+# AMD EPYC (Zen 3, AVX2), fast_resnet@128, 7 against 73 images/s.
+_EMULATED_SLOWDOWN = "about 10x slower than fp32 (measured on an AMD EPYC: fast_resnet@128, 7 against 73 images/s)"
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 # The CPU features with which bfloat16 matrix products run in hardware (x86): Intel AMX tiles or
 # AVX512-BF16 dot products. torch.cpu.get_capabilities() reads them from cpuinfo.
@@ -82,8 +91,8 @@ def native_bf16() -> bool:
 def check_precision(precision: str, device: str) -> str:
     """A one-line reason why ``precision`` cannot run on ``device``, or "" when it can (the device
     name is assumed valid; whether CUDA is present is the device check's job)."""
-    if precision not in PRECISIONS:
-        return f"unknown precision {precision!r}; accepted: {', '.join(PRECISIONS)}"
+    if precision not in PRECISION_CHOICES:
+        return f"unknown precision {precision!r}; accepted: {', '.join(PRECISION_CHOICES)}"
     if precision == "fp16" and not device.startswith("cuda"):
         return "precision fp16 needs a CUDA device (--device cuda); on CPU use --precision bf16"
     return ""
@@ -95,8 +104,20 @@ def emulation_warning(precision: str, device: torch.device) -> str:
         return ""
     return (
         "warning: this CPU has no native bfloat16 (neither amx_bf16 nor avx512_bf16): --precision bf16 is "
-        "emulated here and may be slower than fp32"
+        f"emulated here, {_EMULATED_SLOWDOWN}; use --precision fp32 (or auto, which chooses fp32 here)"
     )
+
+
+def resolve_precision(precision: str, device: str) -> str:
+    """``precision`` itself, or for ``"auto"`` what it chooses on ``device``: bf16 where bfloat16
+    is native (this CPU's AMX or AVX512-BF16; a CUDA GPU with bfloat16), else fp32."""
+    if precision != "auto":
+        return precision
+    if device.startswith("cuda"):
+        native = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    else:
+        native = native_bf16()
+    return "bf16" if native else "fp32"
 
 
 def autocast(device: torch.device, precision: str) -> ContextManager[Any]:

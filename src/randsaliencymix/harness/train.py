@@ -12,6 +12,7 @@ from the training set, and the test split is evaluated once, after the last epoc
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import sys
@@ -37,7 +38,7 @@ from .methods import METHOD_NAMES, build_mixer
 from .metrics import classification_metrics
 from .models import build_model, check_model_takes
 from .pipeline import DeviceLoader
-from .precision import autocast, emulation_warning, hardware, scaler_needed
+from .precision import autocast, emulation_warning, hardware, resolve_precision, scaler_needed
 from .provenance import code_version, write_predictions
 from .runs import RunLock, append_log, check_output_folder, read_log, start_run_folder
 
@@ -190,6 +191,25 @@ def _build_run(cfg: TrainConfig) -> _Run:
         saliency=_saliency_source(cfg, model, mixer, loader), data_gen=data_gen, mix_gen=mix_gen,
         self_cam=SelfCAMLabels(forward, kappa=cfg.self_cam) if cfg.self_cam > 0 else None,
     )  # fmt: skip
+
+
+def _chosen_precision(cfg: TrainConfig, out_dir: Path, resume: bool) -> Tuple[TrainConfig, str]:
+    """``--precision auto`` made concrete: a resumed run's recorded precision (the run is one run, in
+    one precision, whichever machine resumes it), else what ``auto`` chooses here (and the line
+    that says so)."""
+    if cfg.precision != "auto":
+        return cfg, ""
+    saved = out_dir / "config.json"
+    if resume and saved.is_file():
+        try:
+            recorded = json.loads(saved.read_text()).get("precision", _ADDED_KEYS["precision"])
+        except (OSError, ValueError, AttributeError):
+            recorded = None  # the resume check reports the unreadable config
+        if recorded in ("fp32", "bf16", "fp16"):
+            return replace(cfg, precision=recorded), ""
+    chosen = resolve_precision("auto", cfg.device)
+    why = "native bfloat16 here" if chosen == "bf16" else "no native bfloat16 here"
+    return replace(cfg, precision=chosen), f"--precision auto: {chosen} ({why}; recorded in config.json)"
 
 
 def _check_precision_on(precision: str, device: torch.device, rank: int) -> None:
@@ -396,8 +416,11 @@ def train(
     if extend and not resume:
         raise UsageError("--extend continues a run: use it with --resume")
     check_output_folder(out_dir, resume=resume, overwrite=overwrite)
+    cfg, chose = _chosen_precision(cfg, out_dir, resume)
     version = code_version()  # the code this process runs, read before any epoch
     run = _build_run(cfg)
+    if chose and run.main:
+        print(f"rsmix: {chose}", file=sys.stderr)
     lock: ContextManager[Any] = RunLock(out_dir) if run.main else nullcontext()
     with lock:
         start_epoch, elapsed = _begin(run, out_dir, resume=resume, overwrite=overwrite, extend=extend)
