@@ -376,3 +376,26 @@ def test_weights_function_is_float32_and_bounded() -> None:
     params = op.sample_params(x, generator=gen(0))
     w, evidence = self_cam_weights(model.features(x), model.fc.weight, params, y)
     assert w.dtype == torch.float32 and w.shape == (6,) and not bool(evidence.any())  # MixUp: no evidence
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    size=st.sampled_from([(16, 16, 4, 4), (15, 17, 4, 5), (33, 20, 5, 3), (8, 8, 8, 8), (9, 9, 1, 1)]),
+    op_name=st.sampled_from(["cutmix-sample", "randsaliencymix", "timm", "guidedmixup"]),
+)
+def test_the_share_on_the_feature_grid_is_the_area_average_of_the_applied_share(seed, size, op_name) -> None:
+    """Boxes are averaged onto the features' grid from their edges (no full-size map): equal to
+    adaptive average pooling of source_share, for grids that do not divide the image too."""
+    from randsaliencymix.selfcam import _share
+
+    height, width, h, w = size
+    x = torch.rand(6, 3, height, width, generator=gen(seed))
+    op = OPERATORS[op_name]()
+    params = op.sample_params(x, torch.randint(0, K, (6,), generator=gen(seed)), generator=gen(seed + 1))
+    s, area, varies = _share(params, h, w, torch.device("cpu"))
+    full = source_share(params, height, width, torch.float64)
+    torch.testing.assert_close(s.double(), F.adaptive_avg_pool2d(full, (h, w))[:, 0], atol=1e-6, rtol=0)
+    torch.testing.assert_close(area.double(), full.mean(dim=(1, 2, 3)), atol=1e-6, rtol=0)
+    flat = full.flatten(1)
+    assert torch.equal(varies, flat.amax(dim=1) > flat.amin(dim=1))

@@ -50,6 +50,43 @@ from .params import MixParams, check_params, source_share
 __all__ = ["SelfCAMLabels", "SelfCAMStep", "self_cam_weights"]
 
 
+def _cell_cover(lo: torch.Tensor, hi: torch.Tensor, size: int, cells: int) -> torch.Tensor:
+    """``(B, cells)``: the share of each adaptive-pooling cell along one axis (cell ``r`` spans
+    ``[floor(r·size/cells), ceil((r+1)·size/cells))``) covered by ``[lo, hi)``, in float32."""
+    r = torch.arange(cells, device=lo.device)
+    start = (r * size) // cells
+    end = ((r + 1) * size + cells - 1) // cells
+    overlap = (torch.minimum(hi[:, None], end) - torch.maximum(lo[:, None], start)).clamp(min=0)
+    return overlap.float() / (end - start).float()
+
+
+def _share(params: MixParams, h: int, w: int, device: torch.device) -> Tuple[torch.Tensor, ...]:
+    """``(s (B, h, w), area weight (B,), varies (B,))``: the source's share area-averaged to the
+    features' grid, its image mean, and whether it differs between pixels. Boxes are separable, so
+    their cells' averages come from the box edges directly (no (B, H, W) map is built); a per-pixel
+    ``share_map`` is pooled."""
+    height, width = params.image_size
+    applied = params.applied.to(device)
+    if params.share_map is not None:
+        share = source_share(params, height, width, torch.float32).to(device)  # (B, 1, H, W)
+        s = F.adaptive_avg_pool2d(share, (h, w))[:, 0]
+        flat = share.flatten(1)
+        return s, flat.mean(dim=1), flat.amax(dim=1) > flat.amin(dim=1)
+    box = params.dst_boxes.to(device)
+    eta = params.eta.to(device).float()
+    mixup = params.mixup.to(device)
+    patch = applied & ~mixup
+    rows = _cell_cover(box[:, 0], box[:, 2], height, h)
+    cols = _cell_cover(box[:, 1], box[:, 3], width, w)
+    pixels = ((box[:, 2] - box[:, 0]).clamp(min=0) * (box[:, 3] - box[:, 1]).clamp(min=0)).float()
+    inside = eta * patch.float()
+    mix = ((1.0 - params.lam.to(device)).float() * (applied & mixup).float())[:, None, None]
+    s = inside[:, None, None] * rows[:, :, None] * cols[:, None, :] + mix.expand(-1, h, w)
+    area = inside * pixels / float(height * width) + mix[:, 0, 0]
+    varies = patch & (eta > 0) & (pixels > 0) & (pixels < height * width)
+    return s, area, varies
+
+
 def self_cam_weights(
     features: torch.Tensor, head_weight: torch.Tensor, params: MixParams, classes: torch.Tensor
 ) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -58,11 +95,9 @@ def self_cam_weights(
     the image). ``features`` ``(B, D, h, w)`` of the forward of the images ``params`` made,
     ``head_weight`` ``(K, D)``, ``classes`` ``(B,)`` the class index of each original sample. Pure,
     without gradient; shapes are the caller's to check."""
-    height, width = params.image_size
     with torch.no_grad(), torch.autocast(features.device.type, enabled=False):
-        share = source_share(params, height, width, torch.float32).to(features.device)  # (B, 1, H, W)
-        s = F.adaptive_avg_pool2d(share, (int(features.shape[-2]), int(features.shape[-1])))[:, 0]  # area mean
         f = features.detach().float()
+        s, area, varies = _share(params, int(f.shape[-2]), int(f.shape[-1]), f.device)
         w = head_weight.detach().float().to(f.device)
         a = classes.to(f.device).long()
         b = a.index_select(0, params.perm.to(f.device))
@@ -71,10 +106,7 @@ def self_cam_weights(
         e_b = (s * act_b).sum(dim=(1, 2))
         e_a = ((1.0 - s) * act_a).sum(dim=(1, 2))
         total = e_a + e_b
-        area = share.mean(dim=(1, 2, 3))
         w_cam = torch.where(total > 0, e_b / total.clamp(min=torch.finfo(torch.float32).tiny), area)
-        flat = share.flatten(1)
-        varies = flat.amax(dim=1) > flat.amin(dim=1)
         evidence = params.applied.to(f.device) & (a != b) & varies
     return w_cam, evidence
 
