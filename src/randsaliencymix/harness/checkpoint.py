@@ -58,6 +58,10 @@ def save_checkpoint(
 def read_checkpoint(path: Path, device: torch.device | str = "cpu") -> Dict[str, Any]:
     """The state dict of an rsmix checkpoint (a run folder or the file), or a UsageError."""
     path = Path(path)
+    if path.is_dir() and not (path / "checkpoint.pt").exists() and (path / "runs").is_dir():
+        runs = sorted(p.name for p in (path / "runs").iterdir() if p.is_dir())
+        example = f"{path}/runs/{runs[0]}" if runs else f"{path}/runs/<name>_s<seed>"
+        raise UsageError(f"{path} is an rsmix compare folder, not a run; pass one of its runs, e.g. {example}")
     if path.is_dir():
         path = path / "checkpoint.pt"
     if not path.is_file():

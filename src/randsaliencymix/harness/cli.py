@@ -28,11 +28,25 @@ if TYPE_CHECKING:
 _SHOW_SIZES = (8, 2048)
 
 
+def _check_figure_suffix(path: Path) -> None:
+    """A UsageError unless matplotlib can write a figure with ``path``'s suffix (checked before drawing)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from .errors import UsageError
+
+    supported = sorted(FigureCanvasAgg(Figure()).get_supported_filetypes())
+    suffix = path.suffix.lstrip(".").lower()
+    if suffix not in supported:
+        raise UsageError(f"--out {path}: expected a figure file ending in one of .{', .'.join(supported)}")
+
+
 def _cmd_show(args: argparse.Namespace) -> int:
     from .errors import UsageError
     from .gallery import CamModel, draw_gallery, folder_images, sample_images
 
     lo, hi = _SHOW_SIZES
+    _check_figure_suffix(Path(args.out))
     if args.size is not None and not lo <= args.size <= hi:
         raise UsageError(f"--size must be from {lo} to {hi} pixels, got {args.size}")
     if args.limit < 2:
@@ -267,7 +281,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from .compare import compare
+    from .compare import compare, split_methods
     from .errors import UsageError
 
     shared_mix: dict = {}
@@ -281,7 +295,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         if args.n_seeds < 1:
             raise UsageError(f"--n-seeds must be >= 1, got {args.n_seeds}")
         seeds = list(range(args.n_seeds))
-    methods = [m.strip() for m in args.methods.split(";" if ";" in args.methods else ",") if m.strip()]
+    methods = split_methods(args.methods)
     if args.jobs < 1:
         raise UsageError(f"--jobs must be >= 1, got {args.jobs}")
     summary = compare(cfg, methods, seeds, Path(args.out), jobs=args.jobs, reference=args.reference,

@@ -27,7 +27,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 from .config import _ADDED_KEYS, TrainConfig, available_device
 from .errors import UsageError
 from .files import atomic_write, atomic_write_bytes, atomic_write_json, make_folder
-from .methods import get_method
+from .methods import METHOD_NAMES, get_method
+from .runs import is_run_folder
 from .train import load_splits
 
 # A variant's name becomes a folder name: letters, digits and ._+- only, not starting with a dot.
@@ -82,6 +83,33 @@ def mean_std_ci(values: Sequence[float]) -> Tuple[float, float, float]:
         return m, math.nan, math.nan
     sd = math.sqrt(sum((v - m) ** 2 for v in values) / (n - 1))
     return m, sd, t95(n - 1) * sd / math.sqrt(n)
+
+
+def split_methods(text: str) -> List[str]:
+    """``--methods`` into method specs: at ``;`` when there is one; else at commas, where a comma
+    between a variant's options (``rsm=randsaliencymix:gamma=5e-1,tau_src=1``) stays inside the
+    variant: a piece ``key=value`` whose value is not a method name continues the spec before it
+    when that spec has options."""
+    if ";" in text:
+        return [m.strip() for m in text.split(";") if m.strip()]
+    specs: List[str] = []
+    for piece in (p.strip() for p in text.split(",")):
+        if not piece:
+            continue
+        key, eq, value = piece.partition("=")
+        continues = (
+            bool(specs)
+            and ":" in specs[-1]
+            and eq
+            and ":" not in piece
+            and value.strip() not in METHOD_NAMES
+            and _NAME.fullmatch(key.strip()) is not None
+        )
+        if continues:
+            specs[-1] = f"{specs[-1]},{piece}"
+        else:
+            specs.append(piece)
+    return specs
 
 
 def parse_method(spec: str) -> Tuple[str, str, Dict[str, Any]]:
@@ -212,6 +240,11 @@ def compare(
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file; expected a study folder (new or existing)")
+    if out.is_dir() and is_run_folder(out):
+        raise UsageError(
+            f"--out {out} is one training run's folder (rsmix train's); rsmix compare writes a folder of runs: "
+            "choose another --out"
+        )
     if not methods:
         raise UsageError("no methods to compare; pass --methods, e.g. none,mixup,cutmix")
     if not seeds:

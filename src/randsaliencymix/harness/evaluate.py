@@ -189,6 +189,8 @@ def evaluate_checkpoint(
     class list is the run's (else a UsageError: the scores would be against the wrong classes).
     The model's forward runs in ``precision``, by default the run's own (so the scores are the ones
     the run reported); ``"fp32"`` scores a bf16-trained model in full precision."""
+    if isinstance(robustness_images, bool) or not isinstance(robustness_images, int) or robustness_images < 0:
+        raise UsageError(f"--robustness-images must be >= 0 (0: all test images), got {robustness_images!r}")
     dev = available_device(device)
     if precision is not None:
         reason = check_precision(precision, dev.type)

@@ -20,9 +20,29 @@ from typing import Any, Dict, List, Optional, Type
 from .errors import UsageError
 from .files import atomic_write_bytes, atomic_write_json, remove_stale_temporaries
 
-__all__ = ["RUN_FILES", "RunLock", "append_log", "check_output_folder", "read_log", "start_run_folder"]
+__all__ = [
+    "RUN_FILES",
+    "RunLock",
+    "append_log",
+    "check_output_folder",
+    "is_compare_folder",
+    "is_run_folder",
+    "read_log",
+    "start_run_folder",
+]
 
 RUN_FILES = ("checkpoint.pt", "config.json", "log.jsonl", "metrics.json")
+
+
+def is_compare_folder(folder: Path) -> bool:
+    """``rsmix compare``'s folder: its runs under ``runs/``, its tables beside them."""
+    folder = Path(folder)
+    return (folder / "runs").is_dir() or (folder / "results.csv").is_file()
+
+
+def is_run_folder(folder: Path) -> bool:
+    """One run's folder (``rsmix train``'s): any of :data:`RUN_FILES`."""
+    return _run_state(Path(folder)) is not None
 
 
 def _run_state(folder: Path) -> Optional[str]:
@@ -43,6 +63,11 @@ def check_output_folder(folder: Path, *, resume: bool, overwrite: bool) -> None:
     parent = next((p for p in folder.parents if p.exists()), None)
     if parent is not None and not parent.is_dir():
         raise UsageError(f"--out {folder}: {parent} is a file, not a folder")
+    if folder.is_dir() and is_compare_folder(folder):
+        raise UsageError(
+            f"--out {folder} is an rsmix compare folder (it has runs/ or results.csv); rsmix train writes one run: "
+            f"choose a run folder (a compare's runs are {folder}/runs/<name>_s<seed>)"
+        )
     state = _run_state(folder) if folder.is_dir() else None
     if state is not None and resume and not (folder / "checkpoint.pt").exists():
         # Trained epochs without the checkpoint they end in: resuming would start again and

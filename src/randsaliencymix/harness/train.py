@@ -154,9 +154,16 @@ def _build_run(cfg: TrainConfig) -> _Run:
     _check_precision_on(cfg.precision, device, rank)
     if cfg.image_size:  # before decoding: a size the model cannot take fails now, in one line
         check_model_takes(cfg.model, cfg.image_size)
+        _check_batch_fits(cfg, device)
     train_ds, val_ds = load_splits(cfg)
     if cfg.test:  # a missing or unreadable test split fails now, not after training
         _load_test_split(cfg)
+    side = min(int(train_ds.images.shape[-2]), int(train_ds.images.shape[-1]))
+    if cfg.augment == "pad_crop" and cfg.crop_padding >= side:
+        raise UsageError(
+            f"--crop-padding {cfg.crop_padding} is not smaller than the {side}-px images: a crop could be all "
+            f"padding; use at most {side - 1} (CIFAR's is 4)"
+        )
     cfg = _resolve_normalisation(cfg, train_ds)
     assert cfg.mean is not None and cfg.std is not None  # filled in by _resolve_normalisation
     if train_ds.images.shape[0] < cfg.batch_size * world:
@@ -210,6 +217,33 @@ def _chosen_precision(cfg: TrainConfig, out_dir: Path, resume: bool) -> Tuple[Tr
     chosen = resolve_precision("auto", cfg.device)
     why = "native bfloat16 here" if chosen == "bf16" else "no native bfloat16 here"
     return replace(cfg, precision=chosen), f"--precision auto: {chosen} ({why}; recorded in config.json)"
+
+
+def available_memory(device: torch.device) -> Optional[int]:
+    """Bytes free for new tensors on ``device`` (Linux's MemAvailable on CPU), or None if unknown."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def _check_batch_fits(cfg: TrainConfig, device: torch.device) -> None:
+    """Before decoding: a UsageError when one float32 batch and its mixed copy at ``--image-size``
+    (a lower bound: the model's activations need several times more) exceed the free memory."""
+    need = 2 * cfg.batch_size * 3 * cfg.image_size**2 * 4
+    free = available_memory(device)
+    if free is not None and need > free:
+        raise UsageError(
+            f"--image-size {cfg.image_size} with --batch-size {cfg.batch_size} needs at least {need / 2**30:.1f} GiB "
+            f"for a batch and its mixed copy (the model's activations need several times more), and {device} has "
+            f"{free / 2**30:.1f} GiB free: lower --image-size or --batch-size"
+        )
 
 
 def _check_precision_on(precision: str, device: torch.device, rank: int) -> None:
