@@ -123,3 +123,21 @@ def test_ops_benchmark_reports_a_failed_interleaved_row_as_not_measured(
     assert ops.main(["--quick", "--device", "cpu", "--out", str(out)]) == 0
     text = out.read_text(encoding="utf-8")
     assert "timm `elem`: **NOT MEASURED** (ok; not timed (its row failed" in text
+
+
+def test_a_row_that_fails_only_when_timed_interleaved_is_reported_not_fatal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """time_interleaved: a function that raises after its warm-up (a row that passed the main table)
+    leaves the rounds with its error; the others are timed."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    from opsbench.common import time_interleaved
+
+    calls = {"n": 0}
+
+    def flaky() -> None:
+        calls["n"] += 1
+        if calls["n"] > 2:
+            raise RuntimeError("out of memory")
+
+    res = time_interleaved({"ok": lambda: None, "flaky": flaky}, rounds=3, device=torch.device("cpu"), min_repeat_s=0)
+    assert res["ok"].error is None and len(res["ok"].samples) == 3
+    assert res["flaky"].error is not None and "out of memory" in res["flaky"].error and res["flaky"].median_s is None

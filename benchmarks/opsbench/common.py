@@ -148,25 +148,47 @@ def time_interleaved(
     fns: Dict[str, Callable[[], object]], rounds: int, device: torch.device, min_repeat_s: float
 ) -> Dict[str, Result]:
     """Median time per call of each function, timed in turn within each round (each call looped
-    to about ``min_repeat_s``), so that all of them see the same machine and allocator state."""
+    to about ``min_repeat_s``), so that all of them see the same machine and allocator state. A
+    function that raises is reported as failed (its error in its Result) and leaves the rounds;
+    the others are timed as if it had not been there."""
     inner: Dict[str, int] = {}
+    failed: Dict[str, Result] = {}
+
+    def fail(key: str, exc: Exception) -> None:
+        msg = f"{type(exc).__name__}: {exc}".replace("\n", " ").replace("|", "/")
+        failed[key] = Result(error=f"failed when timed interleaved: {msg}"[:160])
+
     for key, fn in fns.items():
-        fn()  # warm-up
-        sync(device)
-        t0 = time.perf_counter()
-        fn()
-        sync(device)
-        inner[key] = max(1, min(MAX_INNER, math.ceil(min_repeat_s / max(time.perf_counter() - t0, 1e-7))))
-    samples: Dict[str, List[float]] = {key: [] for key in fns}
-    for _ in range(rounds):
-        for key, fn in fns.items():
+        try:
+            fn()  # warm-up
             sync(device)
             t0 = time.perf_counter()
-            for _ in range(inner[key]):
-                fn()
+            fn()
             sync(device)
+        except Exception as exc:  # a row that fails here is reported, not fatal
+            fail(key, exc)
+            continue
+        inner[key] = max(1, min(MAX_INNER, math.ceil(min_repeat_s / max(time.perf_counter() - t0, 1e-7))))
+    samples: Dict[str, List[float]] = {key: [] for key in inner}
+    for _ in range(rounds):
+        for key in [k for k in samples if k not in failed]:
+            fn = fns[key]
+            try:
+                sync(device)
+                t0 = time.perf_counter()
+                for _ in range(inner[key]):
+                    fn()
+                sync(device)
+            except Exception as exc:
+                fail(key, exc)
+                continue
             samples[key].append((time.perf_counter() - t0) / inner[key])
-    return {key: Result(median_s=statistics.median(v), samples=v, inner=inner[key]) for key, v in samples.items()}
+    timed = {
+        key: Result(median_s=statistics.median(v), samples=v, inner=inner[key])
+        for key, v in samples.items()
+        if key not in failed
+    }
+    return {**timed, **failed}
 
 
 def interleaved(results: Dict[str, Result]) -> Dict[str, Result]:

@@ -40,8 +40,9 @@ def render_spread(rows: List[Row], workloads: Workloads, results: Results) -> st
     for row in rows:
         cells = [row.label]
         for res in results:
-            r = res[row.key]
-            cells.append("–" if r.error else f"{min(r.samples) * 1e3:.3f} – {max(r.samples) * 1e3:.3f} ({r.inner})")
+            r = res.get(row.key)
+            bad = r is None or r.error or not r.samples
+            cells.append("–" if bad else f"{min(r.samples) * 1e3:.3f} – {max(r.samples) * 1e3:.3f} ({r.inner})")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -56,7 +57,10 @@ def render_interleaved(rows: List[Row], workloads: Workloads, results: Results) 
             continue
         cells = [row.label]
         cells += ["–" if r is None or r.median_s is None else ms(r) for r in found]
-        cells += ["–" if r is None else f"{min(r.samples) * 1e3:.3f} – {max(r.samples) * 1e3:.3f}" for r in found]
+        cells += [
+            "–" if r is None or not r.samples else f"{min(r.samples) * 1e3:.3f} – {max(r.samples) * 1e3:.3f}"
+            for r in found
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
