@@ -38,6 +38,11 @@ def _run(root: Path, folder: str, name: str, seed: int, err: float, cpu: str = "
         "hardware": {"cpu": cpu}, "versions": {"torch": "x"},
     }  # fmt: skip
     (run / "metrics.json").write_text(json.dumps(metrics))
+    (run / "config.json").write_text(json.dumps(CONFIG))
+
+
+CONFIG = {"data": "../shared/data/imagenette2-224.tar", "image_size": 128, "model": "fast_resnet", "epochs": 80,
+          "precision": "bf16", "seed": 0}  # fmt: skip
 
 
 @pytest.fixture()
@@ -193,3 +198,119 @@ def test_report_refuses_predictions_of_other_test_images(report_root: Path) -> N
         _predictions(report_root, "main_operator", "cutmix", seed, [0, 1], [1, 0])
     with pytest.raises(SystemExit, match="scored on different test images"):
         report.main(["--root", str(report_root)])
+
+
+# Issue 28: the report refuses, in one line naming the run and what is wrong, whatever would put a
+# number that is not the study's into its tables; and it writes nothing when it refuses.
+
+
+def _refused(root: Path, *args: str) -> str:
+    results = {p: p.read_bytes() for p in (root / "results.md", root / "results.csv") if p.exists()}
+    with pytest.raises(SystemExit) as exc:
+        _report().main(["--root", str(root), *args])
+    assert {p: p.read_bytes() for p in results} == results  # nothing written over
+    message = str(exc.value.code)
+    assert "\n" not in message and "Traceback" not in message
+    return message
+
+
+@pytest.mark.parametrize(
+    "key, value, said",
+    [
+        ("data", "../shared/data/imagewoof2-320.tar", "data '../shared/data/imagewoof2-320.tar'"),
+        ("image_size", 64, "image_size 64"),
+        ("model", "fast_cnn", "model 'fast_cnn'"),
+        ("epochs", 8, "epochs 8"),
+        ("precision", "fp32", "precision 'fp32'"),
+        ("image_size", None, "image_size None"),  # an older config without the key
+    ],
+)
+def test_report_refuses_a_run_of_another_regime(report_root: Path, key: str, value: object, said: str) -> None:
+    assert _report().main(["--root", str(report_root)]) == 0
+    config = report_root / "main_fg" / "runs" / "rsm_seed_s1" / "config.json"
+    data = {**CONFIG, key: value}
+    if value is None:
+        del data[key]
+    config.write_text(json.dumps(data))
+    message = _refused(report_root)
+    assert "rsm_seed_s1 is not a run of study 2's regime" in message and said in message
+
+
+def test_report_refuses_a_run_without_its_config(report_root: Path) -> None:
+    (report_root / "main_operator" / "runs" / "none_s2" / "config.json").unlink()
+    message = _refused(report_root)
+    assert "none_s2/config.json: not a readable config.json" in message
+
+
+def test_report_refuses_a_method_and_seed_found_twice(report_root: Path) -> None:
+    import shutil
+
+    assert _report().main(["--root", str(report_root)]) == 0
+    source = report_root / "main_operator" / "runs" / "cutmix_s1"
+    shutil.copytree(source, report_root / "main_sr" / "runs" / "cutmix_s1")  # a copied run folder
+    message = _refused(report_root)
+    assert "cutmix seed 1 is there twice" in message
+    assert str(source) in message and str(report_root / "main_sr" / "runs" / "cutmix_s1") in message
+
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity"])
+def test_report_refuses_a_run_with_a_metric_that_is_not_a_number(report_root: Path, value: str) -> None:
+    assert _report().main(["--root", str(report_root)]) == 0
+    path = report_root / "main_operator" / "runs" / "none_s1" / "metrics.json"
+    path.write_text(path.read_text().replace('"test_ece": 5.0', f'"test_ece": {value}'))
+    message = _refused(report_root)
+    assert str(path) in message and "test_ece is" in message and "not a finite number" in message
+
+
+@pytest.mark.parametrize("folder", ["none_sx", "none_s", "none_s1a", "none_s01", "rsm_seed"])
+def test_report_refuses_a_run_folder_without_an_integer_seed(report_root: Path, folder: str) -> None:
+    _run(report_root, "main_operator", "placeholder", 9, 15.0)
+    (report_root / "main_operator" / "runs" / "placeholder_s9").rename(report_root / "main_operator" / "runs" / folder)
+    message = _refused(report_root)
+    assert f"{folder}: the run folder's name does not end in _s<seed>" in message
+
+
+@pytest.mark.parametrize("text", ['{"test_top1_err": 1', "", "[1, 2]"])
+def test_report_refuses_a_truncated_metrics_file(report_root: Path, text: str) -> None:
+    assert _report().main(["--root", str(report_root)]) == 0
+    path = report_root / "main_fg" / "runs" / "rsm_seed_s2" / "metrics.json"
+    path.write_text(text)
+    assert f"{path}: not a readable metrics.json" in _refused(report_root)
+
+
+def test_report_refuses_a_truncated_log_or_predictions_file(report_root: Path) -> None:
+    log = report_root / "main_operator" / "runs" / "cutmix_s0" / "log.jsonl"
+    log.write_text(json.dumps({"epoch": 7, "val_top1_err": 20.0}) + '\n{"epoch": 8, "val_')
+    assert f"{log}: line 2 is not JSON" in _refused(report_root)
+    log.unlink()
+    for seed in range(2):
+        _predictions(report_root, "main_fg", "rsm_seed", seed, [0, 1], [0, 1])
+        _predictions(report_root, "main_operator", "cutmix", seed, [0, 1], [0, 1])
+    path = report_root / "main_fg" / "runs" / "rsm_seed_s1" / "predictions_test.txt"
+    path.write_text("# label prediction\n0 0\n1 x\n")
+    assert f"{path} is not a predictions file" in _refused(report_root)
+
+
+def test_report_refuses_a_missing_root_or_fill_file_in_one_line(
+    report_root: Path, capsys: pytest.CaptureFixture
+) -> None:
+    for args in (["--root", str(report_root / "nowhere")], ["--root", str(report_root), "--fill", "nowhere.md"]):
+        with pytest.raises(SystemExit) as exc:
+            _report().main(args)
+        assert exc.value.code == 2  # argparse's usage error
+        err = capsys.readouterr().err
+        assert "nowhere" in err.strip().splitlines()[-1] and "error:" in err and "Traceback" not in err
+    assert not (report_root / "results.md").exists()  # nothing written before the refusal
+
+
+def test_report_refuses_a_root_without_the_studys_folders(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    other = tmp_path / "screen"
+    other.mkdir()
+    (other / "results.md").write_text("another study's table\n")
+    (other / "results.csv").write_text("name,seed\n")
+    with pytest.raises(SystemExit) as exc:
+        _report().main(["--root", str(other)])
+    assert exc.value.code == 2
+    assert "holds none of study 2's folders (main_operator, main_fg, main_sr)" in capsys.readouterr().err
+    assert (other / "results.md").read_text() == "another study's table\n"
+    assert (other / "results.csv").read_text() == "name,seed\n"

@@ -31,10 +31,11 @@ preference is stronger. One model, one draw: a diagnostic of the mechanism, not 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
@@ -43,14 +44,16 @@ from randsaliencymix.base import Mixer
 from randsaliencymix.geometry import box_mass, integral
 from randsaliencymix.harness.augment import normalize
 from randsaliencymix.harness.data import load_dataset
+from randsaliencymix.harness.errors import UsageError
 from randsaliencymix.harness.evaluate import load_trained_model
 from randsaliencymix.harness.occlusion import source_maps
 from randsaliencymix.harness.precision import cpu_name
 
 HERE = Path(__file__).resolve().parent
-RSM_SEED = dict(p=1.0, tau_src=1.0, tau_dst=1.0, gamma=0.5, eta="beta", mixup_prob=0.25)
-SHARP = dict(tau_src=8.0, tau_dst=8.0)
-UNIFORM = dict(tau_src=0.0, tau_dst=0.0)
+RSM_SEED: Dict[str, Any] = dict(p=1.0, tau_src=1.0, tau_dst=1.0, gamma=0.5, eta="beta", mixup_prob=0.25)
+SHARP: Dict[str, Any] = dict(tau_src=8.0, tau_dst=8.0)
+UNIFORM: Dict[str, Any] = dict(tau_src=0.0, tau_dst=0.0)
+BATCH = 256  # the training step's batch: the operators draw whole batches of it
 
 
 def in_boxes(maps: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
@@ -73,8 +76,8 @@ def score(
     gen = torch.Generator().manual_seed(0)
     sums = {"samples": 0.0, "area": 0.0, "pasted": 0.0, "covered": 0.0, "gap": 0.0}
     h, w = x.shape[-2:]
-    for start in range(0, x.shape[0] - 255, 256):  # whole batches only, as training draws them
-        sl = slice(start, start + 256)
+    for start in range(0, x.shape[0] - BATCH + 1, BATCH):  # whole batches only, as training draws them
+        sl = slice(start, start + BATCH)
         given = None if maps is None else maps[sl]
         if self_cam is None:
             params = op.sample_params(x[sl], generator=gen, saliency=given)
@@ -98,9 +101,14 @@ def score(
         sums["samples"] += float(k.sum())
         for key, value in (("area", area), ("pasted", a), ("covered", c), ("gap", gap)):
             sums[key] += float((value * k).sum())
-    return {key: value / sums["samples"] for key, value in sums.items() if key != "samples"} | {
-        "samples": sums["samples"]
-    }
+    n = sums["samples"]  # no patch sample (fewer images than a batch, or every draw MixUp or not applied): NaN means
+    return {key: value / n if n else math.nan for key, value in sums.items() if key != "samples"} | {"samples": n}
+
+
+def cells(r: Dict[str, float]) -> str:
+    """The table's cells of one row (a mean over no patch samples reads "—")."""
+    means = (f"{r[k]:.3f}" if math.isfinite(r[k]) else "—" for k in ("area", "pasted", "covered", "gap"))
+    return f"{r['samples']:.0f} | " + " | ".join(means)
 
 
 def main(argv=None) -> int:
@@ -112,10 +120,19 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=HERE / "mechanism.md")
     args = ap.parse_args(argv)
+    if args.images < BATCH:
+        ap.error(f"--images {args.images}: at least one batch ({BATCH}); the operators draw whole batches")
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
-    trained = load_trained_model(args.run, "cpu", channels=3)
-    ds = load_dataset(args.data, args.split, size=trained.image_size or None)
+    try:
+        trained = load_trained_model(args.run, "cpu", channels=3)
+        ds = load_dataset(args.data, args.split, size=trained.image_size or None)
+    except UsageError as exc:
+        raise SystemExit(f"mechanism.py: {exc}") from None
+    if ds.images.shape[0] < BATCH:
+        raise SystemExit(
+            f"mechanism.py: {args.data} has {ds.images.shape[0]} {args.split} images, fewer than one batch ({BATCH})"
+        )
     subset = torch.randperm(ds.images.shape[0], generator=torch.Generator().manual_seed(0))[: args.images]
     images = ds.images[subset]
     maps = source_maps(trained.model, images, ("fine_grained", "spectral", "cam"), trained.mean, trained.std,
@@ -171,15 +188,11 @@ def main(argv=None) -> int:
     ]
     for name, op, given in rows:
         r = score(op, x, given, cam)
-        lines.append(
-            f"| {name} | {r['samples']:.0f} | {r['area']:.3f} | {r['pasted']:.3f} | {r['covered']:.3f} | {r['gap']:.3f} |"
-        )
+        lines.append(f"| {name} | {cells(r)} |")
     for name, op, given, kappa in self_cam_rows:
         labeler = SelfCAMLabels(trained.model, kappa=kappa)
         r = score(op, x, given, cam, self_cam=(labeler, labels))
-        lines.append(
-            f"| {name} | {r['samples']:.0f} | {r['area']:.3f} | {r['pasted']:.3f} | {r['covered']:.3f} | {r['gap']:.3f} |"
-        )
+        lines.append(f"| {name} | {cells(r)} |")
     lines += [
         "",
         "The self-CAM rows' labels come from the trained model's own forward of each mixed batch (eval",

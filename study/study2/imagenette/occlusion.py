@@ -7,9 +7,13 @@ against its least salient window and a random window of the same area, at three 
 
 The no-mixing runs of main.sh finish in different sessions, and their checkpoints are not kept
 (never committed): each RUN is scored in the session it finished in, into
-``occlusion/<run folder name>.csv`` (a run already scored is skipped), and ``--summary`` merges
-every CSV there. Each RUN is a run folder with its checkpoint; the test split is the one the runs
-were scored on (Imagenette's val/), at the run's image size. Sources: fine-grained and spectral
+``occlusion/<run folder name>.csv``, and ``--summary`` merges every CSV there. A run already scored
+is skipped only while its scores are current: a CSV's modification time is set to the moment its
+scoring began, and a run whose ``checkpoint.pt`` or ``metrics.json`` has been written since (it
+trained on, or finished, after a score of an earlier checkpoint) is scored again. Each RUN is a
+run folder named ``<method>_s<seed>`` with its checkpoint (or that ``checkpoint.pt``: its folder
+is the run); every RUN is checked before any is scored. The test split is the one the runs were
+scored on (Imagenette's val/), at the run's image size. Sources: fine-grained and spectral
 residual (the detectors, on the stored images) and CAM (the run's own model, its predicted class).
 Windows of 32, 48 and 64 px at 128 px: 1/16, 9/64 and 1/4 of the area.
 """
@@ -19,15 +23,18 @@ from __future__ import annotations
 import argparse
 import csv
 import math
+import os
+import re
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import torch
 
 from randsaliencymix.harness.compare import mean_std_ci
 from randsaliencymix.harness.data import load_dataset
+from randsaliencymix.harness.errors import UsageError
 from randsaliencymix.harness.evaluate import load_trained_model
 from randsaliencymix.harness.occlusion import occlusion_errors, source_maps
 from randsaliencymix.harness.precision import cpu_name
@@ -36,6 +43,38 @@ HERE = Path(__file__).resolve().parent
 CSV_DIR = HERE / "occlusion"
 SOURCES = ("fine_grained", "spectral", "cam")
 FIELDS = ("run", "seed", "source", "side", "kind", "top1_err", "images", "cpu", "seconds")
+RUN_NAME = re.compile(r".+_s(?P<seed>0|[1-9][0-9]*)")  # <method>_s<seed>, as main.sh names its runs
+
+
+def run_folder(path: Path) -> Path:
+    """The run folder RUN names (a checkpoint file stands for its folder); SystemExit in one line for a
+    path that is not there or a folder not named ``<method>_s<seed>``."""
+    if path.is_file():
+        path = path.parent
+    if not path.is_dir():
+        raise SystemExit(f"occlusion.py: {path}: no such run folder")
+    if RUN_NAME.fullmatch(path.name) is None:
+        raise SystemExit(f"occlusion.py: {path}: the run folder's name does not end in _s<seed> (an integer)")
+    return path
+
+
+def rescore_reason(run: Path, target: Path) -> Optional[str]:
+    """Why ``run`` is to be scored into ``target``, or None while ``target``'s scores are current.
+    ``target``'s modification time is the moment its scoring began (``main`` sets it), so a checkpoint
+    or metrics.json written after it (or in the same tick of the file clock) means the scores are of
+    an earlier checkpoint. Without a checkpoint the scores are kept: there is nothing to score again."""
+    if not target.exists():
+        return "not scored yet"
+    checkpoint, metrics = run / "checkpoint.pt", run / "metrics.json"
+    if not checkpoint.is_file():
+        return None
+    scored = target.stat().st_mtime_ns
+    # ctime: also moved by the rename that puts a checkpoint written before in place
+    if checkpoint.stat().st_ctime_ns >= scored:
+        return "its checkpoint is newer than its scores"
+    if metrics.is_file() and metrics.stat().st_ctime_ns >= scored:
+        return "the run has finished since it was scored"
+    return None
 
 
 def score(run: Path, data: str, split: str, sides: List[int]) -> List[Dict]:
@@ -50,7 +89,9 @@ def score(run: Path, data: str, split: str, sides: List[int]) -> List[Dict]:
         channels_last=trained.channels_last, precision=trained.precision,
     )  # fmt: skip
     seconds = round(time.perf_counter() - start, 1)
-    seed = int(run.name.rpartition("_s")[2])
+    named = RUN_NAME.fullmatch(run.name)
+    assert named is not None, run  # run_folder refuses other names before any scoring
+    seed = int(named["seed"])
     common = {"images": len(ds.labels), "cpu": cpu_name(), "seconds": seconds}
     return [
         {"run": run.name, "seed": seed, "source": source, "side": side, "kind": kind, "top1_err": err, **common}
@@ -59,7 +100,7 @@ def score(run: Path, data: str, split: str, sides: List[int]) -> List[Dict]:
 
 
 def summary(out: Path) -> str:
-    rows = []
+    rows: List[Dict[str, str]] = []
     for path in sorted(CSV_DIR.glob("*.csv")):
         with open(path, newline="") as fh:
             rows.extend(csv.DictReader(fh))
@@ -134,19 +175,47 @@ def main(argv=None) -> int:
     ap.add_argument("--summary", action="store_true", help="merge occlusion/*.csv into occlusion.md")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    sides = [int(s) for s in args.sides.split(",")]
-    CSV_DIR.mkdir(exist_ok=True)
-    for run in args.runs:
+    try:
+        sides = [int(s) for s in args.sides.split(",")]
+    except ValueError:
+        ap.error(f"--sides {args.sides!r}: give whole pixels separated by commas, e.g. 32,48,64")
+    # Every RUN is checked before any is scored: a bad one found after an hour of scoring would cost it.
+    runs: Dict[Path, Path] = {}  # resolved -> as given (a checkpoint file: its folder)
+    for given in args.runs:
+        run = run_folder(given)
+        other = next((o for r, o in runs.items() if r.name == run.name and r != run.resolve()), None)
+        if other is not None:
+            raise SystemExit(f"occlusion.py: {other} and {run} would both be scored into {run.name}.csv: give one")
+        runs.setdefault(run.resolve(), run)
+    todo = []
+    for run in runs.values():
         target = CSV_DIR / f"{run.name}.csv"
-        if target.exists():
+        reason = rescore_reason(run, target)
+        if reason is None:
             print(f"{run}: scored already ({target}), skipped", flush=True)
             continue
-        rows = score(run, args.data, args.split, sides)
+        if not (run / "checkpoint.pt").is_file():
+            raise SystemExit(f"occlusion.py: {run}: no checkpoint.pt to score (nothing was scored)")
+        todo.append((run, target, reason))
+    CSV_DIR.mkdir(exist_ok=True)
+    for run, target, reason in todo:
+        if target.exists():
+            print(f"{run}: scoring again: {reason} ({target})", flush=True)
+        if not (run / "metrics.json").is_file():
+            print(f"{run}: not finished: scored as it is now, and again once it has finished", flush=True)
         tmp = target.with_suffix(".csv.tmp")
+        tmp.write_text("")
+        began = tmp.stat().st_mtime_ns  # before the checkpoint is read, on the files' clock: the CSV's mtime
+        try:
+            rows = score(run, args.data, args.split, sides)
+        except UsageError as exc:
+            tmp.unlink()
+            raise SystemExit(f"occlusion.py: {run}: {exc}") from None
         with open(tmp, "w", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=list(FIELDS))
             writer.writeheader()
             writer.writerows(rows)
+        os.utime(tmp, ns=(began, began))
         tmp.replace(target)
         clean = next(r["top1_err"] for r in rows if r["source"] == "clean")
         print(f"{run}: clean {clean:.2f}%, {rows[0]['seconds']} s -> {target}", flush=True)

@@ -28,7 +28,14 @@ Reads ``main_{operator,fg,sr}/runs/<name>_s<seed>/metrics.json`` (finished runs 
   differences to no mixing, CutMix, the official SaliencyMix and GuidedMixup) and how many of the
   35 planned runs it holds.
 
-``--root`` reads and writes another folder (the tests of this script use a folder of made-up runs).
+``--root`` reads and writes another folder (the tests of this script use a folder of made-up runs);
+it must hold at least one of the study's folders (``main_operator``, ``main_fg``, ``main_sr``).
+
+A run counts only if it is the study's: its folder is named ``<method>_s<seed>``, its
+``config.json`` (beside ``metrics.json``) shows regime A (data ``...imagenette2-224.tar``, 128 px,
+``fast_resnet``, 80 epochs, bf16), every metric is a finite number, and no other folder holds the
+same method and seed (a copied run). Anything else stops the report with a line naming the run and
+what is wrong, before any file is written.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ import csv
 import functools
 import json
 import math
+import re
 import statistics
 import sys
 from pathlib import Path
@@ -75,16 +83,73 @@ FOCUS = "rsm_seed"  # the method the study asks about: its sensitivity against e
 MORE_SEEDS = 10  # the protocol's ceiling on added seeds
 
 
+REGIME = {"image_size": 128, "model": "fast_resnet", "epochs": 80, "precision": "bf16"}  # PROTOCOL.md's regime A
+DATA_SUFFIX = "imagenette2-224.tar"  # config "data": the path differs between machines, the archive does not
+RUN_NAME = re.compile(r"(?P<name>.+)_s(?P<seed>0|[1-9][0-9]*)")  # <method>_s<seed>, the seed as main.sh writes it
+
+
+def read_json(path: Path, what: str) -> Dict:
+    """The JSON object in ``path``; SystemExit naming it when it is missing, truncated or not an object."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise SystemExit(f"report.py: {path}: not a readable {what} ({reason})") from None
+    if not isinstance(data, dict):
+        raise SystemExit(f"report.py: {path}: not a readable {what} (a JSON {type(data).__name__}, not an object)")
+    return data
+
+
+def not_finite(value: object, key: str = "") -> Optional[str]:
+    """The first key (dotted into nested objects) whose number is NaN or infinite, with its value; else None."""
+    if isinstance(value, dict):
+        return next((k for sub, v in value.items() if (k := not_finite(v, f"{key}.{sub}" if key else str(sub)))), None)
+    if isinstance(value, list):
+        return next((k for i, v in enumerate(value) if (k := not_finite(v, f"{key}[{i}]"))), None)
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{key} is {value}"
+    return None
+
+
+def check_regime(run: Path, config: Dict) -> None:
+    """SystemExit naming the run and every key where its config is not the study's regime."""
+    wrong = [f"{k} {config.get(k)!r} (the study's is {v!r})" for k, v in REGIME.items() if config.get(k) != v]
+    data = config.get("data")
+    if not (isinstance(data, str) and data.endswith(DATA_SUFFIX)):
+        wrong.insert(0, f"data {data!r} (the study's ends in {DATA_SUFFIX!r})")
+    if wrong:
+        raise SystemExit(f"report.py: {run} is not a run of study 2's regime: {', '.join(wrong)}")
+
+
 def runs(root: Path) -> List[Dict]:
+    """One row per finished run (a metrics.json) of the study's folders; SystemExit, before anything is
+    written, naming a run that cannot count: a folder name without ``_s<seed>``, a metrics.json or
+    config.json that cannot be read, a run of another regime, a NaN or infinite metric, or a method and
+    seed found twice (a copied run folder)."""
     rows = []
+    seen: Dict[tuple, Path] = {}
     for folder in FOLDERS:
         for path in sorted((root / folder / "runs").glob("*_s*/metrics.json")):
-            name, _, seed = path.parent.name.rpartition("_s")
-            metrics = json.loads(path.read_text())
+            run = path.parent
+            named = RUN_NAME.fullmatch(run.name)
+            if named is None:
+                raise SystemExit(f"report.py: {run}: the run folder's name does not end in _s<seed> (an integer)")
+            name, seed = named["name"], int(named["seed"])
+            if (name, seed) in seen:
+                raise SystemExit(
+                    f"report.py: {name} seed {seed} is there twice: {seen[(name, seed)]} and {run} (a copied run"
+                    " folder?): keep one"
+                )
+            seen[(name, seed)] = run
+            metrics = read_json(path, "metrics.json")
+            check_regime(run, read_json(run / "config.json", "config.json"))
             metrics.pop("versions", None)
             hardware = metrics.pop("hardware", None)
+            bad = not_finite(metrics)
+            if bad is not None:
+                raise SystemExit(f"report.py: {path}: {bad}, not a finite number: this run cannot count")
             cpu = hardware.get("cpu") if isinstance(hardware, dict) else None
-            rows.append({"name": name, "folder": folder, **metrics, "seed": int(seed), "cpu": cpu or ""})
+            rows.append({"name": name, "folder": folder, **metrics, "seed": seed, "cpu": cpu or ""})
     return rows
 
 
@@ -253,9 +318,13 @@ def wrong_flags(root: Path, row: Dict, split: str = "test") -> Optional[List[int
     if not path.exists():
         return None
     pairs = [line.split() for line in path.read_text().splitlines() if line and not line.startswith("#")]
-    if not pairs or any(len(p) != 2 for p in pairs):
+    try:
+        ints = [(int(p[0]), int(p[1])) for p in pairs if len(p) == 2]
+    except ValueError:
+        ints = []
+    if not pairs or len(ints) != len(pairs):
         raise SystemExit(f"report.py: {path} is not a predictions file (two integers a line)")
-    return [int(a) for a, _ in pairs] + [int(a != b) for a, b in pairs]
+    return [a for a, _ in ints] + [int(a != b) for a, b in ints]
 
 
 def resampled_table(rows: List[Dict], root: Path) -> List[str]:
@@ -344,8 +413,13 @@ def validation_curves(rows: List[Dict], root: Path) -> Dict[str, Dict[int, float
         log = root / r["folder"] / "runs" / f"{r['name']}_s{r['seed']}" / "log.jsonl"
         if not log.exists():
             continue
-        for line in log.read_text().splitlines():
-            entry = json.loads(line)
+        for number, line in enumerate(log.read_text().splitlines(), 1):
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                raise SystemExit(f"report.py: {log}: line {number} is not JSON (a truncated log?)") from None
+            if not isinstance(entry, dict):
+                raise SystemExit(f"report.py: {log}: line {number} is not a JSON object")
             if "val_top1_err" in entry and "epoch" in entry:
                 curves.setdefault(r["name"], {}).setdefault(int(entry["epoch"]) + 1, []).append(entry["val_top1_err"])
     return {n: {e: statistics.fmean(v) for e, v in curves[n].items()} for n in ORDER if n in curves}
@@ -378,14 +452,21 @@ def main(argv=None) -> int:
     )  # fmt: skip
     args = ap.parse_args(argv)
     root = args.root
+    if not root.is_dir():
+        ap.error(f"--root {root}: no such folder")
+    if not any((root / folder).is_dir() for folder in FOLDERS):
+        ap.error(
+            f"--root {root} holds none of study 2's folders ({', '.join(FOLDERS)}): not its results.csv and"
+            " results.md to write"
+        )
+    for path in args.fill:
+        if not path.is_file():
+            ap.error(f"--fill {path}: no such file")
+    # Everything is read and checked before anything is written: a refused run leaves the files as they were.
     rows = runs(root)
     keys = ["name", "folder", "method", "seed"] + sorted(
         {k for r in rows for k in r} - {"name", "folder", "method", "seed"}
     )
-    with open(root / "results.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=keys)
-        writer.writeheader()
-        writer.writerows(rows)
     robustness, corruptions = robustness_table(rows), corruption_table(rows)
     tables = {
         "study2_main": main_table(rows),
@@ -395,6 +476,11 @@ def main(argv=None) -> int:
         "study2_cost": cost_table(rows),
     }
     headline = headline_table(rows)
+    curves = validation_curves(rows, root)
+    with open(root / "results.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(rows)
     titles = {
         "study2_main": "Main table",
         "study2_robustness": "Robustness and calibration",
@@ -419,7 +505,6 @@ def main(argv=None) -> int:
     diffs = {ref: {n: seed_diffs(by[n], by[ref]) for n in names if n != ref} for ref in PLOT_REFERENCES if by[ref]}
     if plot_paired(names, diffs, root / "paired_differences.png"):
         lines += ["", "![paired differences to each reference](paired_differences.png)"]
-    curves = validation_curves(rows, root)
     if curves:
         lines += ["", "## Validation curves", "", *curves_table(curves)]
     if plot_curves(curves, LABELS, root / "validation_curves.png"):

@@ -17,7 +17,7 @@ cd "$(dirname "$0")/../../.."
 RSMIX=${RSMIX:-.venv/bin/rsmix}
 export OMP_NUM_THREADS=1
 LANE=${1:?usage: screen.sh LANE}
-OUT=study/study2/imagenette
+OUT=${STUDY2_OUT:-study/study2/imagenette} # the folder of screen_operator/ and screen_cam/ (tests set another)
 CLAIMS=${CLAIMS:-/tmp/rsmix-study2-claims}
 mkdir -p "$CLAIMS"
 case "$LANE" in
