@@ -23,6 +23,7 @@ __all__ = [
     "check_positive",
     "check_probability",
     "check_saliency_maps",
+    "check_validate",
     "should_check_values",
     "soft_label_tolerance",
     "to_soft_targets",
@@ -82,6 +83,13 @@ def check_probability(name: str, value: float) -> float:
     if not 0.0 <= value <= 1.0:
         raise ValueError(f"Expected {name} in [0, 1], but got {value} instead.")
     return float(value)
+
+
+def check_validate(validate: object) -> Optional[bool]:
+    """``validate`` is ``None`` (check values on CPU only), ``True`` (everywhere) or ``False`` (never)."""
+    if validate is not None and not isinstance(validate, bool):
+        raise TypeError(f"Expected validate as None, True or False, but got {validate!r} instead.")
+    return validate
 
 
 def check_choice(name: str, value: object, choices: tuple) -> str:

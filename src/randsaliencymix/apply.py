@@ -31,6 +31,7 @@ def apply_mix(
     memory with ``x``, that receives the mixed images (and is returned): reusing one buffer across
     steps saves allocating (and, on CPU, page-faulting) a fresh batch every step. Without it a new
     tensor is returned. ``x`` is never modified either way. ``out`` does not support autograd.
+    An empty batch (``B = 0``) gives empty images ``(0, C, H, W)`` and targets ``(0, K)``.
     """
     return mix_checked(x, y, check_params(params, x), out=out)
 
@@ -78,7 +79,7 @@ def _check_out(out: object, x: torch.Tensor) -> None:
             f"Expected out of shape {tuple(x.shape)}, dtype {x.dtype} on {x.device} (those of the images), "
             f"but got {tuple(out.shape)}, {out.dtype} on {out.device} instead."
         )
-    if out.untyped_storage().data_ptr() == x.untyped_storage().data_ptr():
+    if x.numel() > 0 and out.untyped_storage().data_ptr() == x.untyped_storage().data_ptr():
         raise ValueError("Expected out to share no memory with the images (they are read while out is written).")
 
 
@@ -276,6 +277,8 @@ def _mix_chunked(x: torch.Tensor, params: MixParams, out: Optional[torch.Tensor]
         out = torch.empty_like(
             x, memory_format=torch.channels_last if _is_channels_last(x) else torch.contiguous_format
         )
+    if b == 0:  # an empty batch: nothing to mix (and no image to size a chunk by)
+        return out
     work = _work_dtype(x)
     rows = _Rows(x)
     per_pixel = params.share_map is not None

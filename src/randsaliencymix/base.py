@@ -34,6 +34,7 @@ from ._checks import (
     check_perm,
     check_probability,
     check_saliency_maps,
+    check_validate,
     to_soft_targets,
 )
 from .apply import mix_checked
@@ -94,7 +95,7 @@ class Mixer(nn.Module):
         self.num_classes = check_num_classes(num_classes)
         self.p = check_probability("p", p)
         self.label_smoothing = check_probability("label_smoothing", label_smoothing)
-        self.validate = validate
+        self.validate = check_validate(validate)
 
     # -- the hook a subclass implements ---------------------------------------------------
     def draw_params(
@@ -164,6 +165,7 @@ class Mixer(nn.Module):
         ``saliency`` gives precomputed ``(B, H, W)`` maps of ``x`` to the saliency-based operators.
         """
         check_images(x, self.validate)
+        _check_labels_argument(y)
         labels = None
         if y is not None and self.uses_labels:
             to_soft_targets(y, x.shape[0], self.num_classes, 0.0, self.validate)
@@ -324,6 +326,18 @@ class _Governed:
 
     def __exit__(self, *exc: object) -> None:
         _GOVERNING.reset(self.token)  # type: ignore[arg-type]
+
+
+def _check_labels_argument(y: object) -> None:
+    """``sample_params``'s ``y``: labels or ``None``, never a generator passed by position (which
+    would otherwise be ignored, and the draws come from the global generator)."""
+    if y is None or isinstance(y, torch.Tensor):
+        return
+    if isinstance(y, torch.Generator):
+        raise TypeError(
+            "Expected y as labels (a tensor) or None, but got a torch.Generator instead (pass it as generator=g)."
+        )
+    raise TypeError(f"Expected y as labels (a tensor) or None, but got {type(y).__name__} instead.")
 
 
 def _class_indices(y: torch.Tensor, device: torch.device) -> torch.Tensor:

@@ -30,14 +30,20 @@ passes, so the two settings draw differently. Draws depend on ``num_workers`` (w
 collates which batch).
 
 **Samples** (with the default ``collate_fn``): ``(image, label)`` pairs whose image is a tensor
-``(C, H, W)`` (or ``(H, W)``, one channel), a NumPy array ``(H, W, C)`` (or ``(H, W)``) or a PIL
-image, as torchvision's ``ToImage`` reads them: NumPy and PIL are channels-last and are converted
-to ``(C, H, W)`` tensors of their dtype (PIL: uint8) before stacking. Without the conversion a
-batch of ``(H, W, C)`` arrays would be read as ``(B, H, W, C)`` and mix pixels whose channels come
-from different images. A ``collate_fn`` of your own must return ``(B, C, H, W)`` images.
+``(C, H, W)`` (or ``(H, W)``, one channel), a NumPy array ``(H, W, C)``, ``(C, H, W)`` (or ``(H,
+W)``) or a PIL image. PIL images are channels-last and are converted to ``(C, H, W)`` uint8 tensors
+before stacking, as torchvision's ``ToImage`` reads them. A 3-D NumPy array's layout is read from
+its shape: channels (1 to 4) last and not first is ``(H, W, C)`` (the layout of decoded images,
+e.g. ``(H, W, 3)`` uint8, converted as PIL's), first and not last is ``(C, H, W)`` (kept); a shape
+that reads both ways (``(3, 8, 3)``) or neither (``(8, 8, 8)``) is refused, as there is no telling
+which dimension holds the channels (pass ``(C, H, W)`` tensors then). Tensors keep their dtype.
+Without the conversion a batch of ``(H, W, C)`` arrays would be read as ``(B, H, W, C)`` and mix
+pixels whose channels come from different images. A ``collate_fn`` of your own must return ``(B,
+C, H, W)`` images.
 
 **Operators that learn from the model** (:attr:`~randsaliencymix.Mixer.learns_from_model`, e.g.
-``RandSaliencyMix(pairing="confusion")``) are refused: DataLoader workers hold copies of the
+``RandSaliencyMix(pairing="confusion")``) are refused, at construction and at every batch (an
+operator switched to ``pairing="confusion"`` afterwards): DataLoader workers hold copies of the
 operator that never see the main process's ``observe()``, so their pairing would stay uniform.
 Mix those in the training loop (or Lightning's ``on_after_batch_transfer``) instead.
 """
@@ -102,14 +108,7 @@ class MixCollate:
         collate_fn: Optional[Callable[[List[Any]], Any]] = None,
         rank: Optional[int] = None,
     ) -> None:
-        if not isinstance(op, Mixer):
-            raise TypeError(f"Expected op to be a randsaliencymix Mixer, but got {type(op).__name__} instead.")
-        if op.learns_from_model:
-            raise ValueError(
-                f"Expected an operator without state that follows the model, but got {type(op).__name__} that "
-                "learns from observe() (e.g. pairing='confusion') instead: DataLoader workers never see the "
-                "main process's observe(); mix in the training loop's process (after the batch is loaded)."
-            )
+        _check_op(op)
         if collate_fn is not None and not callable(collate_fn):
             raise TypeError(f"Expected collate_fn to be callable, but got {type(collate_fn).__name__} instead.")
         self.op = op
@@ -160,6 +159,7 @@ class MixCollate:
         return seed
 
     def __call__(self, samples: List[Any]) -> Tuple[torch.Tensor, torch.Tensor]:
+        _check_op(self.op)  # again (attributes only): the operator may have changed since construction
         if self._converts:
             samples = [_chw_sample(sample) for sample in samples]
         batch = self.collate_fn(samples)
@@ -176,6 +176,17 @@ class MixCollate:
         return self.op(images, labels, generator=generator)
 
 
+def _check_op(op: object) -> None:
+    if not isinstance(op, Mixer):
+        raise TypeError(f"Expected op to be a randsaliencymix Mixer, but got {type(op).__name__} instead.")
+    if op.learns_from_model:
+        raise ValueError(
+            f"Expected an operator without state that follows the model, but got {type(op).__name__} that "
+            "learns from observe() (e.g. pairing='confusion') instead: DataLoader workers never see the "
+            "main process's observe(); mix in the training loop's process (after the batch is loaded)."
+        )
+
+
 def _default_rank() -> int:
     """This process's DDP rank: torch.distributed's when initialised, else ``RANK``, else 0."""
     import torch.distributed as dist
@@ -183,30 +194,58 @@ def _default_rank() -> int:
     if dist.is_available() and dist.is_initialized():
         return int(dist.get_rank())
     try:
-        return max(int(os.environ.get("RANK", "0")), 0)
+        rank = max(int(os.environ.get("RANK", "0")), 0)
     except ValueError:
         return 0
+    return _check_int("the RANK environment variable", rank, 0)
+
+
+# The channel counts a NumPy image's layout is read by (grey, grey and alpha, RGB, RGBA).
+_CHANNEL_COUNTS = (1, 2, 3, 4)
 
 
 def _chw_image(image: Any) -> Any:
-    """A sample's image as torchvision's ``ToImage`` reads it: tensors are ``(C, H, W)`` (``(H, W)``:
-    one channel); NumPy arrays and PIL images are ``(H, W, C)`` (``(H, W)``: one channel) and come
-    back as ``(C, H, W)`` tensors. Anything else is passed on for the collate to handle."""
+    """A sample's image as a ``(C, H, W)`` tensor: tensors are ``(C, H, W)`` (``(H, W)``: one
+    channel); PIL images are ``(H, W, C)`` (``(H, W)``: one channel), as torchvision's ``ToImage``
+    reads them; NumPy arrays are ``(H, W)`` or, by their shape, ``(H, W, C)`` or ``(C, H, W)`` (see
+    :func:`_numpy_channels_last`). Anything else is passed on for the collate to handle."""
     if isinstance(image, torch.Tensor):
         return image.unsqueeze(0) if image.ndim == 2 else image
+    channels_last = False
     pil = sys.modules.get("PIL.Image")
     if pil is not None and isinstance(image, pil.Image):
         import numpy as np
 
         image = np.array(image)  # (H, W[, C]) uint8; a copy, so the tensor owns its memory
+        channels_last = True
     if type(image).__module__ == "numpy" and hasattr(image, "ndim"):
         if image.ndim not in (2, 3):
             raise ValueError(
-                f"Expected a NumPy image of shape (H, W, C) or (H, W), but got shape {tuple(image.shape)} instead."
+                "Expected a NumPy image of shape (H, W, C), (C, H, W) or (H, W), "
+                f"but got shape {tuple(image.shape)} instead."
             )
         tensor = torch.as_tensor(image)
-        return tensor.unsqueeze(0) if tensor.ndim == 2 else tensor.permute(2, 0, 1).contiguous()
+        if tensor.ndim == 2:
+            return tensor.unsqueeze(0)
+        if channels_last or _numpy_channels_last(tuple(image.shape)):
+            return tensor.permute(2, 0, 1).contiguous()
+        return tensor
     return image
+
+
+def _numpy_channels_last(shape: Tuple[int, ...]) -> bool:
+    """Whether a 3-D NumPy image is ``(H, W, C)`` (else ``(C, H, W)``), read from its shape:
+    channels (1 to 4) last and not first, or first and not last. A shape that reads both ways or
+    neither is refused."""
+    first, last = shape[0] in _CHANNEL_COUNTS, shape[-1] in _CHANNEL_COUNTS
+    if first != last:
+        return last
+    reads = "both ways" if first else "neither way"
+    raise ValueError(
+        "Expected a NumPy image whose shape tells its layout, (H, W, C) or (C, H, W) with C in 1..4 on one "
+        f"side only, but got shape {shape}, which reads {reads}, instead: pass (C, H, W) tensors "
+        "(or a collate_fn of your own)."
+    )
 
 
 def _chw_sample(sample: Any) -> Any:

@@ -35,12 +35,18 @@ class MixParams:
 
     ``patches=False`` promises that no applied sample outside MixUp has a box (every share is
     constant over its image), which lets :func:`apply_mix` skip the per-pixel share; it is checked
-    where values are checked. ``share_map``, when given, is the per-pixel source share ``(B, 1, H, W)`` of a per-pixel operator
-    (GuidedMixup) and replaces the share the boxes, ``eta`` and ``mixup`` would give; sources are
-    still aligned by the boxes (an all-zero box: no shift). ``noise``, when given, is added to the
-    source pixels inside each pasted box (patch samples only, never outside the box, never for
-    MixUp samples), in the images' units (for uint8 images the noisy source is rounded and clipped
-    to 0..255 before blending).
+    where values are checked. So are ``blended=False`` (every applied share is 0 or 1: ``eta`` of
+    patch samples and ``lam`` of MixUp samples 0 or 1, which lets it select instead of blend) and
+    ``shifted=False`` (every patch sample's source box is its destination box), and the values:
+    ``lam``, ``eta`` and ``source_weight`` in [0, 1], and the boxes of patch samples inside the
+    image, ``row1 <= row2`` and ``col1 <= col2``, source and destination of one size.
+
+    ``share_map``, when given, is the per-pixel source share ``(B, 1, H, W)`` of a per-pixel
+    operator (GuidedMixup; ``blended`` is then not read) and replaces the share the boxes, ``eta``
+    and ``mixup`` would give; sources are still aligned by the boxes (an all-zero box: no shift).
+    ``noise``, when given, is added to the source pixels inside each pasted box (patch samples
+    only, never outside the box, never for MixUp samples), in the images' units (for uint8 images
+    the noisy source is rounded and clipped to 0..255 before blending).
     """
 
     perm: torch.Tensor  # (B,) long: source row of each target row
@@ -104,7 +110,15 @@ def _values_checked(t: torch.Tensor, validate: Optional[bool]) -> bool:
 def check_params(params: object, x: torch.Tensor, validate: Optional[bool] = None) -> MixParams:
     """``params`` is a :class:`MixParams` for the batch ``x``: its batch size, image size, and the
     shapes of its optional per-pixel fields. Where values are checked (CPU, or ``validate=True``)
-    also its pairing: sources in range, and a permutation unless ``perm_is_permutation`` is False."""
+    also its pairing (sources in range, and a permutation unless ``perm_is_permutation`` is False)
+    and the values of one step (:func:`_check_values`: label weights, ``lam`` and ``eta`` in
+    [0, 1], boxes inside the image and of one size, and the static flags ``blended``, ``shifted``
+    and ``patches`` true to the samples)."""
+    if isinstance(params, torch.Generator):
+        raise TypeError(
+            "Expected params of type MixParams, but got a torch.Generator instead (pass it as generator=g: "
+            "op(x, y, generator=g) or op.sample_params(x, generator=g))."
+        )
     if not isinstance(params, MixParams):
         raise TypeError(f"Expected params of type MixParams, but got {type(params).__name__} instead.")
     if params.batch_size != x.shape[0]:
@@ -154,7 +168,99 @@ def check_params(params: object, x: torch.Tensor, validate: Optional[bool] = Non
                     "Expected no pasted boxes in params with patches=False, but got a box on samples "
                     f"{torch.nonzero(boxed).flatten().tolist()} instead."
                 )
+        _check_values(params, height, width)
     return params
+
+
+# How far a label weight, ``lam`` or ``eta`` may stray outside [0, 1]: rounding in an operator's
+# own arithmetic (a convex combination of shares), never a value that changes a pixel or a target.
+_UNIT_TOLERANCE = 1e-9
+
+
+def _samples(mask: torch.Tensor) -> str:
+    rows = torch.nonzero(mask).flatten().tolist()
+    return f"sample {rows[0]}" if len(rows) == 1 else f"samples {rows[:8]}" + (" ..." if len(rows) > 8 else "")
+
+
+def _check_values(params: MixParams, height: int, width: int) -> None:
+    """The values of one step that no operator draws otherwise and that :func:`apply_mix` would
+    turn into negative targets, NaN or extrapolated pixels, or mix other than the flags promise.
+    One host synchronisation when every check passes (the flags of all checks read at once)."""
+    applied, mixup = params.applied, params.mixup
+    patch = applied & ~mixup  # the samples whose boxes and eta are used
+
+    def outside_unit(t: torch.Tensor) -> torch.Tensor:  # NaN is outside
+        return ~((t >= -_UNIT_TOLERANCE) & (t <= 1.0 + _UNIT_TOLERANCE))
+
+    bad_weight = outside_unit(params.source_weight)
+    bad_lam = outside_unit(params.lam)
+    bad_eta = outside_unit(params.eta)
+    src, dst = params.src_boxes, params.dst_boxes
+    limits = torch.tensor([height, width], device=src.device)
+
+    def off_image(box: torch.Tensor) -> torch.Tensor:
+        first, last = box[:, :2], box[:, 2:]
+        return ((first < 0) | (last < first) | (last > limits)).any(dim=1) & patch
+
+    bad_src, bad_dst = off_image(src), off_image(dst)
+    bad_size = ((src[:, 2:] - src[:, :2]) != (dst[:, 2:] - dst[:, :2])).any(dim=1) & patch
+    per_pixel = params.share_map is not None
+    if params.blended or per_pixel:
+        bad_blend = torch.zeros_like(applied)
+    else:
+        blend_eta = patch & (params.eta > 0) & (params.eta < 1)
+        blend_lam = applied & mixup & (params.lam > 0) & (params.lam < 1)
+        bad_blend = blend_eta | blend_lam
+    if params.shifted:
+        bad_shift = torch.zeros_like(applied)
+    else:
+        bad_shift = (src != dst).any(dim=1) & patch
+    checks = (bad_weight, bad_lam, bad_eta, bad_src, bad_dst, bad_size, bad_blend, bad_shift)
+    found = torch.stack([c.any() for c in checks]).tolist()
+    if not any(found):
+        return
+    if found[0]:
+        first = params.source_weight[bad_weight][0]
+        raise ValueError(
+            f"Expected params.source_weight in [0, 1] (the source's share of the label), but got {float(first)} "
+            f"on {_samples(bad_weight)} instead."
+        )
+    if found[1]:
+        first = params.lam[bad_lam][0]
+        raise ValueError(
+            f"Expected params.lam in [0, 1] (the share of the target kept), but got {float(first)} "
+            f"on {_samples(bad_lam)} instead."
+        )
+    if found[2]:
+        first = params.eta[bad_eta][0]
+        raise ValueError(
+            f"Expected params.eta in [0, 1] (the blend strength inside the box), but got {float(first)} "
+            f"on {_samples(bad_eta)} instead."
+        )
+    for name, is_bad, bad, boxes in (("src_boxes", found[3], bad_src, src), ("dst_boxes", found[4], bad_dst, dst)):
+        if is_bad:
+            row = int(torch.nonzero(bad).flatten()[0])
+            raise ValueError(
+                f"Expected params.{name} (row1, col1, row2, col2) with 0 <= row1 <= row2 <= {height} and "
+                f"0 <= col1 <= col2 <= {width} on every pasted sample, but got {boxes[row].tolist()} "
+                f"on sample {row} instead."
+            )
+    if found[5]:
+        row = int(torch.nonzero(bad_size).flatten()[0])
+        raise ValueError(
+            "Expected params.src_boxes and params.dst_boxes of the same size on every pasted sample, but got "
+            f"{src[row].tolist()} and {dst[row].tolist()} on sample {row} instead."
+        )
+    if found[6]:
+        raise ValueError(
+            "Expected every applied share to be 0 or 1 in params with blended=False (eta of pasted samples and "
+            f"lam of MixUp samples 0 or 1), but got a blend on {_samples(bad_blend)} instead: "
+            "set blended=True."
+        )
+    raise ValueError(
+        "Expected every pasted box at its source's place (src_boxes == dst_boxes) in params with "
+        f"shifted=False, but got a box moved on {_samples(bad_shift)} instead: set shifted=True."
+    )
 
 
 def patch_mask(params: MixParams, height: int, width: int) -> torch.Tensor:

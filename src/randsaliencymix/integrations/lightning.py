@@ -54,7 +54,7 @@ import torch
 from torch import nn
 
 from ..base import Mixer
-from ..collate import batch_seed
+from ..collate import _INT64, _check_int, batch_seed
 
 __all__ = ["BatchMixer"]
 
@@ -65,17 +65,16 @@ class BatchMixer(nn.Module):
     ``op``: any :class:`~randsaliencymix.Mixer`; ``seed``: the base seed of every draw. Called with
     a batch ``(x, y, *rest)`` and the trainer: while the trainer trains (``trainer.training``) it
     returns ``(x', y', *rest)`` mixed by ``op`` with the generator of this batch (see the module
-    docstring); otherwise (validation, testing, prediction, the sanity check) the batch as it is.
+    docstring), of the batch's own type (a tuple, a namedtuple with its first two fields mixed, or
+    a list); otherwise (validation, testing, prediction, the sanity check) the batch as it is.
     """
 
     def __init__(self, op: Mixer, *, seed: int) -> None:
         super().__init__()
         if not isinstance(op, Mixer):
             raise TypeError(f"Expected op to be a randsaliencymix Mixer, but got {type(op).__name__} instead.")
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise TypeError(f"Expected seed to be an int, but got {type(seed).__name__} instead.")
         self.op = op
-        self.seed = seed
+        self.seed = _check_int("seed", seed, _INT64[0])  # any integer (NumPy's too) that batch_seed packs
 
     def generator(self, device: torch.device, batch_number: int, rank: int) -> torch.Generator:
         """The generator of training batch ``batch_number`` (0-based, over the whole fit) on ``rank``."""
@@ -90,7 +89,14 @@ class BatchMixer(nn.Module):
         number = int(trainer.fit_loop.epoch_loop.batch_progress.total.ready)  # batches before this one
         generator = self.generator(x.device, number, int(getattr(trainer, "global_rank", 0)))
         xm, ym = self.op(x, y, generator=generator)
-        return (xm, ym, *batch[2:]) if isinstance(batch, tuple) else [xm, ym, *batch[2:]]
+        items = [xm, ym, *batch[2:]]
+        if not isinstance(batch, tuple):
+            return items
+        if type(batch) is tuple:
+            return tuple(items)
+        if hasattr(batch, "_fields"):  # a namedtuple: its own type, fields by position
+            return type(batch)._make(items)  # type: ignore[attr-defined]
+        return type(batch)(items)  # another tuple subclass, built from its items as tuple is
 
     def extra_repr(self) -> str:
         return f"seed={self.seed}"

@@ -14,7 +14,8 @@ name::
 then work unchanged. timm is never imported. **Run timm with ``--no-prefetcher``:** with its
 prefetcher (the default) timm mixes in the collate with its own ``FastCollateMixup`` and never
 builds ``Mixup``, so the drop-in is not used at all. Options assigned after construction
-(``mixup_fn.label_smoothing = 0.2``) go through the constructor's checks.
+(``mixup_fn.label_smoothing = 0.2``) go through the constructor's checks; a new ``cutmix_op`` (or
+``cutmix_options``) rebuilds the cut-and-paste operator as the constructor would.
 
 What matches timm (tested against timm's own ``timm/data/mixup.py``):
 
@@ -56,7 +57,7 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 import torch
 
 from .. import _random as rnd
-from .._checks import check_choice, check_nonnegative, check_probability
+from .._checks import check_choice, check_nonnegative, check_num_classes, check_probability, check_validate
 from ..base import Mixer
 from ..mixing import SaliencyMix
 from ..params import MixParams
@@ -107,6 +108,9 @@ _SETTABLE: Dict[str, Any] = {
     "pairing": lambda name, value: check_choice(name, value, _PAIRINGS),
     "correct_lam": _check_bool,
     "mixup_enabled": _check_bool,
+    "num_classes": lambda name, value: check_num_classes(value),
+    "validate": lambda name, value: check_validate(value),
+    "cutmix_op": lambda name, value: check_choice(name, value, tuple(CUTMIX_OPS)),
 }
 
 
@@ -165,6 +169,8 @@ class Mixup(Mixer):
     ``apply``; ``perm=`` fixes the pairing in ``"batch"`` and ``"elem"`` modes.
     """
 
+    cut_op: Optional[Union[SaliencyMix, RandSaliencyMix]]  # built from cutmix_op and cutmix_options
+
     def __init__(
         self,
         *,
@@ -196,8 +202,8 @@ class Mixup(Mixer):
         self.switch_prob = check_probability("switch_prob", switch_prob)
         self.mode = check_choice("mode", mode, _MODES)
         self.correct_lam = correct_lam  # checked by __setattr__
-        self.cutmix_op = cutmix_op
-        self.cut_op = _build_cut_op(cutmix_op, cutmix_options, validate)
+        self._cutmix_options: Dict[str, Any] = dict(cutmix_options or {})
+        self.cutmix_op = cutmix_op  # checked, and self.cut_op built, by __setattr__
         self.pairing = check_choice("pairing", pairing, _PAIRINGS)
         if generator is not None and not isinstance(generator, torch.Generator):
             raise TypeError(f"Expected generator to be a torch.Generator, but got {type(generator).__name__} instead.")
@@ -205,9 +211,39 @@ class Mixup(Mixer):
         self.mixup_enabled = True
 
     def __setattr__(self, name: str, value: Any) -> None:
-        """Options assigned after construction are checked as the constructor checks them."""
+        """Options assigned after construction are checked as the constructor checks them; a new
+        ``cutmix_op`` rebuilds the cut-and-paste operator (with ``cutmix_options``), a new
+        ``validate`` reaches it too."""
         check = _SETTABLE.get(name)
-        super().__setattr__(name, value if check is None else check(name, value))
+        value = value if check is None else check(name, value)
+        if name == "cutmix_op":
+            # Built before anything is assigned, so that a refused value leaves the operator as it was.
+            self._set_cut_op(_build_cut_op(value, self._cutmix_options, self.validate))
+        super().__setattr__(name, value)
+        if name == "validate":
+            cut_op = self._modules.get("cut_op")
+            if isinstance(cut_op, Mixer):
+                cut_op.validate = value
+
+    @property
+    def cutmix_options(self) -> Dict[str, Any]:
+        """The options of the cut-and-paste operator (a copy); assigning new ones rebuilds it."""
+        return dict(self._cutmix_options)
+
+    @cutmix_options.setter
+    def cutmix_options(self, value: Optional[Mapping[str, Any]]) -> None:
+        options = dict(value or {})
+        cut_op = _build_cut_op(self.cutmix_op, options, self.validate)
+        self._cutmix_options = options
+        self._set_cut_op(cut_op)
+
+    def _set_cut_op(self, cut_op: Optional[Union[SaliencyMix, RandSaliencyMix]]) -> None:
+        """``self.cut_op``, a submodule or (timm's CutMix) ``None``, not listed among the submodules."""
+        if cut_op is None:
+            self._modules.pop("cut_op", None)
+            object.__setattr__(self, "cut_op", None)
+        else:
+            super().__setattr__("cut_op", cut_op)
 
     # timm's name for the probability of mixing.
     @property
