@@ -144,6 +144,17 @@ def main(argv: Optional[List[str]] = None) -> int:
         f"(default {MIN_REPEAT_S}; 0 with --quick)",
     )
     ap.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument(
+        "--workloads",
+        default=None,
+        help="comma-separated BxS (batch x side), e.g. 256x32,64x224 (default: the full or --quick set)",
+    )
+    ap.add_argument(
+        "--sync-debug",
+        action="store_true",
+        help="CUDA: torch.cuda.set_sync_debug_mode('error'), so a row whose call synchronises with the host "
+        "fails (and says so in its cell) instead of being timed",
+    )
     args = ap.parse_args(argv)
     if args.device == "cuda" and not torch.cuda.is_available():
         ap.error("--device cuda asked for, but torch.cuda.is_available() is False")
@@ -152,6 +163,18 @@ def main(argv: Optional[List[str]] = None) -> int:
         ap.error("--repeats must be >= 1")
     device = torch.device(args.device)
     workloads = QUICK_WORKLOADS if args.quick else FULL_WORKLOADS
+    if args.workloads:
+        try:
+            pairs = [w.lower().split("x") for w in args.workloads.split(",") if w.strip()]
+            workloads = [(int(b), int(s), 2.0 if int(s) <= 64 else 3.0) for b, s in pairs]
+        except ValueError:
+            ap.error(f"--workloads: expected BxS pairs like 256x32,64x224, but got {args.workloads!r} instead")
+        if not workloads or any(b < 2 or s < 8 for b, s, _ in workloads):
+            ap.error(f"--workloads: expected batches >= 2 and sides >= 8, but got {args.workloads!r} instead")
+    if args.sync_debug:
+        if args.device != "cuda":
+            ap.error("--sync-debug is for --device cuda (a CPU has no host synchronisation to catch)")
+        torch.cuda.set_sync_debug_mode("error")
     min_repeat_s = args.min_repeat_s if args.min_repeat_s is not None else (0.0 if args.quick else MIN_REPEAT_S)
     if min_repeat_s < 0:
         ap.error("--min-repeat-s must be >= 0")

@@ -32,3 +32,14 @@ def isolated_harness(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterato
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
+    """Mark ``cuda`` every test (or parameter) that is skipped without a CUDA device, so that a GPU
+    machine runs exactly those with ``-m cuda`` (benchmarks/gpu_check.py)."""
+    for item in items:
+        for mark in item.iter_markers(name="skipif"):
+            reason = str(mark.kwargs.get("reason", "")).lower()
+            if ("cuda" in reason or "gpu" in reason) and "present" not in reason:  # not "skip where CUDA is present"
+                item.add_marker(pytest.mark.cuda)
+                break

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+import randsaliencymix.harness.data.args as args_mod
 import randsaliencymix.harness.train as train_mod
 from randsaliencymix.harness import cli, yamlio
 from randsaliencymix.harness.compare import parse_method, split_methods
@@ -108,7 +109,7 @@ def test_crop_padding_as_large_as_the_image_is_refused(tmp_path: Path, capsys) -
 
 
 def test_an_image_size_the_memory_cannot_hold_is_refused_before_decoding(tmp_path: Path, monkeypatch, capsys) -> None:
-    monkeypatch.setattr(train_mod, "available_memory", lambda device: 2**30)  # 1 GiB free
+    monkeypatch.setattr(args_mod, "available_memory", lambda: 2**30)  # 1 GiB free
     decoded = []
     monkeypatch.setattr(
         train_mod, "load_splits", lambda cfg: decoded.append(cfg) or (_ for _ in ()).throw(AssertionError)
@@ -116,7 +117,8 @@ def test_an_image_size_the_memory_cannot_hold_is_refused_before_decoding(tmp_pat
     out = tmp_path / "run"
     flags = ["--model", "fast_resnet", "--image-size", "512", "--batch-size", "256"]
     assert cli.main(["train", *TINY, "--no-progress", *flags, "--out", str(out)]) == 2
-    assert "--image-size 512 with --batch-size 256 needs at least 1.5 GiB" in error_line(capsys, "train")
+    line = error_line(capsys, "train")
+    assert "a batch of 256 images at 512x512 and its mixed copy need 1.5 GiB" in line and "px fits" in line
     assert decoded == []
 
 

@@ -46,7 +46,6 @@ def _cmd_show(args: argparse.Namespace) -> int:
     from .gallery import CamModel, draw_gallery, folder_images, sample_images
 
     lo, hi = _SHOW_SIZES
-    _check_figure_suffix(Path(args.out))
     if args.size is not None and not lo <= args.size <= hi:
         raise UsageError(f"--size must be from {lo} to {hi} pixels, got {args.size}")
     if args.limit < 2:
@@ -69,6 +68,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
             raise UsageError(str(exc)) from None
     else:
         images = sample_images(size)
+    _check_figure_suffix(Path(args.out))  # after the images (a missing extra is named first), before drawing
     out = draw_gallery(images, Path(args.out), seed=args.seed, cam=cam)
     print(f"wrote {out}")
     return 0

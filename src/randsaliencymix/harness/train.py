@@ -31,6 +31,7 @@ from ..selfcam import SelfCAMLabels
 from .checkpoint import check_resumable_state, read_checkpoint, restore_checkpoint, save_checkpoint
 from .config import _ADDED_KEYS, _MOVABLE, TrainConfig, available_device, lr_at
 from .data import ArrayDataset, class_balanced_subset, dataset_maps, load_dataset, train_val_split
+from .data.args import check_batch_fits
 from .errors import UsageError
 from .evaluate import corruption_metrics, flat_corruption_scores, predict, split_metrics
 from .files import atomic_write_json
@@ -154,7 +155,8 @@ def _build_run(cfg: TrainConfig) -> _Run:
     _check_precision_on(cfg.precision, device, rank)
     if cfg.image_size:  # before decoding: a size the model cannot take fails now, in one line
         check_model_takes(cfg.model, cfg.image_size)
-        _check_batch_fits(cfg, device)
+        if device.type == "cpu":  # (a GPU's memory is the allocator's to report)
+            check_batch_fits(cfg.batch_size, 3, cfg.image_size)
     train_ds, val_ds = load_splits(cfg)
     if cfg.test:  # a missing or unreadable test split fails now, not after training
         _load_test_split(cfg)
@@ -217,33 +219,6 @@ def _chosen_precision(cfg: TrainConfig, out_dir: Path, resume: bool) -> Tuple[Tr
     chosen = resolve_precision("auto", cfg.device)
     why = "native bfloat16 here" if chosen == "bf16" else "no native bfloat16 here"
     return replace(cfg, precision=chosen), f"--precision auto: {chosen} ({why}; recorded in config.json)"
-
-
-def available_memory(device: torch.device) -> Optional[int]:
-    """Bytes free for new tensors on ``device`` (Linux's MemAvailable on CPU), or None if unknown."""
-    if device.type == "cuda":
-        return int(torch.cuda.mem_get_info(device)[0])
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
-def _check_batch_fits(cfg: TrainConfig, device: torch.device) -> None:
-    """Before decoding: a UsageError when one float32 batch and its mixed copy at ``--image-size``
-    (a lower bound: the model's activations need several times more) exceed the free memory."""
-    need = 2 * cfg.batch_size * 3 * cfg.image_size**2 * 4
-    free = available_memory(device)
-    if free is not None and need > free:
-        raise UsageError(
-            f"--image-size {cfg.image_size} with --batch-size {cfg.batch_size} needs at least {need / 2**30:.1f} GiB "
-            f"for a batch and its mixed copy (the model's activations need several times more), and {device} has "
-            f"{free / 2**30:.1f} GiB free: lower --image-size or --batch-size"
-        )
 
 
 def _check_precision_on(precision: str, device: torch.device, rank: int) -> None:

@@ -12,7 +12,7 @@ from typing import Optional, Tuple, Union
 
 from ..errors import UsageError
 
-__all__ = ["PathLike", "SizeArg", "available_memory", "check_fits", "check_int", "check_size"]
+__all__ = ["PathLike", "SizeArg", "available_memory", "check_batch_fits", "check_fits", "check_int", "check_size"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 SizeArg = Optional[Union[int, Tuple[int, int]]]
@@ -64,4 +64,19 @@ def check_fits(n: int, channels: int, height: int, width: int, what: str) -> Non
         raise UsageError(
             f"{what}: {n:,} images at {height}x{width} need {need / 2**30:,.1f} GiB as uint8, but this machine has "
             f"{have / 2**30:,.1f} GiB available: choose a smaller size (at most about {side} px fits)"
+        )
+
+
+def check_batch_fits(batch: int, channels: int, side: int) -> None:
+    """A UsageError, before anything is decoded, when one float32 batch of ``side``-px images and
+    its mixed copy (a lower bound of a step's memory: the model's activations need several times
+    more) cannot fit in the memory available (unknown memory: no check)."""
+    need = 2 * batch * channels * side * side * 4
+    have = available_memory()
+    if have and need > have:
+        fits = int((have / max(2 * batch * channels * 4, 1)) ** 0.5)
+        raise UsageError(
+            f"a batch of {batch} images at {side}x{side} and its mixed copy need {need / 2**30:,.1f} GiB as float32 "
+            f"(the model's activations several times more), but this machine has {have / 2**30:,.1f} GiB available: "
+            f"choose a smaller --image-size (at most about {fits} px fits) or --batch-size"
         )
