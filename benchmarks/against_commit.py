@@ -51,6 +51,7 @@ for b, side in ((128, 32), (32, 224)):
     x = (x8.float() / 255 - 0.45) / 0.225
     y = torch.randint(0, 10, (b,), generator=g)
     ops = {
+        "NoMix": rsm.NoMix(num_classes=10),
         "MixUp": rsm.MixUp(num_classes=10),
         "CutMix(mode=sample)": rsm.CutMix(num_classes=10, mode="sample"),
         "SaliencyMix(per_sample)": rsm.SaliencyMix(num_classes=10, mode="per_sample", **norm),
@@ -69,6 +70,7 @@ for method in ("none", "randsaliencymix"):
     out = tempfile.mkdtemp() + "/run"
     subprocess.run([sys.executable, "-m", "randsaliencymix", "train", "--data", "procedural:2304:16", "--epochs", "1",
                     "--batch-size", "256", "--val-fraction", "0", "--method", method, "--threads", sys.argv[1],
+                    "--precision", "fp32",
                     "--no-progress", "--out", out], check=True, stdout=subprocess.DEVNULL)
     rows[f"train epoch, fast_cnn, 2304 images, {method}"] = json.load(open(out + "/metrics.json"))["train_seconds"]
 print("RESULT " + json.dumps(rows))

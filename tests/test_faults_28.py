@@ -440,3 +440,29 @@ def test_mix_collate_refuses_an_operator_switched_to_learn_from_the_model() -> N
     op.pairing = "confusion"
     with pytest.raises(ValueError, match=r"^Expected an operator without state that follows the model"):
         collate(_samples("tensor"))
+
+
+# -- the identity's waste (issue 28): NoMix returns the batch itself ---------------------------------
+
+
+def test_nomix_returns_the_batch_itself_and_draws_nothing() -> None:
+    from randsaliencymix import NoMix
+
+    x = torch.rand(4, 3, 8, 8)
+    y = torch.tensor([0, 1, 2, 1])
+    g = torch.Generator().manual_seed(0)
+    state = g.get_state()
+    op = NoMix(num_classes=3, label_smoothing=0.1)
+    xm, ym = op(x, y, generator=g)
+    assert xm is x  # no copy: nothing is mixed
+    assert torch.equal(g.get_state(), state)  # nothing drawn
+    torch.testing.assert_close(ym, torch.nn.functional.one_hot(y, 3).float() * 0.9 + 0.1 / 3)
+    # the general path gives the same values, as a copy
+    params = op.sample_params(x, generator=g)
+    xa, ya = op.apply(x, y, params)
+    assert torch.equal(xa, x) and xa.data_ptr() != x.data_ptr() and torch.equal(ya, ym)
+    buf = torch.empty_like(x)
+    xo, _ = op(x, y, out=buf)
+    assert xo is buf and torch.equal(buf, x)
+    with pytest.raises(ValueError):
+        op(x, y, saliency=torch.rand(3, 8, 8))  # maps of another batch are refused as everywhere

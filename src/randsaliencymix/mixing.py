@@ -24,8 +24,15 @@ import torch
 from torch import nn
 
 from . import _random as rnd
-from ._checks import check_choice, check_nonnegative, check_positive
-from .apply import apply_mix
+from ._checks import (
+    check_choice,
+    check_images,
+    check_nonnegative,
+    check_positive,
+    check_saliency_maps,
+    to_soft_targets,
+)
+from .apply import apply_mix, mix_checked
 from .base import DetectorMixer, Mixer
 from .geometry import box_area_share, box_sides, centred_boxes, peak_of_quantised, window_mass
 from .params import MixParams, source_share
@@ -52,12 +59,39 @@ def _draw_perm(n: int, generator: torch.Generator, dev: torch.device, perm: Opti
 
 
 class NoMix(Mixer):
-    """Identity (the "no mixing" baseline): returns the images and their (smoothed) soft targets."""
+    """Identity (the "no mixing" baseline): returns the images and their (smoothed) soft targets.
+
+    ``op(x, y)`` returns ``x`` itself, not a copy (as ``nn.Identity`` does: nothing is mixed, so
+    nothing is read or written; ``out=`` still receives a copy), and draws nothing from the
+    generator. ``sample_params`` gives the identity params, which ``apply`` and ``apply_mix`` apply
+    as any other (a copy)."""
 
     def __init__(
         self, *, num_classes: Optional[int] = None, label_smoothing: float = 0.0, validate: Optional[bool] = None
     ) -> None:
         super().__init__(num_classes=num_classes, p=0.0, label_smoothing=label_smoothing, validate=validate)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        params: Optional[MixParams] = None,
+        generator: Optional[torch.Generator] = None,
+        perm: Optional[torch.Tensor] = None,
+        saliency: Optional[torch.Tensor] = None,
+        out: Optional[torch.Tensor] = None,
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        if params is not None or perm is not None:  # the general path checks and applies them
+            return super().forward(x, y, params, generator=generator, perm=perm, saliency=saliency, out=out)
+        check_images(x, self.validate)
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"Expected generator to be a torch.Generator, but got {type(generator).__name__} instead.")
+        soft = to_soft_targets(y, x.shape[0], self.num_classes, self.label_smoothing, self.validate)
+        if saliency is not None:
+            check_saliency_maps(saliency, x, self.validate)  # checked as every operator checks them
+        if out is None:
+            return x, soft
+        return mix_checked(x, soft, MixParams.identity(x.shape[0], (x.shape[-2], x.shape[-1]), x.device), out=out)
 
     def draw_params(
         self,
