@@ -466,3 +466,30 @@ def test_nomix_returns_the_batch_itself_and_draws_nothing() -> None:
     assert xo is buf and torch.equal(buf, x)
     with pytest.raises(ValueError):
         op(x, y, saliency=torch.rand(3, 8, 8))  # maps of another batch are refused as everywhere
+
+
+# -- MixCollate built before the process knows its rank (issue 28) -----------------------------------
+
+
+def test_mixcollate_reads_the_rank_at_the_first_batch_not_when_built(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under Lightning's strategy="ddp" the collate is built in LightningModule.__init__, before the
+    launcher sets the process's rank: every rank then drew rank 0's mixes."""
+    from randsaliencymix import CutMix, MixCollate
+
+    for name in ("RANK", "LOCAL_RANK", "NODE_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    samples = [(torch.rand(3, 8, 8, generator=torch.Generator().manual_seed(i)), i % 3) for i in range(6)]
+
+    def first_batch(collate: MixCollate) -> torch.Tensor:
+        return collate(samples)[0]
+
+    early = MixCollate(CutMix(num_classes=3, mode="sample"), seed=0)  # built before the rank is known
+    assert "rank=unresolved" in repr(early)
+    monkeypatch.setenv("LOCAL_RANK", "1")  # what Lightning's launcher sets in rank 1's process
+    monkeypatch.setenv("NODE_RANK", "0")
+    got = first_batch(early)
+    assert early.rank == 1
+    assert torch.equal(got, first_batch(MixCollate(CutMix(num_classes=3, mode="sample"), seed=0, rank=1)))
+    assert not torch.equal(got, first_batch(MixCollate(CutMix(num_classes=3, mode="sample"), seed=0, rank=0)))
+    monkeypatch.setenv("RANK", "3")  # torchrun's global rank wins over Lightning's local one
+    assert MixCollate(CutMix(num_classes=3), seed=0).rank == 3

@@ -113,7 +113,11 @@ class MixCollate:
             raise TypeError(f"Expected collate_fn to be callable, but got {type(collate_fn).__name__} instead.")
         self.op = op
         self.seed = _check_int("seed", seed, _INT64[0])
-        self.rank = _default_rank() if rank is None else _check_int("rank", rank, 0)
+        # None: this process's rank, read at the first batch (not here: a LightningModule or a script
+        # may build the collate before the process knows its rank)
+        self._rank: Optional[int] = None if rank is None else _check_int("rank", rank, 0)
+        if rank is None:
+            _default_rank()  # a bad RANK environment variable fails now, not at the first batch
         self._converts = collate_fn is None  # the default collate reads NumPy and PIL images as torchvision does
         self.collate_fn = default_collate if collate_fn is None else collate_fn
         # Shared memory, so that it reaches every worker, forked, spawned or persistent: the epoch
@@ -124,6 +128,14 @@ class MixCollate:
         self._stream: Optional[Tuple[int, int, int, int]] = None  # this process's (pid, worker seed, worker, call)
         self._pass = 0
         self._count = 0
+
+    @property
+    def rank(self) -> int:
+        """The rank folded into the seeds: the one given, else this process's, read when first needed
+        (at the first batch) from torch.distributed, ``RANK``, or Lightning's ``NODE_RANK``/``LOCAL_RANK``."""
+        if self._rank is None:
+            self._rank = _default_rank()
+        return self._rank
 
     @property
     def epoch(self) -> int:
@@ -137,7 +149,8 @@ class MixCollate:
         self._shared[1] += 1
 
     def __repr__(self) -> str:
-        return f"MixCollate({self.op!r}, seed={self.seed}, rank={self.rank}, epoch={self.epoch})"
+        rank = "unresolved" if self._rank is None else self._rank
+        return f"MixCollate({self.op!r}, seed={self.seed}, rank={rank}, epoch={self.epoch})"
 
     def _next_seed(self) -> int:
         info = get_worker_info()
@@ -188,13 +201,20 @@ def _check_op(op: object) -> None:
 
 
 def _default_rank() -> int:
-    """This process's DDP rank: torch.distributed's when initialised, else ``RANK``, else 0."""
+    """This process's DDP rank: torch.distributed's when initialised, else ``RANK`` (torchrun), else
+    Lightning's ``NODE_RANK`` and ``LOCAL_RANK`` (set before its processes start, when ``RANK`` may
+    not be: ``NODE_RANK * 2**16 + LOCAL_RANK``, one value per process, 0 for a single process), else 0."""
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
         return int(dist.get_rank())
     try:
-        rank = max(int(os.environ.get("RANK", "0")), 0)
+        if "RANK" in os.environ:
+            rank = max(int(os.environ["RANK"]), 0)
+        else:
+            rank = max(int(os.environ.get("NODE_RANK", "0")), 0) * 2**16 + max(
+                int(os.environ.get("LOCAL_RANK", "0")), 0
+            )
     except ValueError:
         return 0
     return _check_int("the RANK environment variable", rank, 0)
