@@ -493,3 +493,37 @@ def test_mixcollate_reads_the_rank_at_the_first_batch_not_when_built(monkeypatch
     assert not torch.equal(got, first_batch(MixCollate(CutMix(num_classes=3, mode="sample"), seed=0, rank=0)))
     monkeypatch.setenv("RANK", "3")  # torchrun's global rank wins over Lightning's local one
     assert MixCollate(CutMix(num_classes=3), seed=0).rank == 3
+
+
+# -- a composite computes each detector once per batch (issue 26) ------------------------------------
+
+
+def test_random_choice_runs_each_detector_once_and_draws_as_with_given_maps() -> None:
+    from randsaliencymix import GuidedMixup, RandomChoiceMix, RandSaliencyMix, SaliencyMix
+    from randsaliencymix.saliency import fine_grained
+
+    calls = []
+
+    def detector(x: torch.Tensor) -> torch.Tensor:
+        calls.append(x.shape[0])
+        return fine_grained(x)
+
+    ops = [
+        RandSaliencyMix(num_classes=4, p=1.0, tau_src=1.0, gamma=0.5, detector=detector),
+        SaliencyMix(num_classes=4, mode="per_sample", detector=detector),
+        GuidedMixup(num_classes=4, p=1.0, detector=detector),
+        RandSaliencyMix(num_classes=4, p=1.0, tau_src=1.0, detector="spectral"),  # another detector: its own maps
+    ]
+    choice = RandomChoiceMix(ops, mode="sample", num_classes=4)
+    x = torch.rand(6, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    shared = choice.sample_params(x, generator=torch.Generator().manual_seed(1))
+    assert calls == [6]  # three operators, one detector call
+    # the same draws as each operator computing its own maps (a fresh composite per operator's maps)
+    for i, op in enumerate(ops):
+        alone = RandomChoiceMix([op], num_classes=4)
+        maps = op.detect(x)
+        a = alone.sample_params(x, generator=torch.Generator().manual_seed(2), saliency=maps)
+        b = alone.sample_params(x, generator=torch.Generator().manual_seed(2))
+        for field in ("perm", "lam", "src_boxes", "dst_boxes", "eta", "source_weight"):
+            assert torch.equal(getattr(a, field), getattr(b, field)), (i, field)
+    assert shared.batch_size == 6

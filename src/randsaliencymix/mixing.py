@@ -353,6 +353,31 @@ class RandomChoiceMix(Mixer):
         for op in self.ops:
             cast(Mixer, op).observe(logits, targets)
 
+    def _shared_maps(self, x: torch.Tensor, saliency: Optional[torch.Tensor]) -> List[Optional[torch.Tensor]]:
+        """The maps each operator reads: the given ones, else each detector's maps computed once per
+        batch and shared by every operator that reads the same detector on the same normalisation
+        (three RandSaliencyMix settings run the fine-grained detector once, not three times). The
+        maps are the ones each would compute itself: the draws are unchanged."""
+        if saliency is not None:
+            return [saliency] * len(self.ops)
+        computed: Dict[Tuple[object, ...], torch.Tensor] = {}
+        out: List[Optional[torch.Tensor]] = []
+        for op in self.ops:
+            if not isinstance(op, DetectorMixer) or not op.uses_saliency:
+                out.append(None)  # no maps read, or a composite that shares its own
+                continue
+            det = op.detector if isinstance(op.detector, str) else id(op.detector)
+            key = (
+                det,
+                op.value_range,
+                None if op.mean is None else tuple(op.mean),
+                None if op.std is None else tuple(op.std),
+            )
+            if key not in computed:
+                computed[key] = op.detect(x)
+            out.append(computed[key])
+        return out
+
     def draw_params(
         self,
         x: torch.Tensor,
@@ -364,8 +389,9 @@ class RandomChoiceMix(Mixer):
         n, dev = x.shape[0], x.device
         height, width = int(x.shape[-2]), int(x.shape[-1])
         with self._governed():  # this operator's validate governs its sub-operators' checks
+            maps = self._shared_maps(x, saliency)
             all_params: List[MixParams] = [
-                cast(Mixer, op)._draw_checked(x, generator, perm, saliency, labels) for op in self.ops
+                cast(Mixer, op)._draw_checked(x, generator, perm, maps[i], labels) for i, op in enumerate(self.ops)
             ]
         cdf = torch.tensor(list(itertools.accumulate(self.probs)), dtype=torch.float64, device=dev)
         u = rnd.uniform(n if self.mode == "sample" else 1, generator, dev)
