@@ -170,10 +170,13 @@ def test_num_classes_zero_assigned_is_refused() -> None:
 
 
 def patch_params(b: int = 4, **changes: Any) -> MixParams:
-    """A valid hand-built step: every sample pastes a 4x4 box of its neighbour, hard, in place."""
+    """A valid hand-built step: every sample pastes a 4x4 box of its neighbour, hard, in place,
+    with the fast-path flags that say so (``blended=False``, ``shifted=False``)."""
     box = torch.tensor([2, 3, 6, 7]).expand(b, 4)
     params = dataclasses.replace(
         MixParams.identity(b, (H, W), "cpu"),
+        blended=False,
+        shifted=False,
         perm=torch.arange(b).roll(1),
         src_boxes=box,
         dst_boxes=box,

@@ -417,7 +417,7 @@ def test_sample_params_checks_labels_when_it_uses_them():
 
 def _params(b: int = 4, **kw) -> MixParams:
     base = MixParams.identity(b, (8, 8), "cpu")
-    fields = {"applied": torch.ones(b, dtype=torch.bool), **kw}
+    fields = {"applied": torch.ones(b, dtype=torch.bool), "perm_is_permutation": True, **kw}
     return MixParams(**{**base.__dict__, **fields})
 
 

@@ -307,6 +307,9 @@ def _mix_chunked(x: torch.Tensor, params: MixParams, out: Optional[torch.Tensor]
             in_rows = torch.maximum(in_rows.mul_((inner > 0.5).to(work)[:, None]), everywhere).to(x.dtype)
             in_cols = torch.maximum(in_cols, everywhere).to(x.dtype)
     shift = _shift(params)
+    # Where the noise goes under a per-pixel share: the pasted box of each patch sample (the box
+    # shares are zero outside it, so for them the share itself says where).
+    noise_inside = patch_mask(params, h, w) if per_pixel and params.noise is not None else None
     step = _chunk_size(x)
     buf = rows.empty(min(step, b), x.dtype, dev)
     moved, starts = buf, None
@@ -352,7 +355,10 @@ def _mix_chunked(x: torch.Tensor, params: MixParams, out: Optional[torch.Tensor]
             # The noise inside each patch sample's box (share > 0 there), added in place to the
             # gathered sources (the scratch buffer, or a working-precision copy of it); outside
             # the box zero is added, whatever the noise holds there (inf * 0 would be NaN).
-            inside = (share > 0) & patch[i0:i1, None, None, None]
+            if noise_inside is not None:  # a per-pixel share may be nonzero outside the box
+                inside = noise_inside[i0:i1]
+            else:
+                inside = (share > 0) & patch[i0:i1, None, None, None]
             src = src if src.dtype == work else src.to(work)
             src.add_(torch.where(inside, params.noise[i0:i1].to(work), zero))
             if x.dtype == torch.uint8:

@@ -66,10 +66,17 @@ class Mixer(nn.Module):
                 box = torch.tensor([0, 0, h, w // 2], device=dev).expand(n, 4)
                 box = torch.where(applied[:, None], box, torch.zeros_like(box))
                 area = ((box[:, 2] - box[:, 0]) * (box[:, 3] - box[:, 1])).double() / (h * w)
-                return dataclasses.replace(
-                    MixParams.identity(n, (h, w), dev),
-                    perm=perm, src_boxes=box, dst_boxes=box, applied=applied, source_weight=area,
+                ones = torch.ones(n, dtype=torch.float64, device=dev)
+                return MixParams.create(
+                    perm=perm, lam=1.0 - area, src_boxes=box, dst_boxes=box, eta=ones,
+                    mixup=torch.zeros_like(applied), applied=applied, source_weight=area,
+                    image_size=(h, w),
                 )
+
+    :meth:`MixParams.create` sets the static fast-path flags (``blended``, ``shifted``,
+    ``patches``, ``perm_is_permutation``) to values that are right whatever the tensors hold, so
+    an operator never promises a fast path its draws break; ``dataclasses.replace`` of
+    :meth:`MixParams.identity` is equally safe.
 
     An operator whose draws need the batch's labels sets ``uses_labels`` and reads ``labels``.
     Subclasses written for the hooks of version 0.x keep working through one adapter

@@ -35,7 +35,7 @@ from ._checks import (
 from .apply import apply_mix, mix_checked
 from .base import DetectorMixer, Mixer
 from .geometry import box_area_share, box_sides, centred_boxes, peak_of_quantised, window_mass
-from .params import MixParams, source_share
+from .params import MixParams, _unmixed_params, source_share
 from .randsaliency import SALIENCY_ON, RandSaliencyMix
 
 __all__ = [
@@ -91,7 +91,7 @@ class NoMix(Mixer):
             check_saliency_maps(saliency, x, self.validate)  # checked as every operator checks them
         if out is None:
             return x, soft
-        return mix_checked(x, soft, MixParams.identity(x.shape[0], (x.shape[-2], x.shape[-1]), x.device), out=out)
+        return mix_checked(x, soft, _unmixed_params(x.shape[0], (x.shape[-2], x.shape[-1]), x.device), out=out)
 
     def draw_params(
         self,
@@ -101,7 +101,7 @@ class NoMix(Mixer):
         saliency: Optional[torch.Tensor],
         labels: Optional[torch.Tensor] = None,
     ) -> MixParams:
-        return MixParams.identity(x.shape[0], (x.shape[-2], x.shape[-1]), x.device)
+        return _unmixed_params(x.shape[0], (x.shape[-2], x.shape[-1]), x.device)
 
 
 class _BatchOrSampleMixer(Mixer):

@@ -12,7 +12,7 @@ Row ``i`` is the target, row ``perm[i]`` its source, as in ``SPEC.md``. Each out
 from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
-from typing import Optional, Tuple, Union
+from typing import Any, Dict, Optional, Tuple, Union
 
 import torch
 
@@ -22,6 +22,10 @@ __all__ = ["MixParams", "check_params", "patch_mask", "source_share"]
 @dataclass
 class MixParams:
     """Everything one mixing step drew, replayable with :func:`apply_mix`.
+
+    A custom operator builds its params with :meth:`create` (or ``dataclasses.replace`` of
+    :meth:`identity`), which set the static fast-path flags below to their always-correct values;
+    the flags are promises that only an operator which knows its own draws should make.
 
     Boxes are ``(row1, col1, row2, col2)``, half-open, in pixels; an empty box is all zeros. Only
     patch samples (applied, not MixUp) use them: a MixUp sample blends its whole source in place.
@@ -70,26 +74,59 @@ class MixParams:
         return int(self.perm.shape[0])
 
     @classmethod
+    def create(
+        cls,
+        *,
+        perm: torch.Tensor,
+        lam: torch.Tensor,
+        src_boxes: torch.Tensor,
+        dst_boxes: torch.Tensor,
+        eta: torch.Tensor,
+        mixup: torch.Tensor,
+        applied: torch.Tensor,
+        source_weight: torch.Tensor,
+        image_size: Tuple[int, int],
+        share_map: Optional[torch.Tensor] = None,
+        noise: Optional[torch.Tensor] = None,
+        perm_is_permutation: bool = False,
+    ) -> MixParams:
+        """Parameters of one step with every fast-path flag at its always-correct value: the way
+        for a custom operator to build its :class:`MixParams` without promising anything.
+
+        ``blended``, ``shifted`` and ``patches`` are ``True`` (any share, any box, any shift:
+        :func:`apply_mix` takes its general path, which is right for every value). Whether
+        ``perm`` is a permutation cannot be read from the tensor without a host synchronisation,
+        so ``perm_is_permutation`` is ``False`` (sources drawn freely) unless the caller says so
+        with ``perm_is_permutation=True``, which is then checked where values are checked.
+        ``image_size`` is the ``(H, W)`` the parameters were drawn for.
+        """
+        return cls(
+            perm=perm,
+            lam=lam,
+            src_boxes=src_boxes,
+            dst_boxes=dst_boxes,
+            eta=eta,
+            mixup=mixup,
+            applied=applied,
+            source_weight=source_weight,
+            image_size=(int(image_size[0]), int(image_size[1])),
+            shifted=True,
+            blended=True,
+            share_map=share_map,
+            noise=noise,
+            perm_is_permutation=bool(perm_is_permutation),
+            patches=True,
+        )
+
+    @classmethod
     def identity(cls, batch_size: int, image_size: Tuple[int, int], device: Union[str, torch.device]) -> MixParams:
         """Parameters that mix nothing: every sample is its own source and none is applied.
 
-        A convenient start for a custom operator: ``dataclasses.replace(MixParams.identity(...), ...)``.
+        Built by :meth:`create`, so every fast-path flag is at its general value and
+        ``dataclasses.replace(MixParams.identity(...), eta=..., src_boxes=..., ...)`` is applied
+        correctly whatever it sets (a custom operator may start from it, or call :meth:`create`).
         """
-        zeros = torch.zeros(batch_size, dtype=torch.float64, device=device)
-        no = torch.zeros(batch_size, dtype=torch.bool, device=device)
-        boxes = torch.zeros(batch_size, 4, dtype=torch.long, device=device)
-        return cls(
-            perm=torch.arange(batch_size, device=device),
-            lam=zeros + 1.0,
-            src_boxes=boxes,
-            dst_boxes=boxes,
-            eta=zeros + 1.0,
-            mixup=no,
-            applied=no,
-            source_weight=zeros,
-            image_size=(int(image_size[0]), int(image_size[1])),
-            blended=False,
-        )
+        return cls.create(**_unmixed_fields(batch_size, image_size, device))
 
     def to(self, device: Union[str, torch.device]) -> MixParams:
         """The same parameters on another device (static fields, ``image_size`` included, kept)."""
@@ -101,6 +138,31 @@ class MixParams:
                 if isinstance(getattr(self, f.name), torch.Tensor)
             },
         )
+
+
+def _unmixed_fields(batch_size: int, image_size: Tuple[int, int], device: Union[str, torch.device]) -> Dict[str, Any]:
+    zeros = torch.zeros(batch_size, dtype=torch.float64, device=device)
+    no = torch.zeros(batch_size, dtype=torch.bool, device=device)
+    boxes = torch.zeros(batch_size, 4, dtype=torch.long, device=device)
+    return {
+        "perm": torch.arange(batch_size, device=device),
+        "lam": zeros + 1.0,
+        "src_boxes": boxes,
+        "dst_boxes": boxes,
+        "eta": zeros + 1.0,
+        "mixup": no,
+        "applied": no,
+        "source_weight": zeros,
+        "image_size": (int(image_size[0]), int(image_size[1])),
+    }
+
+
+def _unmixed_params(batch_size: int, image_size: Tuple[int, int], device: Union[str, torch.device]) -> MixParams:
+    """The library's own identity params (NoMix, the timm drop-in switched off): those of
+    :meth:`MixParams.identity` with the fast-path flags that are true of them (no blend, no shift,
+    a permutation), so that they take the fast selection path. Not for extensions: a ``replace``
+    of these that blends or moves a box breaks the flags' promise (use :meth:`MixParams.identity`)."""
+    return MixParams(**_unmixed_fields(batch_size, image_size, device), shifted=False, blended=False)
 
 
 def _values_checked(t: torch.Tensor, validate: Optional[bool]) -> bool:

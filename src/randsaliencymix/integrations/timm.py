@@ -60,7 +60,7 @@ from .. import _random as rnd
 from .._checks import check_choice, check_nonnegative, check_num_classes, check_probability, check_validate
 from ..base import Mixer
 from ..mixing import SaliencyMix
-from ..params import MixParams
+from ..params import MixParams, _unmixed_params
 from ..randsaliency import RandSaliencyMix
 from ._patches import Patches, cutmix_patches, randsaliency_patches, saliency_peak_patches, unit_sides
 
@@ -329,7 +329,7 @@ class Mixup(Mixer):
         n, dev = x.shape[0], x.device
         height, width = int(x.shape[-2]), int(x.shape[-1])
         if not self.mixup_enabled:
-            return MixParams.identity(n, (height, width), dev)
+            return _unmixed_params(n, (height, width), dev)
         partner, unit, m = self._pairing(n, generator, dev, perm)
         mixup_on = self.mixup_alpha > 0
         # Per draw unit: the coin, the switch, lam of each method, the patch sides.
