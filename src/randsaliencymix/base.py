@@ -45,6 +45,8 @@ __all__ = ["DetectorMixer", "Mixer"]
 # The ``validate`` setting that governs a whole call of a composite operator (RandomChoiceMix):
 # set while it draws through its sub-operators, so that their checks follow it, not their own.
 _UNSET = object()
+# The arguments every operator takes, shown last in its repr.
+_COMMON_ARGUMENTS = ("num_classes", "p", "label_smoothing", "validate")
 _GOVERNING: contextvars.ContextVar[object] = contextvars.ContextVar("randsaliencymix_validate", default=_UNSET)
 
 
@@ -103,6 +105,26 @@ class Mixer(nn.Module):
         self.p = check_probability("p", p)
         self.label_smoothing = check_probability("label_smoothing", label_smoothing)
         self.validate = check_validate(validate)
+
+    def extra_repr(self) -> str:
+        """The constructor's arguments as this operator holds them, the operator's own first and
+        the common ones (``num_classes``, ``p``, ``label_smoothing``, ``validate``) last:
+        ``CutMix(alpha=1.0, mode='batch', num_classes=10, p=1.0, label_smoothing=0.0, validate=None)``.
+        Arguments held as submodules (RandomChoiceMix's ``ops``) are listed as children instead,
+        and arguments an operator does not keep under their own name are left out."""
+        names = [
+            name
+            for name, parameter in inspect.signature(type(self).__init__).parameters.items()
+            if name != "self" and parameter.kind not in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD)
+        ]
+        names = [n for n in names if n not in _COMMON_ARGUMENTS] + [n for n in _COMMON_ARGUMENTS if n in names]
+        shown = []
+        for name in names:
+            value = getattr(self, name, _UNSET)
+            if value is _UNSET or isinstance(value, nn.Module):
+                continue
+            shown.append(f"{name}={value!r}")
+        return ", ".join(shown)
 
     # -- the hook a subclass implements ---------------------------------------------------
     def draw_params(

@@ -263,7 +263,8 @@ class Mixup(Mixer):
             f"mixup_alpha={self.mixup_alpha}, cutmix_alpha={self.cutmix_alpha}, cutmix_minmax={self.cutmix_minmax}, "
             f"prob={self.p}, switch_prob={self.switch_prob}, mode={self.mode!r}, correct_lam={self.correct_lam}, "
             f"label_smoothing={self.label_smoothing}, num_classes={self.num_classes}, cutmix_op={self.cutmix_op!r}, "
-            f"pairing={self.pairing!r}"
+            f"cutmix_options={self.cutmix_options!r}, pairing={self.pairing!r}, generator={self.generator!r}, "
+            f"validate={self.validate!r}"
         )
 
     # -- calls: the constructor's generator unless one is passed ---------------------------------
