@@ -75,6 +75,7 @@ class NoMix(Mixer):
         self,
         x: torch.Tensor,
         y: torch.Tensor,
+        *,
         params: Optional[MixParams] = None,
         generator: Optional[torch.Generator] = None,
         perm: Optional[torch.Tensor] = None,
@@ -82,7 +83,7 @@ class NoMix(Mixer):
         out: Optional[torch.Tensor] = None,
     ) -> Tuple[torch.Tensor, torch.Tensor]:
         if params is not None or perm is not None:  # the general path checks and applies them
-            return super().forward(x, y, params, generator=generator, perm=perm, saliency=saliency, out=out)
+            return super().forward(x, y, params=params, generator=generator, perm=perm, saliency=saliency, out=out)
         check_images(x, self.validate)
         if generator is not None and not isinstance(generator, torch.Generator):
             raise TypeError(f"Expected generator to be a torch.Generator, but got {type(generator).__name__} instead.")
