@@ -232,7 +232,7 @@ def test_user_operator_works_with_forward_sample_params_and_apply():
     op = HalfMix(num_classes=K, p=1.0, label_smoothing=0.1)
     params = op.sample_params(x, generator=gen(1))
     assert params.image_size == (8, 10) and bool(params.applied.all())
-    xm, ym = op.apply(x, y, params)
+    xm, ym = op.apply_params(x, y, params)
     perm = params.perm
     assert torch.equal(xm[:, :, :, :5], x[perm][:, :, :, :5]) and torch.equal(xm[:, :, :, 5:], x[:, :, :, 5:])
     soft = torch.nn.functional.one_hot(y, K).float() * 0.9 + 0.1 / K
@@ -274,8 +274,8 @@ def test_hook_results_are_checked():
 
 
 def test_module_apply_with_a_function_still_walks_the_model():
-    """``apply`` mixes; with one function it is nn.Module.apply, so a model holding an operator can
-    still be initialised with ``model.apply(init_fn)``."""
+    """``apply`` is nn.Module.apply (the pure mix is ``apply_params``), so a model holding an
+    operator can still be initialised with ``model.apply(init_fn)``."""
     seen = []
     model = nn.Sequential(nn.Linear(2, 2), RandomChoiceMix([MixUp(), CutMix()]))
     assert model.apply(lambda m: seen.append(type(m).__name__)) is model

@@ -99,9 +99,9 @@ def test_out_buffer_receives_the_mix_and_inputs_are_untouched(op_name, channels_
     x0, y0 = x.clone(), y.clone()
     op = OPS[op_name]()
     params = op.sample_params(x, generator=gen(1))
-    expected = op.apply(x, y, params)
+    expected = op.apply_params(x, y, params)
     buf = torch.full_like(x, float("nan"))
-    got = op.apply(x, y, params, out=buf)
+    got = op.apply_params(x, y, params, out=buf)
     assert got[0] is buf and torch.equal(buf, expected[0]) and torch.equal(got[1], expected[1])
     # forward with out= draws the same step and fills the buffer the same way.
     buf2 = torch.empty_like(x)
@@ -118,17 +118,17 @@ def test_out_buffer_is_checked():
     op = rsm.CutMix(num_classes=K)
     params = op.sample_params(x, generator=gen(0))
     with pytest.raises(TypeError, match="out"):
-        op.apply(x, y, params, out=x.numpy())  # type: ignore[arg-type]
+        op.apply_params(x, y, params, out=x.numpy())  # type: ignore[arg-type]
     for bad in (torch.empty(4, 3, 8, 9), torch.empty(4, 3, 8, 8, dtype=torch.float64), torch.empty(3, 3, 8, 8)):
         with pytest.raises(ValueError, match="Expected out of shape"):
-            op.apply(x, y, params, out=bad)
+            op.apply_params(x, y, params, out=bad)
     with pytest.raises(ValueError, match="share no memory"):
-        op.apply(x, y, params, out=x)
+        op.apply_params(x, y, params, out=x)
     with pytest.raises(ValueError, match="share no memory"):
-        op.apply(x, y, params, out=x.view(4, 3, 8, 8)[:, :, :, :])
+        op.apply_params(x, y, params, out=x.view(4, 3, 8, 8)[:, :, :, :])
     xg = x.clone().requires_grad_(True)
     with pytest.raises(ValueError, match="autograd"):
-        op.apply(xg, y, params, out=torch.empty_like(x))
+        op.apply_params(xg, y, params, out=torch.empty_like(x))
 
 
 def test_images_that_require_grad_still_get_gradients():

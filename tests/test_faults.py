@@ -73,7 +73,7 @@ SALIENCY_READERS = ["SaliencyMix-per_sample", "RandSaliencyMix-on", "RandSalienc
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("via", ["apply", "forward", "apply_mix"])
+@pytest.mark.parametrize("via", ["apply_params", "forward", "apply_mix"])
 @pytest.mark.parametrize("op_name", list(OPS))
 def test_params_for_another_image_size_are_rejected(op_name, via):
     op = OPS[op_name]()
@@ -82,8 +82,8 @@ def test_params_for_another_image_size_are_rejected(op_name, via):
     x = images(4, 8, 12)
     msg = re.escape("Expected params for 8x12 images, but got params sampled for 8x8 instead.")
     with pytest.raises(ValueError, match=msg):
-        if via == "apply":
-            op.apply(x, labels(4), params)
+        if via == "apply_params":
+            op.apply_params(x, labels(4), params)
         elif via == "forward":
             op(x, labels(4), params=params)
         else:
@@ -144,7 +144,7 @@ def test_images_that_require_grad(case, given_maps):
     y = labels()
     maps = torch.rand(6, 16, 16, generator=gen(3)).requires_grad_() if given_maps else None
     params = op.sample_params(x, generator=gen(1), saliency=maps)
-    xm, ym = op.apply(x, y, params)
+    xm, ym = op.apply_params(x, y, params)
     assert xm.requires_grad
     xm.sum().backward()
     assert x.grad is not None and bool(torch.isfinite(x.grad).all()) and bool((x.grad >= 0).all())
@@ -153,11 +153,11 @@ def test_images_that_require_grad(case, given_maps):
     x64 = x.detach().double().requires_grad_()
     w = torch.randn(x.shape, generator=gen(5), dtype=torch.float64)
     v = torch.randn(x.shape, generator=gen(6), dtype=torch.float64)
-    (grad,) = torch.autograd.grad((op.apply(x64, y, params)[0] * w).sum(), x64)
-    torch.testing.assert_close((grad * v).sum(), (w * op.apply(v, y, params)[0]).sum())
+    (grad,) = torch.autograd.grad((op.apply_params(x64, y, params)[0] * w).sum(), x64)
+    torch.testing.assert_close((grad * v).sum(), (w * op.apply_params(v, y, params)[0]).sum())
     assert all(flag is False for flag in seen), "the detector saw a tensor that requires grad"
     # Same result as without grad, and forward works too.
-    plain = op.apply(x.detach(), y, op.sample_params(x.detach(), generator=gen(1), saliency=maps))
+    plain = op.apply_params(x.detach(), y, op.sample_params(x.detach(), generator=gen(1), saliency=maps))
     assert torch.equal(plain[0], xm.detach()) and torch.equal(plain[1], ym)
     xf, _ = op(x, y, generator=gen(1), saliency=maps)
     assert xf.requires_grad and torch.equal(xf.detach(), xm.detach())
@@ -198,7 +198,7 @@ def test_official_saliencymix_takes_float64_and_half_images(dtype):
         assert params.dst_boxes.tolist() == [expected] * 5
         same = op.sample_params(x.float(), generator=gen(seed))
         assert torch.equal(same.dst_boxes, params.dst_boxes)
-        xm, _ = op.apply(x, y, params)
+        xm, _ = op.apply_params(x, y, params)
         assert xm.dtype == dtype
         r1, c1, r2, c2 = expected
         ref = x.clone()
@@ -281,7 +281,7 @@ def test_bad_saliency_maps_are_read_safely_where_unchecked(case, op_name):
         safe = op.sample_params(x, generator=gen(seed), saliency=_safe(maps))
         for name in ("perm", "lam", "src_boxes", "dst_boxes", "eta", "source_weight"):
             assert torch.equal(getattr(params, name), getattr(safe, name)), name
-        xm, ym = op.apply(x, y, params)
+        xm, ym = op.apply_params(x, y, params)
         assert bool(torch.isfinite(xm).all()) and bool(torch.isfinite(ym).all())
         torch.testing.assert_close(ym.sum(1), torch.ones(6))
     assert torch.equal(maps.nan_to_num(), maps0.nan_to_num()) and torch.equal(maps.isnan(), maps0.isnan())
@@ -329,7 +329,7 @@ def test_huge_finite_pixels_are_mixed_exactly(case, op_name, validate):
     y = labels()
     op = OPS[op_name](validate=validate)
     params = op.sample_params(x, generator=gen(2))
-    xm, ym = op.apply(x, y, params)
+    xm, ym = op.apply_params(x, y, params)
     assert bool(torch.isfinite(xm).all()), "finite pixels became inf or NaN"
     assert bool((xm.double().abs() <= x.double().abs().max()).all())
     torch.testing.assert_close(ym.sum(1), torch.ones(6))

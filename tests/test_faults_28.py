@@ -90,7 +90,7 @@ def test_a_call_takes_nothing_by_position_after_the_labels(op_name: str) -> None
 @pytest.mark.parametrize("op_name", list(OPS))
 def test_apply_refuses_a_generator_passed_as_params(op_name: str) -> None:
     with pytest.raises(TypeError, match=GENERATOR_AS_PARAMS):
-        OPS[op_name]().apply(images(), labels(), gen(0))
+        OPS[op_name]().apply_params(images(), labels(), gen(0))
 
 
 def test_sample_params_refuses_labels_that_are_not_a_tensor() -> None:
@@ -289,9 +289,9 @@ def test_values_are_checked_only_where_values_are_checked() -> None:
     p = patch_params()
     p = dataclasses.replace(p, eta=one_changed("eta", 1, 0.5, p))  # a blend under blended=False
     op = CutMix(num_classes=K, validate=False)
-    op.apply(images(4), labels(4), p)  # no value check: no error (and no host synchronisation)
+    op.apply_params(images(4), labels(4), p)  # no value check: no error (and no host synchronisation)
     with pytest.raises(ValueError, match="blended=False"):
-        CutMix(num_classes=K, validate=True).apply(images(4), labels(4), p)
+        CutMix(num_classes=K, validate=True).apply_params(images(4), labels(4), p)
 
 
 OPERATORS: Dict[str, Callable[[], Any]] = {
@@ -465,7 +465,7 @@ def test_nomix_returns_the_batch_itself_and_draws_nothing() -> None:
     torch.testing.assert_close(ym, torch.nn.functional.one_hot(y, 3).float() * 0.9 + 0.1 / 3)
     # the general path gives the same values, as a copy
     params = op.sample_params(x, generator=g)
-    xa, ya = op.apply(x, y, params)
+    xa, ya = op.apply_params(x, y, params)
     assert torch.equal(xa, x) and xa.data_ptr() != x.data_ptr() and torch.equal(ya, ym)
     buf = torch.empty_like(x)
     xo, _ = op(x, y, out=buf)

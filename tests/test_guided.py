@@ -126,7 +126,7 @@ def test_guided_mixup_equals_the_official_formulas(b, h, w, seed, pairing):
     maps = torch.rand(b, h, w, generator=g) ** 4 + 0.01
     op = GuidedMixup(num_classes=K, p=1.0, pairing=pairing)
     params = op.sample_params(x, generator=gen(seed + 1), saliency=maps)
-    xm, ym = op.apply(x, y, params)
+    xm, ym = op.apply_params(x, y, params)
     ref_x, ref_y, ref_perm = ref_guided(
         x, F.one_hot(y, K), maps, greedy=pairing == "complementary", perm=params.perm.tolist()
     )
@@ -143,7 +143,7 @@ def test_where_both_maps_are_zero_the_blend_is_half_and_half():
     maps[1, -3:, -3:] = 1.0
     op = GuidedMixup(num_classes=K, p=1.0)
     params = op.sample_params(x, generator=gen(1), saliency=maps)
-    xm, _ = op.apply(x, y, params)
+    xm, _ = op.apply_params(x, y, params)
     assert params.perm.tolist() == [1, 0]
     centre = (slice(None), slice(None), slice(8, 12), slice(8, 12))
     torch.testing.assert_close(xm[centre], 0.5 * x[centre] + 0.5 * x[[1, 0]][centre])
@@ -194,7 +194,7 @@ def test_guided_mixup_invariants(b, seed, dtype, channels_last, p, pairing, smoo
     x0, maps0 = x.clone(), maps.clone()
     op = GuidedMixup(num_classes=K, p=p, pairing=pairing, label_smoothing=smoothing)
     params = op.sample_params(x, generator=gen(seed + 1), saliency=maps)
-    xm, ym = op.apply(x, y, params)
+    xm, ym = op.apply_params(x, y, params)
     assert torch.equal(x, x0) and torch.equal(maps, maps0), "inputs mutated"
     # A permutation; a complementary one has no fixed point (a single cycle) when b >= 2.
     assert sorted(params.perm.tolist()) == list(range(b)) and params.perm_is_permutation
@@ -247,7 +247,7 @@ def test_guided_mixup_differentiable_and_inside_random_choice():
     )
     params = choice.sample_params(x.detach(), generator=gen(12), saliency=torch.rand(6, 12, 12))
     assert params.share_map is not None and params.blended
-    xm, ym = choice.apply(x.detach(), y, params)
+    xm, ym = choice.apply_params(x.detach(), y, params)
     # Every sample's label weight is the mean of its share map (CutMix's box area, GuidedMixup's blend).
     torch.testing.assert_close(params.source_weight, params.share_map.double().mean((1, 2, 3)), atol=1e-7, rtol=0)
     torch.testing.assert_close(ym.sum(1), torch.ones(6))

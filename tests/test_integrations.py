@@ -337,7 +337,7 @@ def test_any_batch_any_mode_invariants(batch, mode, cutmix_op, pairing, minmax, 
     op = Mixup(mixup_alpha=mixup_alpha, cutmix_alpha=1.0, cutmix_minmax=minmax, mode=mode, num_classes=5,
                cutmix_op=cutmix_op, pairing=pairing, label_smoothing=0.1)  # fmt: skip
     params = op.sample_params(x, generator=torch.Generator().manual_seed(seed))
-    out, target = op.apply(x, y, params)
+    out, target = op.apply_params(x, y, params)
     assert torch.equal(x, x_before)
     torch.testing.assert_close(target.sum(dim=1), torch.ones(batch))
     i = torch.arange(batch)

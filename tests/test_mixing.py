@@ -210,7 +210,7 @@ def run_and_check(op, x, y, maps=None, seed=0, label_smoothing=0.0, area_labels=
     x0, y0 = x.clone(), y.clone()
     maps0 = None if maps is None else maps.clone()
     params = op.sample_params(x, generator=mix_gen(seed), saliency=maps)
-    xm, ym = op.apply(x, y, params)
+    xm, ym = op.apply_params(x, y, params)
     assert torch.equal(x, x0) and torch.equal(y, y0), "inputs mutated"
     if maps is not None:
         assert torch.equal(maps, maps0), "saliency maps mutated"
@@ -505,8 +505,8 @@ def test_replay_and_seeds(name):
     for f in fields(MixParams):
         a, b = getattr(p1, f.name), getattr(p2, f.name)
         assert torch.equal(a, b) if isinstance(a, torch.Tensor) else a == b, f.name
-    assert all(torch.equal(a, b) for a, b in zip(op.apply(x, y, p1), op.apply(x, y, p1)))
-    assert all(torch.equal(a, b) for a, b in zip(op.apply(x, y, p1), op.apply(x, y, p2)))
+    assert all(torch.equal(a, b) for a, b in zip(op.apply_params(x, y, p1), op.apply_params(x, y, p1)))
+    assert all(torch.equal(a, b) for a, b in zip(op.apply_params(x, y, p1), op.apply_params(x, y, p2)))
     out1 = op(x, y, generator=mix_gen(7))
     out2 = op(x, y, generator=mix_gen(7))
     assert all(torch.equal(a, b) for a, b in zip(out1, out2))
@@ -541,7 +541,7 @@ def test_p_zero_is_identity_and_p_one_mixes(name):
     op.p = 1.0
     params = op.sample_params(x, generator=mix_gen(0), perm=torch.roll(torch.arange(8), 1))
     assert bool(params.applied.all())
-    xm, _ = op.apply(x, y, params)
+    xm, _ = op.apply_params(x, y, params)
     assert not torch.equal(xm, x)
     assert bool((params.source_weight > 0).any())
 
@@ -555,7 +555,7 @@ def test_given_perm_is_used(name):
     params = op.sample_params(x, generator=mix_gen(0), perm=perm)
     if name != "nomix":
         assert torch.equal(params.perm, perm)
-    check_mix(x, y, *op.apply(x, y, params), params, op_smoothing(op), name not in SALIENCY_LABELS)
+    check_mix(x, y, *op.apply_params(x, y, params), params, op_smoothing(op), name not in SALIENCY_LABELS)
 
 
 def test_apply_mix_functional_matches_operator():
@@ -563,7 +563,7 @@ def test_apply_mix_functional_matches_operator():
     y = mix_labels(8, 6, "prob32")
     op = design_rsm(eta="beta", mixup_prob=0.3)
     params = op.sample_params(x, generator=mix_gen(0), saliency=mix_maps(0, 6, 16, 16))
-    a = op.apply(x, y, params)
+    a = op.apply_params(x, y, params)
     # The operator renormalises accepted probability rows (to_soft_targets); apply_mix takes them as given.
     b = apply_mix(x, y / y.sum(1, keepdim=True), params)
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
@@ -577,9 +577,9 @@ def test_hard_paste_copies_extreme_finite_values_exactly():
     y = torch.tensor([0, 1])
     op = CutMix(num_classes=K)
     params = op.sample_params(x, generator=mix_gen(3), perm=torch.tensor([1, 0]))
-    xm, _ = op.apply(x, y, params)
+    xm, _ = op.apply_params(x, y, params)
     assert not bool(torch.isnan(xm).any()), "unmixed / pasted pixels became NaN"
-    check_mix(x, y, xm, op.apply(x, y, params)[1], params)
+    check_mix(x, y, xm, op.apply_params(x, y, params)[1], params)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -675,7 +675,7 @@ def test_saliencymix_official_matches_authors(source):
         )
         images = x.clone()
         images[:, :, bbx1:bbx2, bby1:bby2] = images[perm, :, bbx1:bbx2, bby1:bby2]
-        xm, ym = op.apply(x, y, params)
+        xm, ym = op.apply_params(x, y, params)
         assert torch.equal(xm, images)
         onehot = F.one_hot(y, K).double()
         torch.testing.assert_close(
@@ -784,7 +784,7 @@ def test_randsaliencymix_gamma1_eta1_weight(source, paste):
         check_mix(
             x,
             mix_labels(seed, b, "index"),
-            *op.apply(x, mix_labels(seed, b, "index"), params),
+            *op.apply_params(x, mix_labels(seed, b, "index"), params),
             params,
             area_labels=False,
         )
@@ -852,7 +852,7 @@ def test_randsaliencymix_gamma0_area_mixup_and_eta_options():
     params = op.sample_params(x, generator=mix_gen(2), saliency=maps)
     assert bool((params.eta == 0.5).all())
     y = mix_labels(2, b, "index")
-    xm, ym = op.apply(x, y, params)
+    xm, ym = op.apply_params(x, y, params)
     check_mix(x, y, xm, ym, params)
     s = source_share(params, h, w)
     assert set(s.unique().tolist()) <= {0.0, 0.5}

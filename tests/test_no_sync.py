@@ -78,7 +78,7 @@ def test_operators_do_not_read_values_on_the_host(name, given_maps):
     op(x, y, generator=g, saliency=maps)  # warm caches (kernel weights, reflect indices)
     with no_host_reads():
         params = op.sample_params(x, y, generator=g, saliency=maps)
-        op.apply(x, y, params)
+        op.apply_params(x, y, params)
         op(x, y, generator=g, saliency=maps)
         op.observe(logits, y)
 

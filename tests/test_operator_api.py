@@ -1,5 +1,5 @@
 """What every operator shows and offers as an nn.Module (issue 26): its repr names every
-constructor argument."""
+constructor argument, and ``apply`` is nn.Module's (the pure mix is ``apply_params``)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ import inspect
 from typing import Any, Dict, List, Type
 
 import pytest
+import torch
+from torch import nn
 
 import randsaliencymix
-from randsaliencymix import CutMix, Mixer, MixUp
+from randsaliencymix import CutMix, Mixer, MixUp, RandomChoiceMix, apply_mix
 from randsaliencymix.integrations.timm import Mixup
 
 K = 4
@@ -44,3 +46,26 @@ def test_repr_shows_every_constructor_argument(cls: Type[Mixer]) -> None:
 def test_repr_shows_the_values_given() -> None:
     text = repr(CutMix(alpha=0.5, p=0.25, mode="sample", num_classes=10, label_smoothing=0.1))
     assert text == "CutMix(alpha=0.5, mode='sample', num_classes=10, p=0.25, label_smoothing=0.1, validate=None)"
+
+
+@pytest.mark.parametrize("cls", operator_classes(), ids=lambda c: c.__name__)
+def test_apply_is_module_apply_and_apply_params_mixes(cls: Type[Mixer]) -> None:
+    assert cls.apply is nn.Module.apply  # no override, no overload: op.apply(fn) walks modules
+    op = cls(**REQUIRED.get(cls.__name__, {}))
+    seen: List[nn.Module] = []
+    assert op.apply(seen.append) is op
+    # every module once, the operator itself last (children first), as nn.Module.apply walks them
+    assert seen[-1] is op and sorted(map(id, seen)) == sorted(map(id, op.modules()))
+    x, y = torch.rand(4, 3, 8, 8), torch.arange(4) % K
+    op.num_classes = K
+    params = op.sample_params(x, y, generator=torch.Generator().manual_seed(0))
+    mixed, targets = op.apply_params(x, y, params)
+    want_x, _ = apply_mix(x, torch.nn.functional.one_hot(y, K).float(), params)
+    assert torch.equal(mixed, want_x) and targets.shape == (4, K)
+
+
+def test_module_apply_walks_a_composite_operator() -> None:
+    op = RandomChoiceMix([CutMix(num_classes=K), MixUp(num_classes=K)], num_classes=K)
+    names: List[str] = []
+    op.apply(lambda m: names.append(type(m).__name__))
+    assert names == ["CutMix", "MixUp", "ModuleList", "RandomChoiceMix"]

@@ -303,7 +303,7 @@ def test_confusion_pairing_invariants_hold_for_a_non_permutation():
     params = op.sample_params(x, y, generator=gen(6))
     assert not params.perm_is_permutation
     assert bool((params.perm != torch.arange(6)).all())
-    xm, ym = op.apply(x, y, params)
+    xm, ym = op.apply_params(x, y, params)
     torch.testing.assert_close(ym.sum(1), torch.ones(6))
     # Row i's label mixes its own and its source's labels by the applied weight.
     soft = F.one_hot(y, K).float()
@@ -457,7 +457,7 @@ def _params(b: int = 4, **kw) -> MixParams:
     ],
     ids=["perm-dtype", "perm-high", "perm-low", "not-permutation", "share-map-shape", "noise-shape"],
 )
-@pytest.mark.parametrize("via", ["apply_mix", "apply", "forward"])
+@pytest.mark.parametrize("via", ["apply_mix", "apply_params", "forward"])
 def test_params_are_checked(kw, exc, msg, via):
     x, y = torch.rand(4, 3, 8, 8), torch.arange(4) % K
     params = _params(**kw)
@@ -465,8 +465,8 @@ def test_params_are_checked(kw, exc, msg, via):
     with pytest.raises(exc, match=re.escape(msg)):
         if via == "apply_mix":
             apply_mix(x, F.one_hot(y, K).float(), params)
-        elif via == "apply":
-            op.apply(x, y, params)
+        elif via == "apply_params":
+            op.apply_params(x, y, params)
         else:
             op(x, y, params=params)
 
@@ -474,8 +474,8 @@ def test_params_are_checked(kw, exc, msg, via):
 def test_a_repeated_source_is_accepted_only_when_the_params_say_so():
     x, y = torch.rand(4, 3, 8, 8), torch.arange(4) % K
     params = _params(perm=torch.tensor([1, 1, 2, 3]), perm_is_permutation=False)
-    xm, _ = RandSaliencyMix(num_classes=K).apply(x, y, params)
+    xm, _ = RandSaliencyMix(num_classes=K).apply_params(x, y, params)
     assert torch.equal(xm, x)  # identity params otherwise: no box, so nothing is pasted
     # validate=False skips the value checks (as for every other value check).
     unchecked = RandSaliencyMix(num_classes=K, validate=False)
-    unchecked.apply(x, y, _params(perm=torch.tensor([1, 1, 2, 3])))
+    unchecked.apply_params(x, y, _params(perm=torch.tensor([1, 1, 2, 3])))

@@ -65,8 +65,8 @@ def test_noise_only_inside_the_box_and_labels_unchanged(
         if f.name != "noise":
             a, c = getattr(params, f.name), getattr(clean, f.name)
             assert torch.equal(a, c) if isinstance(a, torch.Tensor) else a == c, f.name
-    xm, ym = noisy_op.apply(x, y, params)
-    xc, yc = clean_op.apply(x, y, clean)
+    xm, ym = noisy_op.apply_params(x, y, params)
+    xc, yc = clean_op.apply_params(x, y, clean)
     assert torch.equal(x, x0), "input mutated"
     assert torch.equal(ym, yc), "labels changed by the noise"
     assert xm.dtype == x.dtype and xm.shape == x.shape
@@ -118,7 +118,7 @@ def test_uint8_noise_is_in_units_of_255_and_clipped():
     y = torch.arange(4)
     op = RandSaliencyMix(num_classes=K, patch_noise=0.2, eta=1.0, mixup_prob=0.0, p=1.0, paste="same")
     params = op.sample_params(x, generator=gen(3), perm=torch.tensor([1, 2, 3, 0]))
-    xm, _ = op.apply(x, y, params)
+    xm, _ = op.apply_params(x, y, params)
     inside = patch_mask(params, 10, 10).expand_as(x)
     expected = (x[params.perm].double() + params.noise.double()).round().clamp(0, 255)
     assert torch.equal(xm.double()[inside], expected[inside])
@@ -144,7 +144,7 @@ def test_mixup_samples_get_no_noise_and_random_choice_keeps_it():
     )
     params = choice.sample_params(x, generator=gen(6))
     assert params.noise is not None and params.noise.shape == x.shape
-    xm, ym = choice.apply(x, y, params)
+    xm, ym = choice.apply_params(x, y, params)
     torch.testing.assert_close(ym.sum(1), torch.ones(8))
     assert torch.equal(choice(x, y, params=params)[0], xm)
 
@@ -170,7 +170,7 @@ def test_overflowing_noise_never_reaches_pixels_outside_the_box(dtype, eta):
     op = RandSaliencyMix(num_classes=K, patch_noise=0.5, eta=eta, mixup_prob=0.0, p=1.0, paste="same")
     params = op.sample_params(x, generator=gen(8))
     params = dataclasses.replace(params, noise=torch.full(tuple(x.shape), float("inf")))
-    xm, _ = op.apply(x, y, params)
+    xm, _ = op.apply_params(x, y, params)
     outside = ~patch_mask(params, 12, 12).expand_as(x)
     assert torch.equal(xm[outside], x[outside])
     assert outside.any()

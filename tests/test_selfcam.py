@@ -157,7 +157,7 @@ def test_unchanged_cases_keep_the_operators_labels() -> None:
         blended=True,
     )
     step = one_step(op, model, x, y, 1.0, params=params)
-    _, targets = op.apply(x, y, params)
+    _, targets = op.apply_params(x, y, params)
     assert torch.equal(step.targets, targets)
 
 

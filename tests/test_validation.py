@@ -84,11 +84,11 @@ def _call_sample(op: Any, x: Any, y: Any) -> Any:
 
 
 def _call_apply(op: Any, x: Any, y: Any) -> Any:
-    return op.apply(x, y, _valid_params())
+    return op.apply_params(x, y, _valid_params())
 
 
-IMAGE_ENTRY_POINTS = {"forward": _call_forward, "sample_params": _call_sample, "apply": _call_apply}
-LABEL_ENTRY_POINTS = {"forward": _call_forward, "apply": _call_apply}
+IMAGE_ENTRY_POINTS = {"forward": _call_forward, "sample_params": _call_sample, "apply_params": _call_apply}
+LABEL_ENTRY_POINTS = {"forward": _call_forward, "apply_params": _call_apply}
 
 
 # --------------------------------------------------------------------------------------------
@@ -601,7 +601,7 @@ def test_rejects_bad_perm(case, op_name, via):
 
 
 @pytest.mark.parametrize("other", [2, B + 3])
-@pytest.mark.parametrize("via", ["apply", "forward"])
+@pytest.mark.parametrize("via", ["apply_params", "forward"])
 @pytest.mark.parametrize("op_name", OP_NAMES)
 def test_rejects_params_for_another_batch_size(op_name, via, other):
     op = OPS[op_name]()
@@ -609,8 +609,8 @@ def test_rejects_params_for_another_batch_size(op_name, via, other):
     with pytest.raises(
         ValueError, match=_exact(f"Expected params for a batch of {B}, but got params for {other} instead.")
     ):
-        if via == "apply":
-            op.apply(_x(), _y(), params)
+        if via == "apply_params":
+            op.apply_params(_x(), _y(), params)
         else:
             op(_x(), _y(), params=params)
 
@@ -621,7 +621,7 @@ def test_apply_rejects_params_of_wrong_type(op_name, params):
     with pytest.raises(
         TypeError, match=_exact(f"Expected params of type MixParams, but got {type(params).__name__} instead.")
     ):
-        OPS[op_name]().apply(_x(), _y(), params)
+        OPS[op_name]().apply_params(_x(), _y(), params)
 
 
 @pytest.mark.parametrize("params", [{}, (1, 2)], ids=["dict", "tuple"])
@@ -700,7 +700,7 @@ def test_valid_inputs_are_accepted(op_name):
     xm, ym = op(x, _y(), generator=gen, perm=torch.arange(B).flip(0), saliency=maps)
     assert xm.shape == x.shape and ym.shape == (B, K)
     probs = torch.full((B, K), 1.0 / K)
-    xm, ym = op.apply(x, probs, op.sample_params(x, generator=gen))
+    xm, ym = op.apply_params(x, probs, op.sample_params(x, generator=gen))
     assert torch.allclose(ym.sum(1), torch.ones(B, dtype=ym.dtype))
 
 

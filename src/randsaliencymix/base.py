@@ -6,7 +6,7 @@ An operator is a sampler of :class:`~randsaliencymix.params.MixParams` plus the 
 * ``op.sample_params(x, generator=...) -> MixParams`` validates the call and asks the operator's
   :meth:`Mixer.draw_params` for everything random (permutation, lam, boxes, blend strength,
   switches) and the label weights;
-* ``op.apply(x, y, params)`` mixes images and targets and is deterministic;
+* ``op.apply_params(x, y, params)`` mixes images and targets and is deterministic;
 * ``op(x, y, params=None, generator=None)`` does both.
 
 Operators whose draws depend on the batch's labels (RandSaliencyMix's confusion pairing) say so
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextvars
 import inspect
-from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Type, Union, overload
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Type, Union
 
 import torch
 from torch import nn
@@ -55,7 +55,7 @@ class Mixer(nn.Module):
 
     To write an operator, subclass it, call ``super().__init__(num_classes=..., p=...,
     label_smoothing=..., validate=...)`` and implement :meth:`draw_params`. ``sample_params``,
-    ``apply`` and ``forward`` then validate every input, turn labels into soft targets (with
+    ``apply_params`` and ``forward`` then validate every input, turn labels into soft targets (with
     label smoothing) and mix with :func:`~randsaliencymix.apply_mix`. For example, the left half
     of each source pasted over the left half of its target, with probability ``p`` per sample::
 
@@ -241,30 +241,15 @@ class Mixer(nn.Module):
         """A context in which every operator's checks follow this operator's ``validate``."""
         return _Governed(self.validate)
 
-    @overload
-    def apply(self, x: Callable[[nn.Module], None]) -> Mixer: ...
-
-    @overload
-    def apply(
-        self, x: torch.Tensor, y: torch.Tensor, params: MixParams, out: Optional[torch.Tensor] = None
-    ) -> Tuple[torch.Tensor, torch.Tensor]: ...
-
-    def apply(
-        self,
-        x: Union[torch.Tensor, Callable[[nn.Module], None]],
-        y: Optional[torch.Tensor] = None,
-        params: Optional[MixParams] = None,
-        out: Optional[torch.Tensor] = None,
-    ) -> Union[Mixer, Tuple[torch.Tensor, torch.Tensor]]:
+    def apply_params(
+        self, x: torch.Tensor, y: torch.Tensor, params: MixParams, *, out: Optional[torch.Tensor] = None
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
         """Mix ``x`` and ``y`` with given parameters; ``y`` as ``(B,)`` indices or ``(B, K)`` probabilities.
 
-        ``out``: an optional buffer for the mixed images (see :func:`~randsaliencymix.apply_mix`);
-        ``x`` is never modified. Called with one function instead, it is
-        :meth:`torch.nn.Module.apply` (so that ``model.apply(init_fn)`` still walks a model that
-        holds an operator).
+        Pure and deterministic: the same params give the same output. ``out``: an optional buffer
+        for the mixed images (see :func:`~randsaliencymix.apply_mix`); ``x`` is never modified.
+        (``op.apply(fn)`` is :meth:`torch.nn.Module.apply`, as for any module.)
         """
-        if callable(x) and not isinstance(x, torch.Tensor) and y is None and params is None:
-            return super().apply(x)
         x = check_images(x, self.validate)
         soft = to_soft_targets(y, x.shape[0], self.num_classes, self.label_smoothing, self.validate)
         return mix_checked(x, soft, check_params(params, x, self.validate), out=out)

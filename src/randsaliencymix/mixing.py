@@ -6,7 +6,7 @@ Every operator is a :class:`Mixer`: a sampler of :class:`MixParams` plus the one
 
 * ``op.sample_params(x, generator=...) -> MixParams`` draws everything random from the caller's
   generator and computes the label weights;
-* ``op.apply(x, y, params)`` (or :func:`apply_mix`) mixes images and targets and is deterministic;
+* ``op.apply_params(x, y, params)`` (or :func:`apply_mix`) mixes images and targets and is deterministic;
 * ``op(x, y, params=None, generator=None)`` does both.
 
 Row ``i`` is the target, row ``perm[i]`` its source, as in ``SPEC.md``. Every constructor takes
@@ -63,7 +63,7 @@ class NoMix(Mixer):
 
     ``op(x, y)`` returns ``x`` itself, not a copy (as ``nn.Identity`` does: nothing is mixed, so
     nothing is read or written; ``out=`` still receives a copy), and draws nothing from the
-    generator. ``sample_params`` gives the identity params, which ``apply`` and ``apply_mix`` apply
+    generator. ``sample_params`` gives the identity params, which ``apply_params`` and ``apply_mix`` apply
     as any other (a copy)."""
 
     def __init__(

@@ -24,7 +24,7 @@ everywhere: on CPU by default, or with ``validate=True``), and the work is two `
 products per step. In a training loop::
 
     labeler = SelfCAMLabels(model, kappa=0.5)
-    step = labeler.step(op, x, y, generator=g)      # mixes (op.sample_params + op.apply)
+    step = labeler.step(op, x, y, generator=g)      # mixes (op.sample_params + op.apply_params)
     logits = model(step.images)                       # the one training forward, features captured
     loss = soft_target_cross_entropy(logits, step.targets)
 

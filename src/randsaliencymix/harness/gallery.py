@@ -140,7 +140,7 @@ def draw_gallery(
     for name, op, saliency in runs:
         g = torch.Generator().manual_seed(seed)
         params = op.sample_params(x, generator=g, perm=perm, saliency=saliency)
-        xm, ym = op.apply(x, y, params)
+        xm, ym = op.apply_params(x, y, params)
         results.append((name, xm, ym, params))
 
     def show(ax, img_chw_float):

@@ -166,7 +166,7 @@ class Mixup(Mixer):
 
     ``mixup_enabled`` (timm's switch, set to ``False`` by ``--mixup-off-epoch``) turns mixing off:
     the targets are then only smoothed. Like every operator it also has ``sample_params`` and
-    ``apply``; ``perm=`` fixes the pairing in ``"batch"`` and ``"elem"`` modes.
+    ``apply_params``; ``perm=`` fixes the pairing in ``"batch"`` and ``"elem"`` modes.
     """
 
     cut_op: Optional[Union[SaliencyMix, RandSaliencyMix]]  # built from cutmix_op and cutmix_options
