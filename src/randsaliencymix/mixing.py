@@ -213,15 +213,17 @@ class CutMix(_BatchOrSampleMixer):
 class SaliencyMix(DetectorMixer):
     """SaliencyMix (Uddin et al., 2021): the box around the source's saliency peak, same place.
 
-    ``mode="official"`` reproduces the authors' code: one lam, one box and one coin per batch, the
-    box taken from OpenCV's fine-grained map of ``x[perm[0]]`` *as the tensor holds it* (normalised
-    float, channels last; OpenCV then reads float pixels as bytes, so the map is near noise). It
-    needs the ``opencv`` extra and copies that one image to the host. OpenCV gets what the authors'
-    training loop would hold: a float32 image (float16, bfloat16 and float64 images, which OpenCV
-    cannot read, are cast to float32 first), or a uint8 image as is.
+    ``mode="per_sample"`` (the default) is the method as the paper describes it: each source has
+    its own correctly computed map (batched detector, reading ``x.detach()``), lam, peak and box.
+    Maps are read clipped to [0, 1].
 
-    ``mode="per_sample"`` is the corrected variant: each source has its own correctly computed map
-    (batched detector, reading ``x.detach()``), lam, peak and box. Maps are read clipped to [0, 1].
+    ``mode="official"`` (opt-in) reproduces the authors' code: one lam, one box and one coin per
+    batch, the box taken from OpenCV's fine-grained map of ``x[perm[0]]`` *as the tensor holds it*
+    (normalised float, channels last; OpenCV then reads float pixels as bytes, so the map is near
+    noise). It needs the ``opencv`` extra and copies that one image to the host. OpenCV gets what
+    the authors' training loop would hold: a float32 image (float16, bfloat16 and float64 images,
+    which OpenCV cannot read, are cast to float32 first), or a uint8 image as is. The harness's
+    method ``saliencymix`` is this mode; ``saliencymix_per_sample`` is the default one.
     """
 
     def __init__(
@@ -230,7 +232,7 @@ class SaliencyMix(DetectorMixer):
         alpha: float = 1.0,
         num_classes: Optional[int] = None,
         p: float = 1.0,
-        mode: str = "official",
+        mode: str = "per_sample",
         detector: Union[str, Callable[[torch.Tensor], torch.Tensor]] = "fine_grained",
         value_range: Optional[Tuple[float, float]] = None,
         mean: Optional[Sequence[float]] = None,
