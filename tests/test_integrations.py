@@ -53,7 +53,8 @@ def _timm_wheel(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFa
         if not Path(given_wheel).is_file():
             pytest.fail(f"RSMIX_TIMM_WHEEL={given_wheel} is not a file")
         return Path(given_wheel)
-    cache = pytestconfig.cache.mkdir("timm_wheel") if pytestconfig.cache else tmp_path_factory.mktemp("timm_wheel")
+    plugin = getattr(pytestconfig, "cache", None)  # absent under -p no:cacheprovider
+    cache = plugin.mkdir("timm_wheel") if plugin else tmp_path_factory.mktemp("timm_wheel")
     found = sorted(cache.glob(f"timm-{TIMM_VERSION}-*.whl"))
     if found:
         return found[0]
