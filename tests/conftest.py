@@ -7,13 +7,19 @@ Under CI (``CI`` set) hypothesis runs derandomised, so a submission's CI result 
 alone; locally it explores new examples on every run.
 """
 
+import functools
+import importlib.util
 import os
+import sys
 from pathlib import Path
+from types import ModuleType
 from typing import Iterator
 
 import pytest
 import torch
 from hypothesis import settings
+
+ROOT = Path(__file__).resolve().parent.parent
 
 settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI"):
@@ -43,3 +49,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
             if ("cuda" in reason or "gpu" in reason) and "present" not in reason:  # not "skip where CUDA is present"
                 item.add_marker(pytest.mark.cuda)
                 break
+
+
+@functools.cache
+def load_script(relpath: str, name: str) -> ModuleType:
+    """A script of the repository (``study/...``, ``benchmarks/...``) loaded as module ``name``,
+    once per test session (registered in ``sys.modules`` so that its dataclasses and pickles work).
+    Test files import it: ``from conftest import load_script``."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / relpath)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {relpath}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module

@@ -4,9 +4,7 @@ interval, against hand computations and their invariants."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,20 +12,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import load_script
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _load():
-    path = ROOT / "study" / "study2" / "paired_stats.py"
-    spec = importlib.util.spec_from_file_location("paired_stats", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-ps = _load()
+ps = load_script("study/study2/paired_stats.py", "paired_stats")
 
 
 def test_t_interval_by_hand() -> None:

@@ -4,28 +4,18 @@ left out, and a run of another regime refused by name."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 from typing import Dict
 
 import pytest
 
+from conftest import load_script
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _load():
-    path = ROOT / "study" / "study2" / "imagenette" / "screen_report.py"
-    spec = importlib.util.spec_from_file_location("screen_report", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-sr = _load()
+sr = load_script("study/study2/imagenette/screen_report.py", "screen_report")
 CONFIG = {"epochs": 80, "model": "fast_resnet", "image_size": 128, "precision": "bf16", "val_fraction": 0.1,
           "split_seed": 0, "augment": "resized_crop", "batch_size": 256, "mix": {}}  # fmt: skip
 

@@ -399,3 +399,16 @@ def test_the_share_on_the_feature_grid_is_the_area_average_of_the_applied_share(
     torch.testing.assert_close(area.double(), full.mean(dim=(1, 2, 3)), atol=1e-6, rtol=0)
     flat = full.flatten(1)
     assert torch.equal(varies, flat.amax(dim=1) > flat.amin(dim=1))
+
+
+def test_fp16_features_give_float32_weights() -> None:
+    """fp16 autocast (CUDA) hands the head half-precision features: the weights are computed in float32."""
+    model, op = net(), CutMix(num_classes=K, mode="sample")
+    x, y = batch(8, 16)
+    params = op.sample_params(x, y, generator=gen(0))
+    feats = model.features(params_images := op(x, y, params=params)[0]).detach()
+    assert params_images.shape == x.shape
+    w32, e32 = self_cam_weights(feats, model.fc.weight, params, y)
+    w16, e16 = self_cam_weights(feats.half(), model.fc.weight.half(), params, y)
+    assert w16.dtype == torch.float32 and torch.equal(e16, e32)
+    torch.testing.assert_close(w16, w32, atol=2e-3, rtol=0)

@@ -4,10 +4,7 @@ table, its paired differences and their noise marks, the CSV, and runs in flight
 from __future__ import annotations
 
 import csv
-import functools
-import importlib.util
 import json
-import sys
 from pathlib import Path
 from typing import List
 
@@ -15,18 +12,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from conftest import load_script
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@functools.cache
 def _report():  # loaded once: the hypothesis test calls it per example
-    path = ROOT / "study" / "study2" / "imagenette" / "report.py"
-    spec = importlib.util.spec_from_file_location("study2_report", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("study/study2/imagenette/report.py", "study2_report")
 
 
 def _run(root: Path, folder: str, name: str, seed: int, err: float, cpu: str = "Test CPU") -> None:

@@ -10,8 +10,6 @@ their runs under ``STUDY2_OUT``: no test touches the study's run folders."""
 
 from __future__ import annotations
 
-import functools
-import importlib.util
 import os
 import shutil
 import subprocess
@@ -23,19 +21,15 @@ from typing import Dict, List
 import pytest
 import torch
 
+from conftest import load_script
+
 ROOT = Path(__file__).resolve().parent.parent
 STUDY = ROOT / "study" / "study2" / "imagenette"
 TINY = "procedural:300:60"
 
 
-@functools.cache
 def _load(name: str):
-    spec = importlib.util.spec_from_file_location(f"study2_{name}", STUDY / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script(f"study/study2/imagenette/{name}.py", f"study2_{name}")
 
 
 @pytest.fixture(scope="module")
