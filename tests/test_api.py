@@ -195,35 +195,36 @@ def test_labels_reach_an_operator_that_uses_them():
     assert plain == [None]
 
 
-def test_subclasses_of_the_old_hooks_keep_working_through_the_adapter():
-    """0.x's hooks: a four-argument draw_params, and draw_params_with_labels for operators that
-    read labels. Both still work, drawing exactly what today's hook draws."""
-    x, y = torch.randn(4, 3, 8, 8, generator=gen(0)), torch.tensor([0, 1, 2, 3])
-    seen = []
+def test_a_hook_with_another_signature_is_refused_when_the_class_is_created():
+    """draw_params is the one hook, called with five arguments: a four-argument draw_params, or
+    one whose labels cannot be passed by position, is a TypeError at class creation."""
+    expected = re.escape("Expected draw_params(self, x, generator, perm, saliency, labels=None), but got ")
+    with pytest.raises(TypeError, match=expected + re.escape("Four.draw_params(self, x, generator, perm, saliency)")):
 
-    class OldFour(Mixer):
-        def draw_params(self, x, generator, perm, saliency):  # the 0.x signature
-            return HalfMix.draw_params(self, x, generator, perm, saliency)
+        class Four(Mixer):
+            def draw_params(self, x, generator, perm, saliency):
+                return HalfMix.draw_params(self, x, generator, perm, saliency)
 
-    class OldLabels(Mixer):
-        @property
-        def uses_labels(self):
-            return True
+    with pytest.raises(TypeError, match=expected + "KeywordLabels"):
 
-        def draw_params(self, x, generator, perm, saliency):
-            return HalfMix.draw_params(self, x, generator, perm, saliency)
+        class KeywordLabels(Mixer):
+            def draw_params(self, x, generator, perm, saliency, *, labels=None):
+                return HalfMix.draw_params(self, x, generator, perm, saliency)
 
+    # A hook that takes the five arguments in any spelling is accepted; so are subclasses that
+    # inherit it, and a draw_params_with_labels method is nothing to the base class.
+    class Starred(Mixer):
+        def draw_params(self, *args):
+            return HalfMix.draw_params(self, *args[:4])
+
+    class Inherits(HalfMix):
         def draw_params_with_labels(self, x, generator, perm, saliency, labels):
-            seen.append(labels)
-            return self.draw_params(x, generator, perm, saliency)
+            raise AssertionError("not a hook")
 
+    x, y = torch.randn(4, 3, 8, 8, generator=gen(0)), torch.tensor([0, 1, 2, 3])
     today = HalfMix(num_classes=K)(x, y, generator=gen(1))
-    for cls in (OldFour, OldLabels):
-        old = cls(num_classes=K)(x, y, generator=gen(1))
-        assert all(torch.equal(a, b) for a, b in zip(old, today)), cls
-    assert [t.tolist() for t in seen] == [[0, 1, 2, 3]]
-    # In RandomChoiceMix too (it calls each operator's hook through the same adapter).
-    assert RandomChoiceMix([OldFour(num_classes=K)], num_classes=K)(x, y, generator=gen(2))[0].shape == x.shape
+    for cls in (Starred, Inherits):
+        assert all(torch.equal(a, b) for a, b in zip(cls(num_classes=K)(x, y, generator=gen(1)), today)), cls
 
 
 def test_user_operator_works_with_forward_sample_params_and_apply():

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextvars
 import inspect
-from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Type, Union
+from typing import Any, Callable, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
@@ -81,10 +81,8 @@ class Mixer(nn.Module):
     :meth:`MixParams.identity` is equally safe.
 
     An operator whose draws need the batch's labels sets ``uses_labels`` and reads ``labels``.
-    Subclasses written for the hooks of version 0.x keep working through one adapter
-    (:func:`_draw`): a four-argument ``draw_params(x, generator, perm, saliency)`` is called
-    without labels, and a ``draw_params_with_labels(x, generator, perm, saliency, labels)``
-    override is called with them.
+    ``draw_params`` is the one sampling hook, always called with five arguments: a subclass that
+    defines it with another signature is refused with a ``TypeError`` when the class is created.
 
     Arguments (keyword only): ``num_classes`` (needed for ``(B,)`` class-index labels), ``p`` (the
     probability of mixing, for the subclass to use), ``label_smoothing`` (applied to the soft
@@ -105,6 +103,11 @@ class Mixer(nn.Module):
         self.p = check_probability("p", p)
         self.label_smoothing = check_probability("label_smoothing", label_smoothing)
         self.validate = check_validate(validate)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "draw_params" in vars(cls):
+            _check_hook(cls)
 
     def extra_repr(self) -> str:
         """The constructor's arguments as this operator holds them, the operator's own first and
@@ -226,7 +229,7 @@ class Mixer(nn.Module):
         labels: Optional[torch.Tensor] = None,
     ) -> MixParams:
         """:meth:`draw_params`, its result checked (type, batch size, image size, pairing)."""
-        params = _draw(self, x, generator, perm, saliency, labels)
+        params = self.draw_params(x, generator, perm, saliency, labels)
         if not isinstance(params, MixParams):
             raise TypeError(f"Expected draw_params to return MixParams, but got {type(params).__name__} instead.")
         return check_params(params, x, self._validate_now())
@@ -289,48 +292,28 @@ class Mixer(nn.Module):
         return rnd.beta(alpha, n if per_sample else 1, gen, dev).expand(n).contiguous()
 
 
-_HOOKS: Dict[type, str] = {}
+_HOOK_SIGNATURE = "draw_params(self, x, generator, perm, saliency, labels=None)"
 
 
-def _hook_of(cls: Type[Mixer]) -> str:
-    """Which sampling hook a Mixer class implements: ``"labels"`` (today's five-argument
-    ``draw_params``), ``"old_labels"`` (0.x's ``draw_params_with_labels``) or ``"old"`` (0.x's
-    four-argument ``draw_params``)."""
-    if cls not in _HOOKS:
-        _HOOKS[cls] = _read_hook(cls)
-    return _HOOKS[cls]
-
-
-def _read_hook(cls: Type[Mixer]) -> str:
-    if "draw_params_with_labels" in {name for klass in cls.__mro__ for name in vars(klass)}:
-        return "old_labels"
+def _check_hook(cls: type) -> None:
+    """Refuse a ``draw_params`` that cannot be called as the one hook: with ``x, generator, perm,
+    saliency, labels`` by position (a signature that cannot be read is let through)."""
+    hook = vars(cls)["draw_params"]
+    if isinstance(hook, staticmethod):
+        function, leading = hook.__func__, 0
+    elif isinstance(hook, classmethod):
+        function, leading = hook.__func__, 1
+    else:
+        function, leading = hook, 1
     try:
-        parameters = list(inspect.signature(cls.draw_params).parameters.values())[1:]  # without self
-    except (TypeError, ValueError):  # no signature to read (a C or wrapped callable): today's hook
-        return "labels"
-    if any(p.kind is p.VAR_POSITIONAL for p in parameters) or any(p.name == "labels" for p in parameters):
-        return "labels"
-    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    return "labels" if len(positional) >= 5 else "old"
-
-
-def _draw(
-    op: Mixer,
-    x: torch.Tensor,
-    generator: torch.Generator,
-    perm: Optional[torch.Tensor],
-    saliency: Optional[torch.Tensor],
-    labels: Optional[torch.Tensor],
-) -> MixParams:
-    """The one adapter between the base class and an operator's sampling hook (see :class:`Mixer`)."""
-    hook = _hook_of(type(op))
-    if hook == "labels":
-        return op.draw_params(x, generator, perm, saliency, labels)
-    if hook == "old_labels":
-        old_hook: Callable[..., MixParams] = getattr(op, "draw_params_with_labels")  # noqa: B009
-        return old_hook(x, generator, perm, saliency, labels)
-    four: Callable[..., MixParams] = op.draw_params
-    return four(x, generator, perm, saliency)
+        signature = inspect.signature(function)
+    except (TypeError, ValueError):
+        return
+    try:
+        signature.bind(*([None] * (leading + 5)))
+    except TypeError:
+        name = f"{cls.__name__}.draw_params"
+        raise TypeError(f"Expected {_HOOK_SIGNATURE}, but got {name}{signature} instead.") from None
 
 
 class _Governed:
