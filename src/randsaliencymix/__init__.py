@@ -1,4 +1,14 @@
-"""RandSaliencyMix: saliency-guided mix augmentation for image classification, batched in torch."""
+"""RandSaliencyMix: saliency-guided mix augmentation for image classification, batched in torch.
+
+Public: every name in ``__all__``: the operators (:class:`Mixer` and its subclasses), their
+parameters (:class:`MixParams`, :func:`apply_mix`, :func:`source_share`, :func:`window_mass`), the
+loss, :class:`MixCollate`, the self-CAM labels, the saliency sources, and ``SALIENCY_ON``, the
+keyword arguments that switch RandSaliencyMix's saliency ideas on
+(``RandSaliencyMix(num_classes=10, **SALIENCY_ON)``). The other public modules are
+:mod:`randsaliencymix.saliency`, :mod:`randsaliencymix.reference`,
+:mod:`randsaliencymix.integrations.timm` and :mod:`randsaliencymix.integrations.lightning`; every
+other module is internal and may change without notice.
+"""
 
 from .apply import apply_mix
 from .base import Mixer

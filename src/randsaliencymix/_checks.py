@@ -3,6 +3,8 @@
 Shape and dtype checks are free and always run. Checks that read tensor *values* (finite pixels,
 label range, probability sums) need a host synchronisation on an accelerator, so they run on CPU
 tensors by default and on other devices only when the caller asks (``validate=True``).
+
+Internal: import from randsaliencymix instead; may change without notice.
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""Random draws from an explicit ``torch.Generator``, on the generator's device, no host sync."""
+"""Random draws from an explicit ``torch.Generator``, on the generator's device, no host sync.
+
+Internal: import from randsaliencymix instead; may change without notice.
+"""
 
 from __future__ import annotations
 

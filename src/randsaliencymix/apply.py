@@ -5,6 +5,8 @@ chunked (no autograd; one read of targets and sources, one write of the output, 
 
 Each output pixel is ``(1 - s) * x[i] + s * src[i]`` (see :mod:`randsaliencymix.params`); the
 targets are ``(1 - w) * y[i] + w * y[perm[i]]`` with ``w`` the source's label weight as applied.
+
+Internal: import from randsaliencymix instead; may change without notice.
 """
 
 from __future__ import annotations

@@ -14,6 +14,8 @@ with :attr:`Mixer.uses_labels` and read the ``labels`` argument of :meth:`Mixer.
 one sampling hook; operators that
 learn from the model's outputs implement :meth:`Mixer.observe` (a no-op for the others), so a
 training loop can call ``op.observe(logits, y)`` after every step whatever the operator.
+
+Internal: import from randsaliencymix instead; may change without notice.
 """
 
 from __future__ import annotations

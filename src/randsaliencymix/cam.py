@@ -21,6 +21,8 @@ dropout is active. It changes no state: the mode is untouched and the running st
 every BatchNorm layer (``running_mean``, ``running_var``, ``num_batches_tracked``) are restored
 after the forward, so the model trains exactly as it would without the call. (Other state a
 forward may change, e.g. a custom module's counters, is not restored.)
+
+Internal: import from randsaliencymix instead; may change without notice.
 """
 
 from __future__ import annotations

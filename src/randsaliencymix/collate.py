@@ -46,6 +46,8 @@ C, H, W)`` images.
 operator switched to ``pairing="confusion"`` afterwards): DataLoader workers hold copies of the
 operator that never see the main process's ``observe()``, so their pairing would stay uniform.
 Mix those in the training loop (or Lightning's ``on_after_batch_transfer``) instead.
+
+Internal: import from randsaliencymix instead; may change without notice.
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@ Everything is a batched tensor op on the input's device, with no host synchronis
 random draw comes from the caller's ``torch.Generator``. Maps are ``(B, H, W)``; a window of
 ``h x w`` pixels is named by its top-left corner, valid where it fits in the image
 (``r <= H - h`` and ``c <= W - w``).
+
+Internal: import from randsaliencymix instead; may change without notice.
 """
 
 from __future__ import annotations

@@ -1,6 +1,9 @@
 """GuidedMixup (Kang & Kim, AAAI 2023), a baseline: a per-pixel blend of two images weighted by
 their smoothed saliency, paired so that their salient regions overlap little (``SPEC.md``).
-Importable from :mod:`randsaliencymix`."""
+Importable from :mod:`randsaliencymix`.
+
+Internal: import from randsaliencymix instead; may change without notice.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Cross-entropy against soft targets, the loss that mixed labels need."""
+"""Cross-entropy against soft targets, the loss that mixed labels need.
+
+Internal: import from randsaliencymix instead; may change without notice.
+"""
 
 from __future__ import annotations
 
@@ -31,6 +34,9 @@ def soft_target_cross_entropy(logits: torch.Tensor, targets: torch.Tensor, reduc
 
 
 class SoftTargetCrossEntropy(nn.Module):
+    """:func:`soft_target_cross_entropy` as a module: ``criterion(logits (B, K), targets (B, K))``,
+    ``reduction`` ``"mean"`` (the default), ``"sum"`` or ``"none"``, as in ``nn.CrossEntropyLoss``."""
+
     def __init__(self, reduction: str = "mean") -> None:
         super().__init__()
         self.reduction = reduction

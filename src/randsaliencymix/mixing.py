@@ -11,6 +11,8 @@ Every operator is a :class:`Mixer`: a sampler of :class:`MixParams` plus the one
 
 Row ``i`` is the target, row ``perm[i]`` its source, as in ``SPEC.md``. Every constructor takes
 keyword arguments only (``RandomChoiceMix`` takes its operators first).
+
+Internal: import from randsaliencymix instead; may change without notice.
 """
 
 from __future__ import annotations

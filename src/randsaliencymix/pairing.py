@@ -10,6 +10,8 @@ device with no host synchronisation:
   update from one step's model outputs (the seed repository's "error mix").
 
 A random permutation (the default pairing of every operator) is :func:`torch.randperm`.
+
+Internal: import from randsaliencymix instead; may change without notice.
 """
 
 from __future__ import annotations

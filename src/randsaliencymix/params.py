@@ -7,6 +7,8 @@ Row ``i`` is the target, row ``perm[i]`` its source, as in ``SPEC.md``. Each out
 (:func:`source_share`): ``eta`` inside the pasted box, ``1 - lam`` everywhere for a MixUp sample,
 0 elsewhere, or, for per-pixel operators (GuidedMixup), the drawn ``share_map``. The targets are
 ``(1 - w) * y[i] + w * y[perm[i]]`` with ``w`` the source's label weight as applied.
+
+Internal: import from randsaliencymix instead; may change without notice.
 """
 
 from __future__ import annotations

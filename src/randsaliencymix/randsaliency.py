@@ -1,6 +1,9 @@
 """RandSaliencyMix, this project's method: saliency-proportional crop, object-avoiding paste, blend
 and saliency-weighted labels (``SPEC.md``). Importable from :mod:`randsaliencymix` and
-:mod:`randsaliencymix.mixing`."""
+:mod:`randsaliencymix.mixing`.
+
+Internal: import from randsaliencymix instead; may change without notice.
+"""
 
 from __future__ import annotations
 

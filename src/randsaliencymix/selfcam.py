@@ -31,6 +31,8 @@ products per step. In a training loop::
 Misuse is an error, never a silent label: a model without a pooled linear head, a forward on
 another tensor than ``step.images``, a second forward before ``step.targets`` is read, no forward
 at all, or a step replaced by a newer one before its targets were read.
+
+Internal: import from randsaliencymix instead; may change without notice.
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@ patch size, where the patch is cut, where it lands and the label weight of its s
 timm shares its draws per batch, per pair or per sample (``mode``); the saliency placements are
 always per sample (each source has its own map). Every function here is batched, draws only from
 the caller's generator and never synchronises with the host.
+
+Internal: import from randsaliencymix.integrations.timm instead; may change without notice.
 """
 
 from __future__ import annotations

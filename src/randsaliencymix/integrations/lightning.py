@@ -44,6 +44,8 @@ uninterrupted one drew. With workers it does not: after a fit's first epoch Ligh
 loader's iterator twice per epoch (the first one's batches are dropped), which a resumed fit does
 not, so MixCollate counts a second pass and draws other (new) mixes. For exact resumes with
 workers, load in the workers and mix with :class:`BatchMixer` (tested with ``num_workers=2``).
+
+Public: :class:`BatchMixer`.
 """
 
 from __future__ import annotations

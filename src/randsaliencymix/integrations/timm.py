@@ -48,6 +48,9 @@ What differs, on purpose:
   detector never runs: pass e.g. ``{"tau_src": 1.0, "tau_dst": 1.0, "gamma": 0.5, "mean": ...,
   "std": ...}`` to switch them on. ``pairing="random"`` pairs a random permutation of
   the batch instead of the flip (timm's rule applied to a shuffled batch).
+
+Public: :class:`Mixup` and ``CUTMIX_OPS``, which maps each ``cutmix_op`` to the names its
+``cutmix_options`` accept.
 """
 
 from __future__ import annotations

@@ -16,6 +16,10 @@ defined on 8-bit grey values. A constant image has no saliency: its map is all z
 The third saliency source, class activation maps of the model being trained
 (:func:`class_activation_maps`, :func:`cam_and_logits`), lives in :mod:`randsaliencymix.cam` and is
 re-exported here.
+
+Public: :func:`saliency_map`, :func:`fine_grained`, :func:`spectral_residual`, :func:`to_uint8`,
+:func:`rgb_to_gray_u8`, :func:`resize_linear_exact_u8`, :func:`class_activation_maps`,
+:func:`cam_and_logits` and :func:`cam_from_features`.
 """
 
 from __future__ import annotations
@@ -31,8 +35,6 @@ from ._grey import rgb_to_gray_u8, to_uint8
 from ._spectral import resize_linear_exact_u8, spectral_residual
 
 __all__ = [
-    "DETECTORS",
-    "Detector",
     "cam_and_logits",
     "cam_from_features",
     "class_activation_maps",

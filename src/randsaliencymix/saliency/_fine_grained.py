@@ -1,5 +1,8 @@
 """The fine-grained detector (Montabone & Soto 2010), pixel for pixel as OpenCV contrib's
-``StaticSaliencyFineGrained``: integral images, centre-surround windows, OpenCV's casts."""
+``StaticSaliencyFineGrained``: integral images, centre-surround windows, OpenCV's casts.
+
+Internal: import from randsaliencymix.saliency instead; may change without notice.
+"""
 
 from __future__ import annotations
 

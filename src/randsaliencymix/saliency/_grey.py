@@ -1,5 +1,8 @@
 """The 8-bit grey values both detectors are defined on: float images quantised to 0-255 as
-:func:`to_uint8` says, and OpenCV's integer RGB-to-grey conversion."""
+:func:`to_uint8` says, and OpenCV's integer RGB-to-grey conversion.
+
+Internal: import from randsaliencymix.saliency instead; may change without notice.
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,9 @@
 """The spectral-residual detector (Hou & Zhang 2007) as OpenCV 4.x's
 ``StaticSaliencySpectralResidual``: its bit-exact fixed-point resize, the log-amplitude residual
-on Hermitian half spectra, and OpenCV's phase polynomial."""
+on Hermitian half spectra, and OpenCV's phase polynomial.
+
+Internal: import from randsaliencymix.saliency instead; may change without notice.
+"""
 
 from __future__ import annotations
 
