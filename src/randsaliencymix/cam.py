@@ -1,6 +1,6 @@
 """Class activation maps (Zhou et al., CVPR 2016) of a classifier whose head is global pooling then
-one linear layer, as a saliency source (``SPEC.md``, "Saliency sources"). Re-exported by
-:mod:`randsaliencymix.saliency`.
+one linear layer, as a saliency source ("Saliency sources" in docs/methods.md in the repository).
+Re-exported by :mod:`randsaliencymix.saliency`.
 
 For a head ``logits = W · pool(F) + b`` (global average or max pooling) over features ``F`` of
 shape ``(B, D, h, w)``, the map of image ``i`` for class ``c`` is ``relu(Σ_d W[c, d] F[i, d])``,

@@ -1,6 +1,6 @@
 """GuidedMixup (Kang & Kim, AAAI 2023), a baseline: a per-pixel blend of two images weighted by
-their smoothed saliency, paired so that their salient regions overlap little (``SPEC.md``).
-Importable from :mod:`randsaliencymix`.
+their smoothed saliency, paired so that their salient regions overlap little (defined in
+docs/methods.md in the repository).
 
 Internal: import from randsaliencymix instead; may change without notice.
 """
@@ -33,7 +33,7 @@ def guided_shares(smoothed: torch.Tensor, perm: torch.Tensor) -> torch.Tensor:
 
 class GuidedMixup(DetectorMixer):
     """GuidedMixup: each target ``a`` blended with its source ``b`` pixel by pixel, in proportion
-    to their saliency (``SPEC.md``).
+    to their saliency.
 
     The saliency maps ``S`` (given as ``saliency=``, e.g. class activation maps for the paper's CAM
     variant, or computed by ``detector``: ``"spectral"``, this library's OpenCV-exact spectral

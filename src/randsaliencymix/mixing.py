@@ -9,8 +9,9 @@ Every operator is a :class:`Mixer`: a sampler of :class:`MixParams` plus the one
 * ``op.apply_params(x, y, params)`` (or :func:`apply_mix`) mixes images and targets and is deterministic;
 * ``op(x, y, params=None, generator=None)`` does both.
 
-Row ``i`` is the target, row ``perm[i]`` its source, as in ``SPEC.md``. Every constructor takes
-keyword arguments only (``RandomChoiceMix`` takes its operators first).
+Row ``i`` is the target, row ``perm[i]`` its source (the conventions of docs/methods.md in the
+repository). Every constructor takes keyword arguments only (``RandomChoiceMix`` takes its
+operators first).
 
 Internal: import from randsaliencymix instead; may change without notice.
 """

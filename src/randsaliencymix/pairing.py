@@ -1,5 +1,6 @@
-"""How targets are paired with sources (``SPEC.md``, "Patch noise and pairing"), batched on the
-device with no host synchronisation:
+"""How targets are paired with sources, batched on the device with no host synchronisation
+(defined under RandSaliencyMix's ``pairing`` and under GuidedMixup in docs/methods.md in the
+repository):
 
 * :func:`complementary_pairing`: GuidedMixup's greedy one-cycle cover of a distance matrix (each
   target takes, among the images not yet used, the one whose saliency is farthest from its own),
@@ -7,7 +8,8 @@ device with no host synchronisation:
   sum-normalised maps);
 * :func:`confusion_sources`: each target's source drawn independently, with probability
   proportional to a running class-confusion matrix, and :func:`confusion_update`, the matrix's
-  update from one step's model outputs (the seed repository's "error mix").
+  update from one step's model outputs, so that images are paired with the classes the model
+  confuses them with.
 
 A random permutation (the default pairing of every operator) is :func:`torch.randperm`.
 
@@ -162,7 +164,7 @@ def complementary_pairing(distances: torch.Tensor) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------------------------
-# Confusion pairing (the seed repository's "error mix")
+# Confusion pairing
 # --------------------------------------------------------------------------------------------
 
 
@@ -202,9 +204,9 @@ def confusion_update(
     one-hot rows) or ``(B, K)`` probability rows ``t`` (class: their argmax). With ``d_i = |p_i - t_i|``
     and ``w = weight``:
 
-    * ``mode="mean"`` (``SPEC.md``): ``p = softmax(logits)``; each class ``a`` present in the batch
+    * ``mode="mean"``: ``p = softmax(logits)``; each class ``a`` present in the batch
       gets ``E[a] <- w * mean_{i of class a} d_i + (1 - w) * E[a]``; other rows are unchanged.
-    * ``mode="sequential"`` (the seed repository's loop, vectorised): ``p`` = logits shifted to a
+    * ``mode="sequential"`` (a per-sample loop, vectorised): ``p`` = logits shifted to a
       minimum of 0 and divided by their sum (uniform if all equal), and ``E[a_i] <- w * d_i +
       (1 - w) * E[a_i]`` sample after sample in batch order, so later samples of a class weigh more:
       ``E[a] <- (1 - w)^n E[a] + sum_k w (1 - w)^(n - k) d_(k)`` over the class's ``n`` samples.

@@ -1,8 +1,9 @@
 """What one mixing step drew (:class:`MixParams`), its checks, and the per-pixel source share it
 implies; :mod:`randsaliencymix.apply` holds the one pure function that applies it.
 
-Row ``i`` is the target, row ``perm[i]`` its source, as in ``SPEC.md``. Each output pixel is
-``(1 - s) * x[i] + s * src[i]`` with ``src[i]`` the source ``x[perm[i]]`` at its shifted position
+Row ``i`` is the target, row ``perm[i]`` its source (the conventions of docs/methods.md in the
+repository). Each output pixel is ``(1 - s) * x[i] + s * src[i]`` with ``src[i]`` the source
+``x[perm[i]]`` at its shifted position
 (plus the step's patch noise inside the pasted box, if any) and ``s`` the per-pixel source share
 (:func:`source_share`): ``eta`` inside the pasted box, ``1 - lam`` everywhere for a MixUp sample,
 0 elsewhere, or, for per-pixel operators (GuidedMixup), the drawn ``share_map``. The targets are

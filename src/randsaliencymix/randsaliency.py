@@ -1,6 +1,5 @@
 """RandSaliencyMix, this project's method: saliency-proportional crop, object-avoiding paste, blend
-and saliency-weighted labels (``SPEC.md``). Importable from :mod:`randsaliencymix` and
-:mod:`randsaliencymix.mixing`.
+and saliency-weighted labels (defined in docs/methods.md in the repository).
 
 Internal: import from randsaliencymix instead; may change without notice.
 """
@@ -44,7 +43,8 @@ from .params import MixParams
 __all__ = ["SALIENCY_ON", "RandSaliencyMix"]
 
 # Every saliency idea switched on, hard paste on every sample: the settings RandSaliencyMix had as
-# defaults before the CIFAR-10 study chose the current ones. ``RandSaliencyMix(**SALIENCY_ON)``.
+# defaults before tuning on CIFAR-10 validation data chose the current ones.
+# ``RandSaliencyMix(**SALIENCY_ON)``.
 SALIENCY_ON: Dict[str, Any] = {"p": 1.0, "tau_src": 1.0, "tau_dst": 1.0, "eta": 1.0, "mixup_prob": 0.0, "gamma": 0.5}
 # The largest patch_noise sigma accepted: ten times the value range (more only saturates).
 MAX_PATCH_NOISE = 10.0
@@ -53,7 +53,8 @@ MAX_PATCH_NOISE = 10.0
 class RandSaliencyMix(DetectorMixer):
     """RandSaliencyMix: saliency-proportional crop, object-avoiding paste, blend and saliency labels.
 
-    See ``SPEC.md``. Per sample ``i`` (target ``i``, source ``perm[i]``):
+    Defined in docs/methods.md in the repository ("RandSaliencyMix"). Per sample ``i`` (target
+    ``i``, source ``perm[i]``):
 
     * ``source``: where the patch is cut. ``"saliency"`` draws the top-left corner with probability
       ``(M_s + eps) ** tau_src`` (``M_s`` = source saliency mass in the window), ``"peak"`` takes the
@@ -74,15 +75,17 @@ class RandSaliencyMix(DetectorMixer):
       target of class ``a`` draws its source ``j != i`` independently with probability
       ``∝ E[a, class(j)] + 1e-4`` from a running class-confusion matrix ``E`` (the ``confusion``
       buffer, in ``state_dict()``), which :meth:`observe` updates after each step
-      (``confusion_update="mean"``: SPEC's batch-mean blend with weight ``confusion_weight``;
-      ``"sequential"``: the seed repository's sample-by-sample blend of shifted logits). It needs
+      (``confusion_update="mean"``: a batch-mean blend with weight ``confusion_weight``;
+      ``"sequential"``: a sample-by-sample blend of shifted logits; both defined in
+      docs/methods.md in the repository). It needs
       ``num_classes`` and the batch's labels (``op(x, y)``, or ``sample_params(x, y)``); its
       params have ``perm_is_permutation=False``.
 
-    The defaults are the settings the CIFAR-10 study chose on validation data (RESULTS.md, stage 1):
+    The defaults were chosen on CIFAR-10 validation data (32x32 images, short schedules):
     ``p=0.5, eta="beta", mixup_prob=0.25`` and ``tau_src=0, tau_dst=0, gamma=0``. With the last
-    three no draw uses saliency and the detector is skipped; the study found no benefit from the
-    saliency ideas at its budget. Switch them on with e.g. ``tau_src=1, tau_dst=1, gamma=0.5``.
+    three no draw uses saliency and the detector is skipped; in that tuning, switching the
+    saliency ideas on gave no benefit at its training budget. Switch them on with e.g.
+    ``tau_src=1, tau_dst=1, gamma=0.5``.
 
     The detector reads ``x.detach()`` (the mix itself stays differentiable). Maps, given or
     detected, are made safe before use: NaN and negative values count as 0, +inf as the most
@@ -343,7 +346,7 @@ class RandSaliencyMix(DetectorMixer):
     def label_weight(
         self, m_src: torch.Tensor, m_dst: torch.Tensor, eta: torch.Tensor, area: torch.Tensor
     ) -> torch.Tensor:
-        """The source's label weight of a patch (``SPEC.md``): ``gamma * w_saliency + (1 - gamma) *
+        """The source's label weight of a patch: ``gamma * w_saliency + (1 - gamma) *
         area``, with ``w_saliency = eta m_src / (eta m_src + 1 - eta m_dst)`` (``area`` where that
         sum is 0) and ``area`` the patch's area weight as the caller defines it."""
         kept_src = eta * m_src

@@ -92,11 +92,11 @@ def _share(params: MixParams, h: int, w: int, device: torch.device) -> Tuple[tor
 def self_cam_weights(
     features: torch.Tensor, head_weight: torch.Tensor, params: MixParams, classes: torch.Tensor
 ) -> Tuple[torch.Tensor, torch.Tensor]:
-    """``(w_cam, evidence)``, both ``(B,)``: the source weight read from the features (SPEC's steps
-    1-3, float32) and where it applies (bool: mixed, two different classes, a share that varies over
-    the image). ``features`` ``(B, D, h, w)`` of the forward of the images ``params`` made,
-    ``head_weight`` ``(K, D)``, ``classes`` ``(B,)`` the class index of each original sample. Pure,
-    without gradient; shapes are the caller's to check."""
+    """``(w_cam, evidence)``, both ``(B,)``: the source weight read from the features (steps
+    1-3 of the module docstring, float32) and where it applies (bool: mixed, two different classes,
+    a share that varies over the image). ``features`` ``(B, D, h, w)`` of the forward of the images
+    ``params`` made, ``head_weight`` ``(K, D)``, ``classes`` ``(B,)`` the class index of each
+    original sample. Pure, without gradient; shapes are the caller's to check."""
     with torch.no_grad(), torch.autocast(features.device.type, enabled=False):
         f = features.detach().float()
         s, area, varies = _share(params, int(f.shape[-2]), int(f.shape[-1]), f.device)

@@ -136,10 +136,10 @@ def randsaliency_patches(
     exact_area: bool,
     generator: torch.Generator,
 ) -> Patches:
-    """RandSaliencyMix's patch (``SPEC.md``; per sample), drawn by the operator itself
-    (:meth:`RandSaliencyMix.draw_windows`, :meth:`RandSaliencyMix.label_weight`) for the given
-    sides, pairing and blend: the label weight's area term is ``eta * h * w / (H * W)``, or
-    ``eta * (1 - lam)`` unless ``exact_area`` (timm's rule)."""
+    """RandSaliencyMix's patch (per sample; defined in docs/methods.md in the repository), drawn by
+    the operator itself (:meth:`RandSaliencyMix.draw_windows`, :meth:`RandSaliencyMix.label_weight`)
+    for the given sides, pairing and blend: the label weight's area term is ``eta * h * w / (H * W)``,
+    or ``eta * (1 - lam)`` unless ``exact_area`` (timm's rule)."""
     height, width = x.shape[-2], x.shape[-1]
     maps = op.batch_maps(x, saliency)
     boxes, m_src, m_dst = op.draw_windows(maps, saliency is None, partner, False, h, w, (height, width), generator)

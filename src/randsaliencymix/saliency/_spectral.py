@@ -207,9 +207,9 @@ _GAUSSIAN5 = _gaussian_kernel(5, 8.0, torch.device("cpu")).tolist()
 # On CPU the 64x64 spectra are processed this many images at a time, which bounds the working
 # memory (about 100 kB per image: at 32x32 the 64x64 spectra are larger than the images) at a small
 # cost in per-chunk overhead.
-SPECTRAL_CHUNK = 32
+SR_CHUNK = 32
 # ... and the rows the resize reads are quantised and turned grey about this many bytes at a time.
-SPECTRAL_FRONT_BYTES = 2 << 20
+SR_FRONT_BYTES = 2 << 20
 
 
 def _spectral_small(grey: torch.Tensor) -> torch.Tensor:
@@ -271,7 +271,7 @@ def spectral_residual(
     Only the rows the 64x64 resize reads are quantised and turned grey (at 224x224, 128 of them);
     every image is read once more, to its per-channel extremes, to find the constant images (all
     channels constant once quantised), whose map is all zeros. On CPU the spectra are processed
-    ``SPECTRAL_CHUNK`` images at a time.
+    ``SR_CHUNK`` images at a time.
     """
     check_images(x, validate)
     b, _, h, w = x.shape
@@ -288,11 +288,11 @@ def spectral_residual(
     # a few images at a time on CPU so that the temporaries stay small and in cache.
     # Per image: the float rows read, or the resize's 64x64 output and its two gathered taps.
     front_bytes = max(x.shape[1] * ty.needed.numel() * w * 4, 3 * 64 * 64 * 4)
-    step = max(1, min(b, SPECTRAL_FRONT_BYTES // front_bytes)) if dev.type == "cpu" else b
+    step = max(1, min(b, SR_FRONT_BYTES // front_bytes)) if dev.type == "cpu" else b
     for i0 in range(0, b, step):
         part = slice(i0, i0 + step)
         maps[part] = _resize_taps(rgb_to_gray_u8(quantise(_needed_rows(xd[part], ty), part)), ty, tx)
-    step = SPECTRAL_CHUNK if dev.type == "cpu" else b
+    step = SR_CHUNK if dev.type == "cpu" else b
     for i0 in range(0, b, step):
         # Each chunk's grey images are replaced by their maps.
         maps[i0 : i0 + step] = _spectral_small(maps[i0 : i0 + step])
