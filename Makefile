@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint demo bench clean
+.PHONY: test test-fast lint demo bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,8 +17,18 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # The whole suite: lint (ruff), format check, type check (mypy, clean on src/), then the tests.
+# CI runs this. The fast tier, under a minute here: `make test-fast`, that is
+#   .venv/bin/ruff check src tests benchmarks examples study && OMP_NUM_THREADS=1 .venv/bin/python -m pytest -q -m "not slow"
 test: lint
 	$(PY) -m pytest -q
+
+# The fast tier: lint, then every test not marked `slow` (training end to end, subprocesses,
+# anything over ~0.5 s: see tests/conftest.py); `pytest -m slow` runs the rest. One OpenMP thread
+# unless OMP_NUM_THREADS says otherwise: beside the training jobs on the 2 shared cores, torch's
+# default of one thread a core made this tier 5x slower (150 s against 27 s).
+test-fast: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks examples study
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(PY) -m pytest -q -m "not slow"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks examples study

@@ -284,6 +284,7 @@ def test_a_failed_forward_leaves_no_hook_and_restores_statistics():
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
+@pytest.mark.slow
 def test_gallery_shows_a_trained_runs_cam_maps_and_cam_operators(tmp_path, monkeypatch):
     """rsmix show --checkpoint: the run's model gives the CAM columns (for its predicted class,
     with the run's normalisation) and RandSaliencyMix and GuidedMixup read those maps."""

@@ -69,6 +69,7 @@ def same(a: List[List[torch.Tensor]], b: List[List[torch.Tensor]]) -> bool:
     return all(torch.equal(u, v) for ea, eb in zip(a, b) for u, v in zip(ea, eb))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("persistent", [False, True])
 def test_two_workers_two_epochs_differ_and_reproduce(persistent: bool) -> None:
     """2 workers x 2 epochs x 2 batches each: all 8 batches draw differently (across workers and
@@ -80,6 +81,7 @@ def test_two_workers_two_epochs_differ_and_reproduce(persistent: bool) -> None:
     assert all_distinct([*first[0], *other[0]])
 
 
+@pytest.mark.slow
 def test_persistent_and_fresh_workers_draw_the_same_with_set_epoch() -> None:
     """set_epoch reaches persistent workers (shared memory): with it the draws depend only on
     (seed, epoch, worker, batch), not on whether the workers persist."""
@@ -87,6 +89,7 @@ def test_persistent_and_fresh_workers_draw_the_same_with_set_epoch() -> None:
                 epochs_of(MixCollate(mixer(), seed=3), persistent=False))  # fmt: skip
 
 
+@pytest.mark.slow
 def test_an_epoch_alone_reproduces_it_in_a_run() -> None:
     """A resumed run: set_epoch(1) on a fresh collate draws epoch 1 as the full run did."""
     full = epochs_of(MixCollate(mixer(), seed=5), epochs=2)
@@ -96,6 +99,7 @@ def test_an_epoch_alone_reproduces_it_in_a_run() -> None:
     assert same([full[1]], [[torch.cat([x.flatten(), y.flatten()]) for x, y in loader]])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("persistent", [False, True])
 def test_set_epoch_again_draws_that_epoch_again(persistent: bool) -> None:
     """set_epoch(e) restarts every worker, persistent or not, at the start of epoch e."""
@@ -108,6 +112,7 @@ def test_set_epoch_again_draws_that_epoch_again(persistent: bool) -> None:
     assert same([passes[0]], [passes[1]]) and all_distinct(passes[0])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("persistent", [False, True])
 def test_passes_without_set_epoch_still_differ_and_reproduce(persistent: bool) -> None:
     """Iterating twice without set_epoch: a new pass (fresh workers) or the running count of a
@@ -117,6 +122,7 @@ def test_passes_without_set_epoch_still_differ_and_reproduce(persistent: bool) -
     assert same(first, epochs_of(MixCollate(mixer(), seed=11), persistent=persistent, set_epoch=False))
 
 
+@pytest.mark.slow
 def test_the_pitfall_it_avoids() -> None:
     """Control: a generator held by the collate repeats across workers and across epochs."""
     naive = epochs_of(NaiveCollate(seed=0), set_epoch=False)
@@ -124,12 +130,14 @@ def test_the_pitfall_it_avoids() -> None:
     assert same([naive[0]], [naive[1]])  # epoch 1 repeats epoch 0 exactly
 
 
+@pytest.mark.slow
 def test_main_process_draws_as_one_worker() -> None:
     """num_workers=0 draws what a single worker (id 0) draws."""
     assert same(epochs_of(MixCollate(mixer(), seed=2), workers=0),
                 epochs_of(MixCollate(mixer(), seed=2), workers=1))  # fmt: skip
 
 
+@pytest.mark.slow
 def test_spawned_persistent_workers_see_set_epoch() -> None:
     """With the spawn start method the collate is pickled into the workers; the shared epoch
     still reaches them, and they draw as forked workers do."""

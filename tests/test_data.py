@@ -245,6 +245,7 @@ def test_cifar_refuses_a_pickle_that_runs_code(tmp_path: Path) -> None:
         load_cifar(tmp_path, "test")
 
 
+@pytest.mark.slow
 def test_download_cifar_good_and_bad_checksum(tmp_path: Path, http_root) -> None:
     served, base, requests = http_root
     make_cifar(tmp_path / "src", "cifar10")
@@ -437,6 +438,7 @@ def test_decoded_splits_are_cached_by_content(
     assert len(list((tmp_path / "elsewhere").glob("*.npz"))) == 1
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not SHARED_ARCHIVE.is_file(), reason="shared CIFAR-10 JPEG archive not present")
 def test_shared_cifar10_jpeg_archive(monkeypatch: pytest.MonkeyPatch) -> None:
     ds = load_dataset(str(SHARED_ARCHIVE), "test", limit_per_class=5)
@@ -510,6 +512,7 @@ def test_class_balanced_subset_equal_counts_nested_seeded() -> None:
 # ----------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_procedural_dataset_is_seeded_balanced_and_covered() -> None:
     start = time.perf_counter()
     train, test = procedural_dataset(500, 100, seed=7, return_masks=True)
@@ -765,6 +768,7 @@ def test_download_without_a_network_is_a_usage_error(tmp_path: Path) -> None:
     assert list(root.iterdir()) == []  # no partial file, under any name
 
 
+@pytest.mark.slow
 def test_download_timeout_is_a_usage_error(tmp_path: Path) -> None:
     # A server that accepts connections (the kernel's backlog) but never answers.
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as server:

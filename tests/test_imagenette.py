@@ -151,6 +151,7 @@ def test_cifar_takes_only_its_own_size(tmp_path: Path) -> None:
         load_dataset("cifar10", "train", root=tmp_path, size=32)
 
 
+@pytest.mark.slow
 def test_procedural_size_through_the_config() -> None:
     train, val = load_splits(TrainConfig(data="procedural:60:10", image_size=48, val_fraction=0.2))
     assert train.images.shape[1:] == val.images.shape[1:] == (3, 48, 48)
@@ -163,6 +164,7 @@ def test_procedural_size_through_the_config() -> None:
 # ------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @needs_imagenette
 def test_real_archive_slice_sizes_classes_and_cache(monkeypatch: pytest.MonkeyPatch) -> None:
     decodes = _CountDecodes(monkeypatch)
@@ -202,6 +204,7 @@ def imagenette_slice(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.mark.slow
 @needs_imagenette
 def test_train_and_eval_end_to_end_at_64px(
     imagenette_slice: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture

@@ -979,6 +979,7 @@ def test_soft_target_cross_entropy(b, k, seed):
 # ------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_cli_show_writes_png(tmp_path):
     pytest.importorskip("matplotlib")
     pytest.importorskip("skimage")

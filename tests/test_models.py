@@ -107,6 +107,7 @@ def test_output_shape_at_32x32(name, num_classes):
     assert torch.isfinite(out).all()
 
 
+@pytest.mark.slow
 def test_wrn_output_shape_at_32x32(wrn):
     wrn.eval()
     with torch.no_grad():
@@ -123,6 +124,7 @@ def test_fast_cnn_accepts_other_sizes(size):
     assert out.shape == (2, 7)
 
 
+@pytest.mark.slow
 def test_resnets_accept_non_square_input():
     # Adaptive pooling, not a fixed 4x4 average pool, ends every network.
     with torch.no_grad():
@@ -136,20 +138,24 @@ def test_fast_cnn_rejects_images_too_small_to_pool():
         model(torch.randn(1, 3, 8, 16))
 
 
+@pytest.mark.slow
 def test_resnet18_parameter_count():
     assert count_params(cifar_resnet18(10)) == expected_resnet18_params(10) == 11_173_962
     assert count_params(cifar_resnet18(100)) == expected_resnet18_params(100)
 
 
+@pytest.mark.slow
 def test_preact_resnet18_parameter_count():
     assert count_params(preact_resnet18(10)) == expected_preact_resnet18_params(10)
     assert 11.1e6 < count_params(preact_resnet18(10)) < 11.25e6
 
 
+@pytest.mark.slow
 def test_wrn_28_10_parameter_count(wrn):
     assert count_params(wrn) == expected_wrn_params(28, 10, 10) == 36_479_194
 
 
+@pytest.mark.slow
 def test_wrn_widths_and_dropout(wrn):
     convs = [m for m in wrn.modules() if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3)]
     assert sorted({m.out_channels for m in convs}) == [16, 160, 320, 640]
@@ -181,6 +187,7 @@ def test_fast_cnn_parameter_count():
     assert count_params(plain) == expected_fast_cnn_params(100, (16, 32), residual=False)
 
 
+@pytest.mark.slow
 def test_no_max_pool_in_cifar_resnets():
     for model in (cifar_resnet18(10), preact_resnet18(10)):
         assert not any(isinstance(m, nn.MaxPool2d) for m in model.modules())
@@ -188,6 +195,7 @@ def test_no_max_pool_in_cifar_resnets():
         assert stem.kernel_size == (3, 3) and stem.stride == (1, 1) and stem.out_channels == 64
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["fast_cnn", "resnet18", "fast_resnet"])
 def test_backward_reaches_every_parameter(name):
     torch.manual_seed(0)
@@ -202,6 +210,7 @@ def test_backward_reaches_every_parameter(name):
     assert any(float(p.grad.abs().sum()) > 0 for p in model.parameters())
 
 
+@pytest.mark.slow
 def test_fast_cnn_sgd_steps_fit_a_small_batch():
     # A few SGD steps on one fixed batch must lower its loss: the network trains, not just runs.
     torch.manual_seed(0)
@@ -230,6 +239,7 @@ def test_fast_cnn_channels_last_matches_contiguous():
     torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["resnet18", "preact_resnet18", "fast_cnn", "fast_resnet", "resnet18_imagenet"])
 def test_same_seed_gives_identical_init(name):
     torch.manual_seed(123)
@@ -261,6 +271,7 @@ def test_init_scheme():
     assert abs(float(weight.mean())) < 0.05 * expected_std
 
 
+@pytest.mark.slow
 def test_build_model_passes_keywords():
     model = build_model("wrn28_10", 10, dropout=0.0)
     assert not any(isinstance(m, nn.Dropout) for m in model.modules())
@@ -378,6 +389,7 @@ def test_photo_models_head_is_average_pool_then_one_linear(photo_models, name):
     torch.testing.assert_close(cams.mean(dim=(2, 3)) + model.fc.bias, logits, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_photo_model_parameter_counts():
     assert count_params(fast_resnet(10)) == expected_fast_resnet_params(10) == 1_235_714
     small = fast_resnet(7, widths=(16, 32), blocks_per_stage=(2, 1), stem_width=8)

@@ -25,6 +25,7 @@ def test_t_interval_by_hand() -> None:
     assert mean == 2.0 and half == pytest.approx(4.3027 / math.sqrt(3), abs=1e-4)
 
 
+@pytest.mark.slow
 def test_sign_flip_exact_values() -> None:
     assert ps.sign_flip_p([1.0, 2.0, 3.0, 4.0, 5.0]) == pytest.approx(2 / 32)  # only all-+ and all-−
     assert ps.sign_flip_p([1.0, -1.0]) == 1.0

@@ -266,6 +266,7 @@ def test_observe_updates_only_with_confusion_pairing_and_round_trips_through_sta
 # --------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_confusion_sources_follow_the_matrix():
     """Chi-square test of the sources of every target against ∝ E[a, class(j)] + 1e-4 (j != i).
 

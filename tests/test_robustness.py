@@ -177,6 +177,7 @@ def train_and_eval(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pyte
     return json.loads((run / "metrics.json").read_text()), json.loads(capsys.readouterr().out)
 
 
+@pytest.mark.slow
 def test_train_and_eval_report_the_same_corrupted_scores(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
@@ -188,6 +189,7 @@ def test_train_and_eval_report_the_same_corrupted_scores(
         assert evaluated[f"{name}_ece"] == pytest.approx(metrics[f"test_{name}_ece"], abs=1e-3)
 
 
+@pytest.mark.slow
 def test_robustness_images_limits_the_scored_images(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:

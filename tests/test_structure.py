@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Set, Tuple
 
+import pytest
+
 PROJECT = Path(__file__).resolve().parents[1]
 ROOT = PROJECT / "src" / "randsaliencymix"
 HARNESS = "randsaliencymix.harness"
@@ -111,6 +113,7 @@ def test_library_never_imports_the_harness() -> None:
     assert not wrong, wrong
 
 
+@pytest.mark.slow
 def test_importing_the_whole_library_loads_no_harness_module() -> None:
     """At run time too (a fresh interpreter): every library module imported, no harness module loaded."""
     names = sorted(
