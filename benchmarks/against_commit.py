@@ -54,7 +54,7 @@ for b, side in ((128, 32), (32, 224)):
         "NoMix": rsm.NoMix(num_classes=10),
         "MixUp": rsm.MixUp(num_classes=10),
         "CutMix(mode=sample)": rsm.CutMix(num_classes=10, mode="sample"),
-        "SaliencyMix(per_sample)": rsm.SaliencyMix(num_classes=10, mode="per_sample", **norm),
+        "SaliencyMix(per_sample)": rsm.SaliencyMix(num_classes=10, variant="per_sample", **norm),
         "RandSaliencyMix()": rsm.RandSaliencyMix(num_classes=10, **norm),
         "RandSaliencyMix(**SALIENCY_ON)": rsm.RandSaliencyMix(num_classes=10, **rsm.SALIENCY_ON, **norm),
     }
@@ -64,11 +64,13 @@ for b, side in ((128, 32), (32, 224)):
     rows[f"fine_grained B={b} {side}x{side}"] = timed(lambda: fine_grained(x8))
     rows[f"spectral_residual B={b} {side}x{side}"] = timed(lambda: spectral_residual(x8))
 
-# The command line by its module (python -m randsaliencymix), which every version has wherever its cli lives.
+# The command line by its module: python -m rsmix, or python -m randsaliencymix before the harness moved out.
 import subprocess
+import os
+cli = "rsmix" if os.path.isfile("rsmix/cli.py") else "randsaliencymix"
 for method in ("none", "randsaliencymix"):
     out = tempfile.mkdtemp() + "/run"
-    subprocess.run([sys.executable, "-m", "randsaliencymix", "train", "--data", "procedural:2304:16", "--epochs", "1",
+    subprocess.run([sys.executable, "-m", cli, "train", "--data", "procedural:2304:16", "--epochs", "1",
                     "--batch-size", "256", "--val-fraction", "0", "--method", method, "--threads", sys.argv[1],
                     "--precision", "fp32",
                     "--no-progress", "--out", out], check=True, stdout=subprocess.DEVNULL)

@@ -44,14 +44,14 @@ from typing import List, Tuple
 
 import torch
 
-from randsaliencymix import SALIENCY_ON, SelfCAMLabels
+from randsaliencymix import SALIENCY_ON, SelfCAMLabels, dataset_maps
 from randsaliencymix.cam import cam_and_logits
-from randsaliencymix.harness.data import dataset_maps, load_dataset
-from randsaliencymix.harness.methods import METHOD_NAMES, build_mixer
-from randsaliencymix.harness.models import MODEL_NAMES, build_model
-from randsaliencymix.harness.pipeline import AUGMENTS, DeviceLoader
-from randsaliencymix.harness.precision import PRECISIONS, autocast, cpu_bf16_flags, cpu_name
 from randsaliencymix.loss import soft_target_cross_entropy
+from rsmix.data import load_dataset
+from rsmix.methods import METHOD_NAMES, build_mixer
+from rsmix.models import MODEL_NAMES, build_model
+from rsmix.pipeline import AUGMENTS, DeviceLoader
+from rsmix.precision import PRECISIONS, autocast, cpu_bf16_flags, cpu_name
 
 # Training-set sizes for the time per epoch: CIFAR-10 and Imagenette less a 10% validation split.
 EPOCH_IMAGES = {32: 45_000, 128: 8_522}

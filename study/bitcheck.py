@@ -33,7 +33,9 @@ METHODS = {
 
 def run(src: Path, method: str, out: Path) -> Tuple[List[Dict], Dict[str, torch.Tensor]]:
     env = dict(os.environ, PYTHONPATH=str(src), OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "randsaliencymix.harness.cli", "train", "--data", "procedural:400:100",
+    # The command line's module: the top-level package rsmix, or before it the harness inside the library.
+    cli = "rsmix" if (src / "rsmix" / "cli.py").is_file() else "randsaliencymix.harness.cli"
+    cmd = [sys.executable, "-m", cli, "train", "--data", "procedural:400:100",
            "--batch-size", "32", "--model", "fast_cnn", "--threads", "1", "--no-progress", "--method", method,
            "--epochs", "2", "--precision", "bf16", "--channels-last", "--saliency", METHODS[method], "--out", str(out)]  # fmt: skip
     subprocess.run(cmd, env=env, check=True, capture_output=True)

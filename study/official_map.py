@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from randsaliencymix.harness.data import load_dataset
-from randsaliencymix.harness.pipeline import CIFAR10_MEAN, CIFAR10_STD
 from randsaliencymix.reference import opencv_saliency_hwc
 from randsaliencymix.saliency import fine_grained
+from rsmix.data import load_dataset
+from rsmix.pipeline import CIFAR10_MEAN, CIFAR10_STD
 
 
 def box_mass(maps: np.ndarray, rows: np.ndarray, cols: np.ndarray, side: int) -> np.ndarray:

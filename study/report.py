@@ -16,8 +16,8 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Sequence
 
-from randsaliencymix.harness.compare import mean_std_ci
-from randsaliencymix.harness.robustness import CORRUPTIONS
+from rsmix.compare import mean_std_ci
+from rsmix.robustness import CORRUPTIONS
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from blocks import fill_file

@@ -11,10 +11,11 @@ import pytest
 import torch
 
 import randsaliencymix.saliency as saliency_mod
-from randsaliencymix.harness import cli
-from randsaliencymix.harness.data import dataset_maps, load_dataset
-from randsaliencymix.harness.data.maps import images_digest
-from randsaliencymix.harness.pipeline import DeviceLoader
+from randsaliencymix import dataset_maps
+from randsaliencymix.saliency._cached import _images_digest as images_digest
+from rsmix import cli
+from rsmix.data import load_dataset
+from rsmix.pipeline import DeviceLoader
 
 pytestmark = pytest.mark.usefixtures("isolated_harness")
 
@@ -193,7 +194,7 @@ def test_cached_maps_without_augmentation_train_as_the_detector_on_each_batch(tm
 
 
 def test_cached_maps_with_augmentation_reach_the_operator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import randsaliencymix.harness.train as train_mod
+    import rsmix.train as train_mod
 
     received = []
     real = train_mod.build_mixer

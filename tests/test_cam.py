@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from randsaliencymix import cam_and_logits, class_activation_maps
-from randsaliencymix.harness.models import build_model, wide_resnet
 from randsaliencymix.saliency import cam_from_features
+from rsmix.models import build_model, wide_resnet
 
 N_CLASSES = 7
 
@@ -289,8 +289,8 @@ def test_gallery_shows_a_trained_runs_cam_maps_and_cam_operators(tmp_path, monke
     """rsmix show --checkpoint: the run's model gives the CAM columns (for its predicted class,
     with the run's normalisation) and RandSaliencyMix and GuidedMixup read those maps."""
     pytest.importorskip("matplotlib")
-    import randsaliencymix.harness.gallery as gallery_mod
-    from randsaliencymix.harness.cli import main
+    import rsmix.gallery as gallery_mod
+    from rsmix.cli import main
 
     monkeypatch.setenv("RSMIX_CACHE", str(tmp_path / "cache"))
     run = tmp_path / "run"
@@ -324,7 +324,7 @@ def test_gallery_shows_a_trained_runs_cam_maps_and_cam_operators(tmp_path, monke
 
 
 def test_gallery_refuses_a_missing_checkpoint(tmp_path, capsys):
-    from randsaliencymix.harness.cli import main
+    from rsmix.cli import main
 
     assert main(["show", "--checkpoint", str(tmp_path / "nothing"), "--out", str(tmp_path / "g.png")]) == 2
     assert "no checkpoint" in capsys.readouterr().err

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-import randsaliencymix.harness.data.args as args_mod
-import randsaliencymix.harness.train as train_mod
-from randsaliencymix.harness import cli, yamlio
-from randsaliencymix.harness.compare import parse_method, split_methods
+import rsmix.data.args as args_mod
+import rsmix.train as train_mod
+from rsmix import cli, yamlio
+from rsmix.compare import parse_method, split_methods
 
 DATA = "procedural:200:50"
 TINY = ["--data", DATA, "--precision", "fp32", "--epochs", "1", "--batch-size", "32", "--threads", "1"]

@@ -13,7 +13,7 @@ from typing import Dict, List
 import pytest
 import torch
 
-from randsaliencymix.harness import cli
+from rsmix import cli
 
 DATA = "procedural:300:100"
 TINY = ["--data", DATA, "--epochs", "1", "--batch-size", "32", "--threads", "1", "--precision", "fp32"]
@@ -97,7 +97,7 @@ def test_compare_writes_runs_tables_and_plots(study) -> None:
 
 
 def test_several_references_give_one_paired_column_each(study, tmp_path: Path) -> None:
-    from randsaliencymix.harness.compare import summarise
+    from rsmix.compare import summarise
 
     out = tmp_path / "copy"
     shutil.copytree(study[0], out)

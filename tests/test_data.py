@@ -26,8 +26,8 @@ import numpy as np
 import pytest
 import torch
 
-from randsaliencymix.harness import data as rdata
-from randsaliencymix.harness.data import (
+from rsmix import data as rdata
+from rsmix.data import (
     ArrayDataset,
     class_balanced_subset,
     download_cifar,
@@ -39,9 +39,9 @@ from randsaliencymix.harness.data import (
     train_val_indices,
     train_val_split,
 )
-from randsaliencymix.harness.data import decode as rdecode
-from randsaliencymix.harness.data.container import first_per_class
-from randsaliencymix.harness.errors import UsageError
+from rsmix.data import decode as rdecode
+from rsmix.data.container import first_per_class
+from rsmix.errors import UsageError
 
 Image = pytest.importorskip("PIL.Image")
 

@@ -13,9 +13,9 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from randsaliencymix.harness.data import ArrayDataset
-from randsaliencymix.harness.errors import UsageError
-from randsaliencymix.harness.pipeline import (
+from rsmix.data import ArrayDataset
+from rsmix.errors import UsageError
+from rsmix.pipeline import (
     CIFAR10_MEAN,
     CIFAR10_STD,
     RRC_RATIO,

@@ -52,8 +52,8 @@ def labels(b: int = 6) -> torch.Tensor:
 OPS: Dict[str, Callable[..., Any]] = {
     "MixUp": lambda **kw: MixUp(num_classes=K, **kw),
     "CutMix": lambda **kw: CutMix(num_classes=K, mode="sample", **kw),
-    "SaliencyMix-official": lambda **kw: SaliencyMix(num_classes=K, mode="official", **kw),
-    "SaliencyMix-per_sample": lambda **kw: SaliencyMix(num_classes=K, mode="per_sample", **kw),
+    "SaliencyMix-official": lambda **kw: SaliencyMix(num_classes=K, variant="official", **kw),
+    "SaliencyMix-per_sample": lambda **kw: SaliencyMix(num_classes=K, variant="per_sample", **kw),
     "RandSaliencyMix-on": lambda **kw: RandSaliencyMix(num_classes=K, **{**SALIENCY_ON, **kw}),
     "RandSaliencyMix-blend": lambda **kw: RandSaliencyMix(
         num_classes=K, **{**SALIENCY_ON, "eta": "beta", "mixup_prob": 0.3, **kw}
@@ -114,10 +114,10 @@ def _recording_detector(seen: list) -> Callable[[torch.Tensor], torch.Tensor]:
 
 
 GRAD_CASES = {
-    "SaliencyMix-official": lambda seen: SaliencyMix(num_classes=K, mode="official"),
-    "SaliencyMix-per_sample": lambda seen: SaliencyMix(num_classes=K, mode="per_sample"),
+    "SaliencyMix-official": lambda seen: SaliencyMix(num_classes=K, variant="official"),
+    "SaliencyMix-per_sample": lambda seen: SaliencyMix(num_classes=K, variant="per_sample"),
     "SaliencyMix-per_sample-callable": lambda seen: SaliencyMix(
-        num_classes=K, mode="per_sample", detector=_recording_detector(seen)
+        num_classes=K, variant="per_sample", detector=_recording_detector(seen)
     ),
     "RandSaliencyMix-on": lambda seen: RandSaliencyMix(num_classes=K, **SALIENCY_ON),
     "RandSaliencyMix-blend-spectral": lambda seen: RandSaliencyMix(
@@ -191,7 +191,7 @@ def test_official_saliencymix_takes_float64_and_half_images(dtype):
     pytest.importorskip("cv2")
     x = images(5, 20, 24, seed=4, dtype=dtype)
     y = labels(5)
-    op = SaliencyMix(num_classes=K, mode="official")
+    op = SaliencyMix(num_classes=K, variant="official")
     for seed in range(4):
         params = op.sample_params(x, generator=gen(seed))
         expected = _opencv_peak_box(x[int(params.perm[0])].float(), float(params.lam[0]))

@@ -297,7 +297,7 @@ def test_values_are_checked_only_where_values_are_checked() -> None:
 OPERATORS: Dict[str, Callable[[], Any]] = {
     "MixUp": lambda: MixUp(num_classes=K, mode="sample", p=0.7),
     "CutMix": lambda: CutMix(num_classes=K, mode="sample", p=0.7),
-    "SaliencyMix": lambda: SaliencyMix(num_classes=K, mode="per_sample", p=0.7),
+    "SaliencyMix": lambda: SaliencyMix(num_classes=K, variant="per_sample", p=0.7),
     "RandSaliencyMix hard, same place": lambda: RandSaliencyMix(
         num_classes=K, p=0.8, eta=1.0, mixup_prob=0.0, paste="same"
     ),
@@ -516,7 +516,7 @@ def test_random_choice_runs_each_detector_once_and_draws_as_with_given_maps() ->
 
     ops = [
         RandSaliencyMix(num_classes=4, p=1.0, tau_src=1.0, gamma=0.5, detector=detector),
-        SaliencyMix(num_classes=4, mode="per_sample", detector=detector),
+        SaliencyMix(num_classes=4, variant="per_sample", detector=detector),
         GuidedMixup(num_classes=4, p=1.0, detector=detector),
         RandSaliencyMix(num_classes=4, p=1.0, tau_src=1.0, detector="spectral"),  # another detector: its own maps
     ]

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from randsaliencymix import CutMix, GuidedMixup, RandomChoiceMix, spectral_residual
-from randsaliencymix.harness.methods import METHODS, build_mixer
+from rsmix.methods import METHODS, build_mixer
 
 SETTINGS = settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 K = 6

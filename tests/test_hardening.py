@@ -17,12 +17,12 @@ import pytest
 import torch
 
 import randsaliencymix.base as base_mod
-import randsaliencymix.harness.data.args as args_mod
+import rsmix.data.args as args_mod
 from randsaliencymix import CutMix, RandomChoiceMix, RandSaliencyMix, SaliencyMix
-from randsaliencymix.harness import cli
-from randsaliencymix.harness.compare import parse_method
-from randsaliencymix.harness.models import check_model_takes
-from randsaliencymix.harness.yamlio import load as yaml_load
+from rsmix import cli
+from rsmix.compare import parse_method
+from rsmix.models import check_model_takes
+from rsmix.yamlio import load as yaml_load
 from test_train import TINY, load_state
 
 DATA = "procedural:300:100"
@@ -109,7 +109,7 @@ def test_a_library_import_error_is_not_disguised(monkeypatch, tmp_path: Path) ->
     def broken(*args: Any, **kwargs: Any) -> None:
         raise ModuleNotFoundError("No module named 'randsaliencymix._gone'", name="randsaliencymix._gone")
 
-    import randsaliencymix.harness.train as train_mod
+    import rsmix.train as train_mod
 
     monkeypatch.setattr(train_mod, "train", broken)
     with pytest.raises(ModuleNotFoundError):
@@ -140,8 +140,8 @@ def test_an_image_size_that_cannot_fit_in_memory_is_one_line(size: int, tmp_path
 
 
 def test_decoding_a_folder_checks_the_memory_before_decoding(tmp_path: Path, monkeypatch) -> None:
-    from randsaliencymix.harness.data.decode import decode_all
-    from randsaliencymix.harness.errors import UsageError
+    from rsmix.data.decode import decode_all
+    from rsmix.errors import UsageError
 
     monkeypatch.setattr(args_mod, "available_memory", lambda: 2**20)
     with pytest.raises(UsageError, match="2 images at 1024x1024 need"):
@@ -265,7 +265,7 @@ def _read_only_under(monkeypatch: pytest.MonkeyPatch, root: Path) -> None:
         return real_mkstemp(*args, **kwargs)
 
     monkeypatch.setattr(pathlib.Path, "mkdir", mkdir)
-    monkeypatch.setattr("randsaliencymix.harness.files.tempfile.mkstemp", mkstemp)
+    monkeypatch.setattr("rsmix.files.tempfile.mkstemp", mkstemp)
 
 
 def test_a_read_only_out_is_one_line_for_compare_and_show(tmp_path: Path, monkeypatch, capsys) -> None:
@@ -292,10 +292,10 @@ def test_a_read_only_out_is_one_line_for_compare_and_show(tmp_path: Path, monkey
 def test_official_saliencymix_refuses_given_maps() -> None:
     x, y = torch.rand(4, 3, 16, 16), torch.arange(4)
     maps = torch.rand(4, 16, 16)
-    with pytest.raises(ValueError, match=r"mode='official'.*mode='per_sample'"):
-        SaliencyMix(mode="official", num_classes=4)(x, y, saliency=maps)
-    SaliencyMix(mode="per_sample", num_classes=4)(x, y, saliency=maps)  # reads them
-    SaliencyMix(mode="official", num_classes=4)(x, y)  # its own map
+    with pytest.raises(ValueError, match=r"variant='official'.*variant='per_sample'"):
+        SaliencyMix(variant="official", num_classes=4)(x, y, saliency=maps)
+    SaliencyMix(variant="per_sample", num_classes=4)(x, y, saliency=maps)  # reads them
+    SaliencyMix(variant="official", num_classes=4)(x, y)  # its own map
 
 
 def test_eval_refuses_images_of_another_size_than_the_run_trained_on(finished_run: Path, capsys) -> None:
@@ -303,11 +303,11 @@ def test_eval_refuses_images_of_another_size_than_the_run_trained_on(finished_ru
     capsys.readouterr()
     assert cli.main(["eval", "--checkpoint", str(finished_run), "--data", DATA]) == 0
     capsys.readouterr()
-    from randsaliencymix.harness.errors import UsageError
-    from randsaliencymix.harness.evaluate import evaluate_checkpoint
+    from rsmix.errors import UsageError
+    from rsmix.evaluate import evaluate_checkpoint
 
     with pytest.MonkeyPatch.context() as mp:  # the same data at 64 px ("64-px copies of its data")
-        import randsaliencymix.harness.evaluate as evaluate_mod
+        import rsmix.evaluate as evaluate_mod
 
         real = evaluate_mod.load_dataset
         mp.setattr(evaluate_mod, "load_dataset", lambda *a, **k: real(*a, **{**k, "size": 64}))

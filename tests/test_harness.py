@@ -16,15 +16,15 @@ from typing import Any, Dict, List
 import pytest
 import torch
 
-import randsaliencymix.harness.files as files_mod
-import randsaliencymix.harness.train as train_mod
-from randsaliencymix.harness import cli
-from randsaliencymix.harness.data import load_dataset, train_val_split
-from randsaliencymix.harness.errors import UsageError
-from randsaliencymix.harness.methods import METHOD_NAMES, METHODS, build_mixer, get_method
-from randsaliencymix.harness.pipeline import DeviceLoader
-from randsaliencymix.harness.runs import RunLock
+import rsmix.files as files_mod
+import rsmix.train as train_mod
 from randsaliencymix.mixing import NoMix
+from rsmix import cli
+from rsmix.data import load_dataset, train_val_split
+from rsmix.errors import UsageError
+from rsmix.methods import METHOD_NAMES, METHODS, build_mixer, get_method
+from rsmix.pipeline import DeviceLoader
+from rsmix.runs import RunLock
 
 DATA = "procedural:300:100"
 TINY = ["--data", DATA, "--precision", "fp32", "--batch-size", "32", "--threads", "1", "--no-progress", "--epochs", "1"]
@@ -193,7 +193,7 @@ def test_a_locked_run_folder_is_refused(tmp_path: Path, capsys) -> None:
 def test_killed_compare_takes_its_training_child_with_it(tmp_path: Path) -> None:
     out = tmp_path / "study"
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "randsaliencymix", "compare", "--data", "procedural:2000:10", "--epochs", "50",
+    cmd = [sys.executable, "-m", "rsmix", "compare", "--data", "procedural:2000:10", "--epochs", "50",
            "--batch-size", "32", "--threads", "1", "--methods", "none", "--seeds", "0", "--out", str(out)]  # fmt: skip
     parent = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     run = out / "runs" / "none_s0"
@@ -382,7 +382,7 @@ def test_registry_rejects_unknown_methods_and_options() -> None:
         build_mixer("cutmix", 10, {"bogus": 1})
     with pytest.raises(UsageError, match="alpha"):
         build_mixer("mixup", 10, {"alpha": -1.0})
-    assert "mode" not in METHODS["saliencymix"].option_names()
+    assert "variant" not in METHODS["saliencymix"].option_names()
     assert "mean" not in METHODS["randsaliencymix"].option_names()
 
 
@@ -405,7 +405,7 @@ def test_saliency_source_from_the_run_equals_the_operators_own_detector(tmp_path
 
 
 def test_cam_source_and_confusion_pairing_resume_exactly(tmp_path: Path, monkeypatch) -> None:
-    import randsaliencymix.harness.checkpoint as checkpoint_mod
+    import rsmix.checkpoint as checkpoint_mod
 
     flags = ["--method", "randsaliencymix", "--epochs", "3", "--saliency", "cam", "--mix-opt", "tau_src=1",
              "--mix-opt", "pairing=confusion"]  # fmt: skip

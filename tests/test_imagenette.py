@@ -21,10 +21,10 @@ import numpy as np
 import pytest
 import torch
 
-from randsaliencymix.harness import cli
-from randsaliencymix.harness.data import folders, load_dataset
-from randsaliencymix.harness.errors import UsageError
-from randsaliencymix.harness.train import TrainConfig, _check_resumable, load_splits
+from rsmix import cli
+from rsmix.data import folders, load_dataset
+from rsmix.errors import UsageError
+from rsmix.train import TrainConfig, _check_resumable, load_splits
 
 PIL = pytest.importorskip("PIL.Image")
 
@@ -209,7 +209,7 @@ def imagenette_slice(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_train_and_eval_end_to_end_at_64px(
     imagenette_slice: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
-    import randsaliencymix.harness.evaluate as evaluate
+    import rsmix.evaluate as evaluate
 
     run = tmp_path / "run"
     args = ["train", "--data", str(imagenette_slice), "--image-size", "64", "--model", "fast_resnet"]

@@ -296,7 +296,7 @@ def check_centred_box_rule(params: MixParams, h: int, w: int) -> None:
     give_maps=st.booleans(),
 )
 def test_saliencymix_invariants(batch, alpha, p, mode, detector, give_maps):
-    op = SaliencyMix(alpha=alpha, num_classes=K, p=p, mode=mode, detector=detector, label_smoothing=batch["smoothing"])
+    op = SaliencyMix(alpha=alpha, num_classes=K, p=p, variant=mode, detector=detector, label_smoothing=batch["smoothing"])
     x = batch["x"]
     maps = batch["maps"] if give_maps and mode != "official" else None  # official computes its own map
     _, _, params = run_and_check(op, x, batch["y"], maps=maps, seed=batch["seed"], label_smoothing=batch["smoothing"])
@@ -423,9 +423,9 @@ MIX_OPS: Dict[str, Callable[[], object]] = {
     "mixup_sample": lambda: MixUp(num_classes=K, mode="sample", p=0.7),
     "cutmix_batch": lambda: CutMix(num_classes=K),
     "cutmix_sample": lambda: CutMix(num_classes=K, mode="sample", p=0.7),
-    "saliencymix_official": lambda: SaliencyMix(num_classes=K, mode="official"),
-    "saliencymix_per_sample": lambda: SaliencyMix(num_classes=K, mode="per_sample"),
-    "saliencymix_spectral": lambda: SaliencyMix(num_classes=K, mode="per_sample", detector="spectral"),
+    "saliencymix_official": lambda: SaliencyMix(num_classes=K, variant="official"),
+    "saliencymix_per_sample": lambda: SaliencyMix(num_classes=K, variant="per_sample"),
+    "saliencymix_spectral": lambda: SaliencyMix(num_classes=K, variant="per_sample", detector="spectral"),
     "rsm_default": lambda: RandSaliencyMix(num_classes=K),
     "rsm_design": lambda: design_rsm(),
     "rsm_area_blend": lambda: RandSaliencyMix(
@@ -599,9 +599,9 @@ def test_batch_mode_one_draw_sample_mode_varies():
         assert 0 < int(ps.applied.sum()) < 32
         if cls is CutMix:
             assert len({tuple(b) for b in ps.dst_boxes.tolist()}) > 1
-    po = SaliencyMix(num_classes=K, mode="official").sample_params(x, generator=mix_gen(1))
+    po = SaliencyMix(num_classes=K, variant="official").sample_params(x, generator=mix_gen(1))
     assert bool((po.lam == po.lam[0]).all()) and bool((po.dst_boxes == po.dst_boxes[0]).all())
-    pp = SaliencyMix(num_classes=K, mode="per_sample").sample_params(x, generator=mix_gen(1))
+    pp = SaliencyMix(num_classes=K, variant="per_sample").sample_params(x, generator=mix_gen(1))
     assert len(set(pp.lam.tolist())) > 1
     pr = design_rsm().sample_params(x, generator=mix_gen(1))
     assert len(set(pr.lam.tolist())) > 1
@@ -660,7 +660,7 @@ def test_saliencymix_official_matches_authors(source):
         x = mix_images(12, 6, 3, 28, 20)
     b = x.shape[0]
     y = torch.arange(b) % K
-    op = SaliencyMix(num_classes=K, mode="official", p=1.0)
+    op = SaliencyMix(num_classes=K, variant="official", p=1.0)
     for seed in range(8):
         params = op.sample_params(x, generator=mix_gen(seed))
         perm = params.perm
@@ -699,7 +699,7 @@ def peak_box(q_map: np.ndarray, lam: float, height: int, width: int):
 def test_saliencymix_per_sample_boxes_on_source_peaks(b, h, w, seed, alpha):
     x = mix_images(seed, b, 3, h, w)
     maps = mix_maps(seed, b, h, w)
-    op = SaliencyMix(num_classes=K, mode="per_sample", alpha=alpha)
+    op = SaliencyMix(num_classes=K, variant="per_sample", alpha=alpha)
     params = op.sample_params(x, generator=mix_gen(seed), saliency=maps)
     q = (maps * 255).to(torch.uint8).numpy()
     for i in range(b):
@@ -712,7 +712,7 @@ def test_saliencymix_per_sample_detector_is_opencv_on_uint8():
     """Without given maps, per_sample uses each source's correct map (OpenCV's, for uint8 RGB)."""
     cv2 = pytest.importorskip("cv2")
     x = mix_images(21, 6, 3, 24, 24, torch.uint8)
-    op = SaliencyMix(num_classes=K, mode="per_sample")
+    op = SaliencyMix(num_classes=K, variant="per_sample")
     params = op.sample_params(x, generator=mix_gen(0))
     for i in range(6):
         src = x[int(params.perm[i])].permute(1, 2, 0).numpy()[..., ::-1]  # RGB -> BGR for OpenCV
@@ -984,7 +984,7 @@ def test_cli_show_writes_png(tmp_path):
     pytest.importorskip("matplotlib")
     pytest.importorskip("skimage")
     pytest.importorskip("cv2")
-    from randsaliencymix.harness.cli import main
+    from rsmix.cli import main
 
     out = tmp_path / "g.png"
     assert main(["show", "--out", str(out), "--size", "48"]) == 0
@@ -992,7 +992,7 @@ def test_cli_show_writes_png(tmp_path):
 
 
 def test_cli_missing_images_folder(tmp_path, capsys):
-    from randsaliencymix.harness.cli import main
+    from rsmix.cli import main
 
     assert main(["show", "--out", str(tmp_path / "g.png"), "--images", str(tmp_path / "missing")]) == 2
     assert "error" in capsys.readouterr().err

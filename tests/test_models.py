@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from randsaliencymix.harness.models import (
+from rsmix.models import (
     MODEL_NAMES,
     FastCNN,
     FastResNet,

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from randsaliencymix import CutMix, GuidedMixup, RandomChoiceMix, RandSaliencyMix, cam_and_logits
-from randsaliencymix.harness.models import build_model
+from rsmix.models import build_model
 
 K = 5
 _READS = ("item", "tolist", "__bool__", "__int__", "__float__", "__index__", "nonzero", "cpu", "numpy")

@@ -7,8 +7,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from randsaliencymix.harness.models import build_model
-from randsaliencymix.harness.occlusion import occlude, occlusion_errors, random_windows, salient_windows, source_maps
+from rsmix.models import build_model
+from rsmix.occlusion import occlude, occlusion_errors, random_windows, salient_windows, source_maps
 
 
 @settings(max_examples=40, deadline=None)
@@ -85,7 +85,7 @@ def test_the_centre_window_is_the_centre_one_for_every_image() -> None:
         seen.append(boxes.clone())
         return occlude(images_u8, boxes, fill)
 
-    import randsaliencymix.harness.occlusion as occlusion_mod
+    import rsmix.occlusion as occlusion_mod
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(occlusion_mod, "occlude", spy)

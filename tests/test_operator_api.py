@@ -12,8 +12,8 @@ from torch import nn
 
 import randsaliencymix
 from randsaliencymix import CutMix, Mixer, MixUp, RandomChoiceMix, SaliencyMix, apply_mix
-from randsaliencymix.harness.methods import build_mixer
 from randsaliencymix.integrations.timm import Mixup
+from rsmix.methods import build_mixer
 
 K = 4
 
@@ -74,8 +74,8 @@ def test_module_apply_walks_a_composite_operator() -> None:
 
 def test_saliencymix_defaults_to_the_per_sample_method_and_the_cli_keeps_the_official_one() -> None:
     op = SaliencyMix()
-    assert op.mode == "per_sample" and op.uses_saliency
+    assert op.variant == "per_sample" and op.uses_saliency
     official = build_mixer("saliencymix", K, {})
-    assert isinstance(official, SaliencyMix) and official.mode == "official"
+    assert isinstance(official, SaliencyMix) and official.variant == "official"
     per_sample = build_mixer("saliencymix_per_sample", K, {})
-    assert isinstance(per_sample, SaliencyMix) and per_sample.mode == "per_sample"
+    assert isinstance(per_sample, SaliencyMix) and per_sample.variant == "per_sample"

@@ -29,7 +29,7 @@ import pytest
 import torch
 
 import randsaliencymix
-from randsaliencymix.harness import cli
+from rsmix import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 VERSION = randsaliencymix.__version__
@@ -68,8 +68,9 @@ def test_build_gives_sdist_and_wheel_with_every_module(dist: Dict[str, Path]) ->
     sources = {str(p.relative_to(ROOT / "src").as_posix()) for p in (ROOT / "src").rglob("*.py")}
     sources.add("randsaliencymix/py.typed")
     assert sources <= names, sources - names
+    assert "rsmix/__main__.py" in names and "rsmix/cli.py" in names  # the harness ships beside the library
     assert f"Version: {VERSION}\n" in metadata and "Requires-Dist: torch" in metadata
-    assert "rsmix = randsaliencymix.harness.cli:main" in entry_points
+    assert "rsmix = rsmix.cli:main" in entry_points
     assert "License-Expression: MIT\n" in metadata and f"{info}/licenses/LICENSE" in names
     with tarfile.open(dist["sdist"]) as sdist:
         members = {m.split("/", 1)[1] for m in sdist.getnames() if "/" in m}
@@ -141,13 +142,14 @@ def test_version_is_written_once_and_shown_by_the_cli(capsys: pytest.CaptureFixt
         "integrations._patches",
         "apply",
         "params",
-        "harness.data.maps",
-        "harness.models",
+        "saliency._cached",
         "saliency",
+        "rsmix.models",
+        "rsmix.data",
     ],
 )
 def test_new_modules_list_their_public_definitions(module: str) -> None:
-    mod = importlib.import_module(f"randsaliencymix.{module}")
+    mod = importlib.import_module(module if module.startswith("rsmix") else f"randsaliencymix.{module}")
     defined = {
         name
         for name, value in vars(mod).items()

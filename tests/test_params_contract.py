@@ -239,8 +239,8 @@ OPERATORS: List[Tuple[str, Callable[[], Any]]] = [
     ("MixUp sample", lambda: MixUp(num_classes=K, mode="sample", p=0.7)),
     ("CutMix batch", lambda: CutMix(num_classes=K)),
     ("CutMix sample", lambda: CutMix(num_classes=K, mode="sample", p=0.7)),
-    ("SaliencyMix official", lambda: SaliencyMix(num_classes=K, mode="official")),
-    ("SaliencyMix per_sample", lambda: SaliencyMix(num_classes=K, mode="per_sample")),
+    ("SaliencyMix official", lambda: SaliencyMix(num_classes=K, variant="official")),
+    ("SaliencyMix per_sample", lambda: SaliencyMix(num_classes=K, variant="per_sample")),
     ("RandSaliencyMix", lambda: RandSaliencyMix(num_classes=K, p=1.0)),
     (
         "RandSaliencyMix shifted blends, noise, confusion",

@@ -13,14 +13,14 @@ from typing import Any, List
 import pytest
 import torch
 
-import randsaliencymix.harness.checkpoint as checkpoint_mod
-import randsaliencymix.harness.precision as precision_mod
-import randsaliencymix.harness.train as train_mod
-from randsaliencymix.harness import cli
-from randsaliencymix.harness.config import TrainConfig
-from randsaliencymix.harness.errors import UsageError
-from randsaliencymix.harness.evaluate import evaluate_checkpoint, predict
-from randsaliencymix.harness.models import build_model
+import rsmix.checkpoint as checkpoint_mod
+import rsmix.precision as precision_mod
+import rsmix.train as train_mod
+from rsmix import cli
+from rsmix.config import TrainConfig
+from rsmix.errors import UsageError
+from rsmix.evaluate import evaluate_checkpoint, predict
+from rsmix.models import build_model
 from test_train import TINY, assert_same_run, load_state, read_log
 
 DATA = "procedural:300:100"

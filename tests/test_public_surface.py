@@ -22,12 +22,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _library_modules():
-    """Every module of the package but the harness (and ``__main__``), without importing the harness."""
+    """Every module of the library package."""
     names, packages = ["randsaliencymix"], [("randsaliencymix", randsaliencymix.__path__)]
     while packages:
         prefix, path = packages.pop()
         for info in pkgutil.iter_modules(path, prefix + "."):
-            if info.name in ("randsaliencymix.harness", "randsaliencymix.__main__"):
+            if info.name == "randsaliencymix.__main__":
                 continue
             names.append(info.name)
             if info.ispkg:

@@ -11,8 +11,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from randsaliencymix.harness import cli
-from randsaliencymix.harness.robustness import (
+from rsmix import cli
+from rsmix.robustness import (
     CORRUPTIONS,
     contrast,
     corrupt,
@@ -22,7 +22,7 @@ from randsaliencymix.harness.robustness import (
     jpeg,
     occlude,
 )
-from randsaliencymix.harness.train import TrainConfig, UsageError
+from rsmix.train import TrainConfig, UsageError
 
 
 def images(n: int = 6, c: int = 3, h: int = 32, w: int = 32, seed: int = 0) -> torch.Tensor:

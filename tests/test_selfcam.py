@@ -102,8 +102,8 @@ def one_step(op, model, x, y, kappa=0.5, **kw):
 OPERATORS: Dict[str, Callable[[], nn.Module]] = {
     "cutmix-batch": lambda: CutMix(num_classes=K),
     "cutmix-sample": lambda: CutMix(num_classes=K, mode="sample"),
-    "saliencymix-per-sample": lambda: SaliencyMix(num_classes=K, mode="per_sample"),
-    "saliencymix-official": lambda: SaliencyMix(num_classes=K, mode="official"),
+    "saliencymix-per-sample": lambda: SaliencyMix(num_classes=K, variant="per_sample"),
+    "saliencymix-official": lambda: SaliencyMix(num_classes=K, variant="official"),
     "randsaliencymix": lambda: RandSaliencyMix(num_classes=K, p=1.0, tau_src=1.0, tau_dst=1.0, gamma=0.5),
     "randsaliencymix-noise": lambda: RandSaliencyMix(num_classes=K, p=1.0, patch_noise=0.3, label_smoothing=0.1),
     "guidedmixup": lambda: GuidedMixup(num_classes=K, p=1.0),
@@ -253,7 +253,7 @@ def test_zoo_models_and_a_ddp_wrapper(tmp_path) -> None:
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel
 
-    from randsaliencymix.harness.models import build_model
+    from rsmix.models import build_model
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -15,9 +15,9 @@ import pytest
 import torch
 from PIL import Image
 
-from randsaliencymix.harness import cli
-from randsaliencymix.harness.data import load_dataset
-from randsaliencymix.harness.errors import UsageError
+from rsmix import cli
+from rsmix.data import load_dataset
+from rsmix.errors import UsageError
 
 CLASSES = ("dog", "cat", "bird")  # written unsorted: classes come out sorted
 

@@ -1,7 +1,7 @@
-"""The package's structure: two layers, the library at the top of the package and the training harness
-in ``randsaliencymix.harness`` (the library never imports the harness); no import cycle among its
-modules (module-level or inside functions); every module path the README and the examples name
-resolves."""
+"""The distribution's structure: two packages, the library ``randsaliencymix`` and the training
+harness ``rsmix``. The library never imports the harness; the harness uses only the library's public
+API (its public modules' ``__all__``); no import cycle among the modules (module-level or inside
+functions); every module path the README, the docs and the examples name resolves."""
 
 from __future__ import annotations
 
@@ -17,22 +17,33 @@ from typing import Dict, List, Set, Tuple
 import pytest
 
 PROJECT = Path(__file__).resolve().parents[1]
-ROOT = PROJECT / "src" / "randsaliencymix"
-HARNESS = "randsaliencymix.harness"
-# ``python -m randsaliencymix`` runs the command line, which is the harness's: the one module outside
-# the harness that may import it (and nothing imports it).
-ENTRY_POINT = "randsaliencymix.__main__"
+SRC = PROJECT / "src"
+LIBRARY = "randsaliencymix"
+HARNESS = "rsmix"
+# The library's public modules (tests/test_public_surface.py checks each says so in its docstring).
+PUBLIC = {
+    "randsaliencymix",
+    "randsaliencymix.saliency",
+    "randsaliencymix.reference",
+    "randsaliencymix.integrations.timm",
+    "randsaliencymix.integrations.lightning",
+}
 
 
 def _module_name(path: Path) -> str:
-    parts = list(path.relative_to(ROOT.parent).with_suffix("").parts)
+    parts = list(path.relative_to(SRC).with_suffix("").parts)
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def _imports(path: Path, name: str) -> Set[str]:
-    """The package modules ``path`` imports anywhere in it (relative or absolute)."""
+def _ours(name: str) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in (LIBRARY, HARNESS))
+
+
+def _import_edges(path: Path, name: str) -> List[Tuple[str, str]]:
+    """(module, imported name or "") for every import of our packages in ``path``, anywhere in it
+    (relative or absolute): ``from m import a`` gives (m, "a"), ``import m`` gives (m, "")."""
     package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
-    found: Set[str] = set()
+    found: List[Tuple[str, str]] = []
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.ImportFrom):
             if node.level:
@@ -41,18 +52,28 @@ def _imports(path: Path, name: str) -> Set[str]:
                 target = ".".join(base + ([node.module] if node.module else []))
             else:
                 target = node.module or ""
-            if target.startswith("randsaliencymix"):
-                found.add(target)
-                for alias in node.names:  # "from . import yamlio" imports a module
-                    found.add(f"{target}.{alias.name}")
+            if _ours(target):
+                found.extend((target, alias.name) for alias in node.names)
         elif isinstance(node, ast.Import):
-            found.update(a.name for a in node.names if a.name.startswith("randsaliencymix"))
+            found.extend((a.name, "") for a in node.names if _ours(a.name))
     return found
 
 
+def _paths() -> Dict[str, Path]:
+    return {_module_name(p): p for package in (LIBRARY, HARNESS) for p in (SRC / package).rglob("*.py")}
+
+
 def _graph() -> Dict[str, Set[str]]:
-    paths = {_module_name(p): p for p in ROOT.rglob("*.py")}
-    return {name: {t for t in _imports(path, name) if t in paths and t != name} for name, path in paths.items()}
+    paths = _paths()
+    graph: Dict[str, Set[str]] = {}
+    for name, path in paths.items():
+        targets: Set[str] = set()
+        for module, attr in _import_edges(path, name):
+            targets.add(module)
+            if attr:
+                targets.add(f"{module}.{attr}")  # "from . import yamlio" imports a module
+        graph[name] = {t for t in targets if t in paths and t != name}
+    return graph
 
 
 def _cycle(graph: Dict[str, Set[str]], ignore_packages: bool) -> List[str]:
@@ -88,8 +109,8 @@ def _cycle(graph: Dict[str, Set[str]], ignore_packages: bool) -> List[str]:
 
 def test_no_import_cycle_between_modules() -> None:
     graph = _graph()
-    assert "randsaliencymix.harness.train" in graph and "randsaliencymix.harness.evaluate" in graph
-    assert "randsaliencymix.harness.train" not in graph["randsaliencymix.harness.evaluate"]  # the cycle of issue 18
+    assert "rsmix.train" in graph and "rsmix.evaluate" in graph
+    assert "rsmix.train" not in graph["rsmix.evaluate"]  # the cycle of issue 18
     cycle = _cycle(graph, ignore_packages=True)
     assert not cycle, " -> ".join(cycle)
 
@@ -102,15 +123,49 @@ def test_library_never_imports_the_harness() -> None:
     graph = _graph()
     harness = {name for name in graph if _in_harness(name)}
     library = set(graph) - harness
-    # Both layers are where the README's layout says they are.
-    assert {f"{HARNESS}.cli", f"{HARNESS}.train", f"{HARNESS}.data", f"{HARNESS}.models"} <= harness
+    # Both packages are where the README's layout says they are.
+    assert {
+        f"{HARNESS}.cli",
+        f"{HARNESS}.__main__",
+        f"{HARNESS}.train",
+        f"{HARNESS}.data",
+        f"{HARNESS}.models",
+    } <= harness
     assert {"randsaliencymix", "randsaliencymix.base", "randsaliencymix.saliency", "randsaliencymix.collate"} <= library
-    assert graph[ENTRY_POINT] == {f"{HARNESS}.cli"}
-    assert not any(ENTRY_POINT in targets for targets in graph.values())
-    wrong = sorted(
-        f"{name} imports {target}" for name in library - {ENTRY_POINT} for target in graph[name] if _in_harness(target)
-    )
+    wrong = sorted(f"{name} imports {target}" for name in library for target in graph[name] if _in_harness(target))
     assert not wrong, wrong
+
+
+def test_the_harness_uses_only_the_librarys_public_api() -> None:
+    """Every import of the library from the harness names a public module and, for ``from m import
+    a``, a name in ``m.__all__``; no harness source reaches a private name through an attribute."""
+    wrong = []
+    seen = 0
+    for name, path in sorted(_paths().items()):
+        if not _in_harness(name):
+            continue
+        for module, attr in _import_edges(path, name):
+            if _in_harness(module):
+                continue
+            seen += 1
+            if module not in PUBLIC:
+                wrong.append(f"{name} imports the internal module {module}")
+            elif attr and attr != "__version__" and attr not in importlib.import_module(module).__all__:
+                wrong.append(f"{name} imports {module}.{attr}, which is not in its __all__")
+        text = path.read_text(encoding="utf-8")
+        wrong.extend(f"{name} names {m}" for m in re.findall(r"randsaliencymix(?:\.\w+)*\._\w+", text))
+    assert seen >= 10, seen  # the harness does use the library
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_public_api_check_catches_an_internal_import(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.py"
+    bad.write_text("from randsaliencymix._random import pick_generator\nfrom randsaliencymix import geometry\n")
+    edges = _import_edges(bad, "rsmix.bad")
+    assert ("randsaliencymix._random", "pick_generator") in edges and ("randsaliencymix", "geometry") in edges
+    assert (
+        "randsaliencymix._random" not in PUBLIC and "geometry" not in importlib.import_module("randsaliencymix").__all__
+    )
 
 
 @pytest.mark.slow
@@ -119,7 +174,7 @@ def test_importing_the_whole_library_loads_no_harness_module() -> None:
     names = sorted(
         name
         for name in _graph()
-        if not _in_harness(name) and name not in (ENTRY_POINT, "randsaliencymix.reference")  # reference: OpenCV
+        if not _in_harness(name) and name != "randsaliencymix.reference"  # reference: OpenCV
     )
     code = (
         "import importlib, sys\n"
@@ -141,8 +196,8 @@ DOCUMENTS = [
     *sorted((PROJECT / "docs").glob("*.md")),
     *sorted((PROJECT / "examples").glob("*.py")),
 ]
-_FROM_IMPORT = re.compile(r"from\s+(randsaliencymix[\w.]*)\s+import\s+(\([^)]*\)|[^\n`\"]*)")
-_DOTTED = re.compile(r"(?<![\w/.-])randsaliencymix(?:\.\w+)+")
+_FROM_IMPORT = re.compile(r"from\s+((?:randsaliencymix|rsmix)[\w.]*)\s+import\s+(\([^)]*\)|[^\n`\"]*)")
+_DOTTED = re.compile(r"(?<![\w/.-])(?:randsaliencymix|rsmix)(?:\.\w+)+")
 
 
 def _named() -> List[Tuple[str, str, str]]:
@@ -191,6 +246,5 @@ def test_every_module_path_the_readme_docs_and_examples_name_resolves() -> None:
     # The README's public imports and the harness paths its prose names are all found.
     assert ("README.md", "randsaliencymix", "RandSaliencyMix") in named
     assert ("README.md", "randsaliencymix.integrations.timm", "Mixup") in named
-    assert ("README.md", "randsaliencymix.harness.data.dataset_maps", "") in named
-    assert ("README.md", "randsaliencymix.harness.pipeline.DeviceLoader", "") in named
+    assert ("README.md", "randsaliencymix.dataset_maps", "") in named
     assert any(doc.endswith(".py") for doc, _, _ in named)

@@ -41,7 +41,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT", "RSMIX_PARENT_PID"):
         env.pop(name, None)
     subprocess.run(
-        [sys.executable, "-m", "randsaliencymix", "train", "--data", TINY, "--model", "fast_cnn", "--epochs", "1",
+        [sys.executable, "-m", "rsmix", "train", "--data", TINY, "--model", "fast_cnn", "--epochs", "1",
          "--batch-size", "32", "--threads", "1", "--no-progress", "--precision", "fp32", "--out", str(out)],
         check=True, env=env, capture_output=True, timeout=300,
     )  # fmt: skip

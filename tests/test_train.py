@@ -1,7 +1,7 @@
 """End-to-end tests of ``rsmix train`` and ``rsmix eval``: real, tiny training runs on the CPU.
 
 Nothing of the training loop is mocked. Where a test needs to see inside a run it wraps a
-function of ``randsaliencymix.harness.train`` (a spy that calls the real one) or injects a crash.
+function of ``rsmix.train`` (a spy that calls the real one) or injects a crash.
 """
 
 from __future__ import annotations
@@ -21,12 +21,12 @@ from typing import Any, Dict, List
 import pytest
 import torch
 
-import randsaliencymix.harness.checkpoint as checkpoint_mod
-import randsaliencymix.harness.files as files_mod
-import randsaliencymix.harness.train as train_mod
-from randsaliencymix.harness import cli
-from randsaliencymix.harness.provenance import read_predictions
+import rsmix.checkpoint as checkpoint_mod
+import rsmix.files as files_mod
+import rsmix.train as train_mod
 from randsaliencymix.mixing import MixUp
+from rsmix import cli
+from rsmix.provenance import read_predictions
 
 DATA = "procedural:300:100"
 TINY = [
@@ -306,7 +306,7 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path: Path, uninterr
     out = tmp_path / "killed"
     checkpoint = out / "checkpoint.pt"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "randsaliencymix", "train", *RESUME, "--out", str(out)],
+        [sys.executable, "-m", "rsmix", "train", *RESUME, "--out", str(out)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         env=os.environ.copy(),
@@ -403,11 +403,11 @@ def test_atomic_write_keeps_the_old_file_when_interrupted(tmp_path: Path, monkey
 # ------------------------------------------------------------------------------------------
 
 _DDP_DRIVER = '''\
-"""`python -m randsaliencymix ARGS` under torchrun, keeping each rank's model to compare ranks."""
+"""`python -m rsmix ARGS` under torchrun, keeping each rank's model to compare ranks."""
 import os, runpy, sys
 import torch
 import torch.distributed as dist
-import randsaliencymix.harness.train as T
+import rsmix.train as T
 
 made = []
 real = T.build_model
@@ -416,10 +416,10 @@ def keep(*args, **kwargs):
     return made[-1]
 T.build_model = keep
 
-sys.argv = ["randsaliencymix"] + sys.argv[1:]
+sys.argv = ["rsmix"] + sys.argv[1:]
 result_dir = __import__("pathlib").Path(os.environ["RSMIX_TEST_RESULTS"])
 try:
-    runpy.run_module("randsaliencymix", run_name="__main__", alter_sys=True)
+    runpy.run_module("rsmix", run_name="__main__", alter_sys=True)
     code = 0
 except SystemExit as exc:
     code = exc.code
@@ -484,7 +484,7 @@ def test_torchrun_two_cpu_processes(tmp_path: Path) -> None:
     # between the broadcasts at each forward, so only parameters are compared).
     ranks = [torch.load(results / f"rank{r}.pt", weights_only=False) for r in (0, 1)]
     assert [(r["rank"], r["world"], r["code"]) for r in ranks] == [(0, 2, 0), (1, 2, 0)]
-    from randsaliencymix.harness.models import build_model
+    from rsmix.models import build_model
 
     params = [name for name, _ in build_model("fast_cnn", 10).named_parameters()]
     assert params

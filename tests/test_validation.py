@@ -48,8 +48,8 @@ def _exact(msg: str) -> str:
 OPS: Dict[str, Callable[..., Any]] = {
     "MixUp": lambda **kw: MixUp(**{"num_classes": K, **kw}),
     "CutMix": lambda **kw: CutMix(**{"num_classes": K, **kw}),
-    "SaliencyMix-official": lambda **kw: SaliencyMix(**{"num_classes": K, "mode": "official", **kw}),
-    "SaliencyMix-per_sample": lambda **kw: SaliencyMix(**{"num_classes": K, "mode": "per_sample", **kw}),
+    "SaliencyMix-official": lambda **kw: SaliencyMix(**{"num_classes": K, "variant": "official", **kw}),
+    "SaliencyMix-per_sample": lambda **kw: SaliencyMix(**{"num_classes": K, "variant": "per_sample", **kw}),
     "RandSaliencyMix": lambda **kw: RandSaliencyMix(**{"num_classes": K, **kw}),
     "RandomChoiceMix": lambda **kw: RandomChoiceMix([MixUp(), CutMix()], **{"num_classes": K, **kw}),
     "NoMix": lambda **kw: NoMix(**{"num_classes": K, **kw}),
@@ -435,7 +435,7 @@ def test_beta_blend_and_eps_must_be_positive(arg, value):
 CHOICES = [
     ("MixUp", "mode", "sample_wise", ("batch", "sample")),
     ("CutMix", "mode", "official", ("batch", "sample")),
-    ("SaliencyMix-official", "mode", "batch", ("official", "per_sample")),
+    ("SaliencyMix-official", "variant", "batch", ("official", "per_sample")),
     ("RandomChoiceMix", "mode", "elementwise", ("batch", "sample")),
     ("RandSaliencyMix", "source", "random", ("saliency", "peak", "uniform")),
     ("RandSaliencyMix", "paste", "anywhere", ("anti_saliency", "same", "uniform", "saliency")),
@@ -696,7 +696,7 @@ def test_valid_inputs_are_accepted(op_name):
     x = _x()
     gen = torch.Generator().manual_seed(0)
     # Maps for every operator that reads them (the official SaliencyMix computes its own and refuses given ones).
-    maps = None if getattr(op, "mode", None) == "official" else torch.rand(B, H, W)
+    maps = None if getattr(op, "variant", None) == "official" else torch.rand(B, H, W)
     xm, ym = op(x, _y(), generator=gen, perm=torch.arange(B).flip(0), saliency=maps)
     assert xm.shape == x.shape and ym.shape == (B, K)
     probs = torch.full((B, K), 1.0 / K)

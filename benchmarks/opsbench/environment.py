@@ -14,7 +14,7 @@ from typing import List, Tuple
 import numpy as np
 import torch
 
-from randsaliencymix.harness.precision import cpu_name
+from rsmix.precision import cpu_name
 
 ROOT = Path(__file__).resolve().parents[2]  # the project
 

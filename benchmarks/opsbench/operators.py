@@ -91,7 +91,7 @@ def operator_rows() -> List[Row]:
         return maps_call(build)
 
     def cam_build(ctx):
-        from randsaliencymix.harness.models import build_model
+        from rsmix.models import build_model
 
         torch.manual_seed(0)
         model = build_model("fast_resnet", k).to(ctx["device"]).train()
@@ -142,16 +142,16 @@ def operator_rows() -> List[Row]:
         ),
         Row(
             "smix_off",
-            '`SaliencyMix(mode="official")` (1 OpenCV map / batch)',
+            '`SaliencyMix(variant="official")` (1 OpenCV map / batch)',
             "operator",
-            op_call(lambda: rsm.SaliencyMix(num_classes=k, mode="official", **norm)),
+            op_call(lambda: rsm.SaliencyMix(num_classes=k, variant="official", **norm)),
             "cv_fg",
         ),
         Row(
             "smix_ps",
-            '`SaliencyMix(mode="per_sample")`',
+            '`SaliencyMix(variant="per_sample")`',
             "operator",
-            op_call(lambda: rsm.SaliencyMix(num_classes=k, mode="per_sample", **norm)),
+            op_call(lambda: rsm.SaliencyMix(num_classes=k, variant="per_sample", **norm)),
             "cv_fg",
         ),
         Row(

@@ -22,6 +22,7 @@ from .randsaliency import SALIENCY_ON, RandSaliencyMix
 from .saliency import (
     cam_and_logits,
     class_activation_maps,
+    dataset_maps,
     fine_grained,
     saliency_map,
     spectral_residual,
@@ -49,6 +50,7 @@ __all__ = [
     "apply_mix",
     "cam_and_logits",
     "class_activation_maps",
+    "dataset_maps",
     "fine_grained",
     "saliency_map",
     "soft_target_cross_entropy",

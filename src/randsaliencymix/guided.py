@@ -45,8 +45,10 @@ class GuidedMixup(DetectorMixer):
     ``pairing``: ``"complementary"`` (the paper's greedy cycle: each target takes the remaining
     image whose smoothed map is farthest in L2, see
     :func:`~randsaliencymix.pairing.complementary_pairing`) or ``"random"`` (a random
-    permutation). ``p``: probability that a sample is mixed (per sample; the paper's ``mix_prob``,
-    0.5 for the SR variant on CIFAR-100). A given ``perm`` replaces the pairing.
+    permutation). ``p``: probability that a sample is mixed (per sample; default 1, as in every
+    operator of this library; the paper's ``mix_prob`` is 0.5 for the SR variant on CIFAR-100:
+    ``GuidedMixup(p=0.5)``, the command line's method ``guidedmixup``). A given ``perm`` replaces
+    the pairing.
 
     Differences from the official code: the SR maps come from the OpenCV-exact detector (the
     official code has its own torch spectral residual: grey, resized to 128x128 only when larger,
@@ -60,7 +62,7 @@ class GuidedMixup(DetectorMixer):
         self,
         *,
         num_classes: Optional[int] = None,
-        p: float = 0.5,
+        p: float = 1.0,
         pairing: str = "complementary",
         detector: Union[str, Callable[[torch.Tensor], torch.Tensor]] = "spectral",
         value_range: Optional[Tuple[float, float]] = None,

@@ -216,17 +216,18 @@ class CutMix(_BatchOrSampleMixer):
 class SaliencyMix(DetectorMixer):
     """SaliencyMix (Uddin et al., 2021): the box around the source's saliency peak, same place.
 
-    ``mode="per_sample"`` (the default) is the method as the paper describes it: each source has
+    ``variant="per_sample"`` (the default) is the method as the paper describes it: each source has
     its own correctly computed map (batched detector, reading ``x.detach()``), lam, peak and box.
     Maps are read clipped to [0, 1].
 
-    ``mode="official"`` (opt-in) reproduces the authors' code: one lam, one box and one coin per
+    ``variant="official"`` (opt-in) reproduces the authors' code: one lam, one box and one coin per
     batch, the box taken from OpenCV's fine-grained map of ``x[perm[0]]`` *as the tensor holds it*
     (normalised float, channels last; OpenCV then reads float pixels as bytes, so the map is near
     noise). It needs the ``opencv`` extra and copies that one image to the host. OpenCV gets what
     the authors' training loop would hold: a float32 image (float16, bfloat16 and float64 images,
     which OpenCV cannot read, are cast to float32 first), or a uint8 image as is. The harness's
-    method ``saliencymix`` is this mode; ``saliencymix_per_sample`` is the default one.
+    method ``saliencymix`` is this variant; ``saliencymix_per_sample`` is the default one. (``variant``,
+    not ``mode``: ``mode`` means per-batch or per-sample draws in the other operators.)
     """
 
     def __init__(
@@ -235,7 +236,7 @@ class SaliencyMix(DetectorMixer):
         alpha: float = 1.0,
         num_classes: Optional[int] = None,
         p: float = 1.0,
-        mode: str = "per_sample",
+        variant: str = "per_sample",
         detector: Union[str, Callable[[torch.Tensor], torch.Tensor]] = "fine_grained",
         value_range: Optional[Tuple[float, float]] = None,
         mean: Optional[Sequence[float]] = None,
@@ -248,12 +249,12 @@ class SaliencyMix(DetectorMixer):
             label_smoothing=label_smoothing, validate=validate,
         )  # fmt: skip
         self.alpha = check_positive("alpha", alpha)
-        self.mode = check_choice("mode", mode, ("official", "per_sample"))
+        self.variant = check_choice("variant", variant, ("official", "per_sample"))
 
     @property
     def uses_saliency(self) -> bool:
-        """Per-sample mode reads maps (given ones too); the official mode reads only its own OpenCV map."""
-        return self.mode == "per_sample"
+        """The per-sample variant reads maps (given ones too); the official variant reads only its own OpenCV map."""
+        return self.variant == "per_sample"
 
     def draw_params(
         self,
@@ -266,11 +267,11 @@ class SaliencyMix(DetectorMixer):
         n, dev = x.shape[0], x.device
         height, width = x.shape[-2:]
         perm = _draw_perm(n, generator, dev, perm)
-        if self.mode == "official":
+        if self.variant == "official":
             if saliency is not None:  # would be silently ignored: the authors' code reads its own map
                 raise ValueError(
-                    "Expected no saliency maps for SaliencyMix(mode='official'), which computes the authors' "
-                    "OpenCV map itself, but got maps instead; use mode='per_sample' to read given maps."
+                    "Expected no saliency maps for SaliencyMix(variant='official'), which computes the authors' "
+                    "OpenCV map itself, but got maps instead; use variant='per_sample' to read given maps."
                 )
             lam = self._lam(self.alpha, n, False, generator, dev)
             applied = self._coins(n, False, generator, dev)

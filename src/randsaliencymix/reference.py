@@ -1,7 +1,7 @@
 """OpenCV reference backend (extra ``opencv``: ``opencv-contrib-python-headless``).
 
 A per-image loop over ``cv2.saliency``: the ground truth the batched detectors are tested against,
-the baseline they are benchmarked against, and the detector of ``SaliencyMix(mode="official")``.
+the baseline they are benchmarked against, and the detector of ``SaliencyMix(variant="official")``.
 
 Public: :func:`opencv_saliency` (``(B, C, H, W)`` tensors) and :func:`opencv_saliency_hwc` (one
 ``(H, W, C)`` array).

@@ -141,7 +141,7 @@ def _build_cut_op(
             f"Expected cutmix_options for cutmix_op={name!r} among ({accepted}), but got {unknown} instead."
         )
     if name == "saliencymix":
-        return SaliencyMix(mode="per_sample", validate=validate, **options)
+        return SaliencyMix(variant="per_sample", validate=validate, **options)
     if name == "randsaliencymix":
         return RandSaliencyMix(p=1.0, mixup_prob=0.0, validate=validate, **options)
     return None

@@ -19,7 +19,8 @@ re-exported here.
 
 Public: :func:`saliency_map`, :func:`fine_grained`, :func:`spectral_residual`, :func:`to_uint8`,
 :func:`rgb_to_gray_u8`, :func:`resize_linear_exact_u8`, :func:`class_activation_maps`,
-:func:`cam_and_logits` and :func:`cam_from_features`.
+:func:`cam_and_logits`, :func:`cam_from_features`, and :func:`dataset_maps` (a dataset's maps, computed
+once and cached by content, with ``MAP_DETECTORS``, the detectors it caches).
 """
 
 from __future__ import annotations
@@ -30,14 +31,17 @@ import torch
 
 from .._checks import check_choice
 from ..cam import cam_and_logits, cam_from_features, class_activation_maps
+from ._cached import MAP_DETECTORS, dataset_maps
 from ._fine_grained import fine_grained
 from ._grey import rgb_to_gray_u8, to_uint8
 from ._spectral import resize_linear_exact_u8, spectral_residual
 
 __all__ = [
+    "MAP_DETECTORS",
     "cam_and_logits",
     "cam_from_features",
     "class_activation_maps",
+    "dataset_maps",
     "fine_grained",
     "resize_linear_exact_u8",
     "rgb_to_gray_u8",

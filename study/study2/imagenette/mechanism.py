@@ -42,12 +42,12 @@ import torch
 from randsaliencymix import CutMix, RandSaliencyMix, SaliencyMix, SelfCAMLabels
 from randsaliencymix.base import Mixer
 from randsaliencymix.geometry import box_mass, integral
-from randsaliencymix.harness.augment import normalize
-from randsaliencymix.harness.data import load_dataset
-from randsaliencymix.harness.errors import UsageError
-from randsaliencymix.harness.evaluate import load_trained_model
-from randsaliencymix.harness.occlusion import source_maps
-from randsaliencymix.harness.precision import cpu_name
+from rsmix.augment import normalize
+from rsmix.data import load_dataset
+from rsmix.errors import UsageError
+from rsmix.evaluate import load_trained_model
+from rsmix.occlusion import source_maps
+from rsmix.precision import cpu_name
 
 HERE = Path(__file__).resolve().parent
 RSM_SEED: Dict[str, Any] = dict(p=1.0, tau_src=1.0, tau_dst=1.0, gamma=0.5, eta="beta", mixup_prob=0.25)
@@ -142,7 +142,7 @@ def main(argv=None) -> int:
     x = normalize(images, trained.mean, trained.std)
     rows: List[Tuple[str, Mixer, Optional[torch.Tensor]]] = [
         ("CutMix, uniform box (per sample)", CutMix(alpha=1.0, mode="sample"), None),
-        ("SaliencyMix per-sample, fine-grained peak", SaliencyMix(alpha=1.0, mode="per_sample"), maps["fine_grained"]),
+        ("SaliencyMix per-sample, fine-grained peak", SaliencyMix(alpha=1.0, variant="per_sample"), maps["fine_grained"]),
         ("control: rsm_seed with uniform positions (tau 0), CAM", RandSaliencyMix(**{**RSM_SEED, **UNIFORM}),
          maps["cam"]),
         ("rsm_seed, fine-grained maps (as trained)", RandSaliencyMix(**RSM_SEED), maps["fine_grained"]),

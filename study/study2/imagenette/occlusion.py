@@ -32,12 +32,12 @@ from typing import Dict, List, Optional
 
 import torch
 
-from randsaliencymix.harness.compare import mean_std_ci
-from randsaliencymix.harness.data import load_dataset
-from randsaliencymix.harness.errors import UsageError
-from randsaliencymix.harness.evaluate import load_trained_model
-from randsaliencymix.harness.occlusion import occlusion_errors, source_maps
-from randsaliencymix.harness.precision import cpu_name
+from rsmix.compare import mean_std_ci
+from rsmix.data import load_dataset
+from rsmix.errors import UsageError
+from rsmix.evaluate import load_trained_model
+from rsmix.occlusion import occlusion_errors, source_maps
+from rsmix.precision import cpu_name
 
 HERE = Path(__file__).resolve().parent
 CSV_DIR = HERE / "occlusion"

@@ -6,7 +6,7 @@ map's peak covers.
     .venv/bin/python study/study2/imagenette/official_map.py study/study2/imagenette/main_operator/runs/none_s0
 
 The authors' code gives OpenCV's fine-grained detector the normalised float32 tensor, channels
-last (``SaliencyMix(mode="official")`` reproduces it); the correct map is the same detector on the
+last (``SaliencyMix(variant="official")`` reproduces it); the correct map is the same detector on the
 uint8 image (the batched ``fine_grained`` detector, OpenCV-exact). RUN is a finished no-mixing run
 with its checkpoint: its mean and std normalise the images as the training loop did, and its CAM
 (of the predicted class) stands for "what the classifier uses". A box of side ``H * sqrt(1 - lam)``
@@ -27,13 +27,13 @@ import numpy as np
 import torch
 
 from randsaliencymix.geometry import box_area_share, box_mass, centred_boxes, integral, peak_of_quantised
-from randsaliencymix.harness.augment import normalize
-from randsaliencymix.harness.data import load_dataset
-from randsaliencymix.harness.evaluate import load_trained_model
-from randsaliencymix.harness.occlusion import source_maps
-from randsaliencymix.harness.precision import cpu_name
 from randsaliencymix.mixing import _official_peak
 from randsaliencymix.reference import opencv_saliency_hwc
+from rsmix.augment import normalize
+from rsmix.data import load_dataset
+from rsmix.evaluate import load_trained_model
+from rsmix.occlusion import source_maps
+from rsmix.precision import cpu_name
 
 HERE = Path(__file__).resolve().parent
 LAMS = (0.75, 0.5)
@@ -92,7 +92,7 @@ def main(argv=None) -> int:
     # The analysis reads the map the operator reads: its peak must be the operator's own.
     for i in range(0, n, max(1, n // 50)):
         if _official_peak(normalised[i]) != (int(off_r[i]), int(off_c[i])):
-            raise RuntimeError(f"image {i}: the official peak differs from SaliencyMix(mode='official')'s")
+            raise RuntimeError(f"image {i}: the official peak differs from SaliencyMix(variant='official')'s")
     cor_r, cor_c = peaks(correct)
     cam_r, cam_c = peaks(cam)
     rng = np.random.default_rng(0)  # analysis only, not a training path

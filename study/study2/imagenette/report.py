@@ -51,8 +51,8 @@ import sys
 from pathlib import Path
 from typing import Callable, Dict, List, Optional
 
-from randsaliencymix.harness.compare import mean_std_ci
-from randsaliencymix.harness.robustness import CORRUPTIONS
+from rsmix.compare import mean_std_ci
+from rsmix.robustness import CORRUPTIONS
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # study/
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # study/study2/

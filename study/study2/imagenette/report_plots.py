@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from randsaliencymix.harness.compare import mean_std_ci
+from rsmix.compare import mean_std_ci
 
 
 def pyplot() -> Optional[Any]:

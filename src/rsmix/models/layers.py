@@ -9,15 +9,34 @@ from typing import Callable, Sequence, Tuple
 import torch
 from torch import nn
 
-from ..._checks import check_num_classes
-
 
 def _check_num_classes(num_classes: object) -> int:
-    # A model needs a class count: the mixing operators' None ("labels are probabilities") is an error.
-    checked = check_num_classes(num_classes)
-    if checked is None:
-        raise TypeError("Expected num_classes to be an int, but got NoneType instead.")
-    return checked
+    # A model needs a class count (the mixing operators' None, "labels are probabilities", is an error).
+    if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral):
+        raise TypeError(f"Expected num_classes to be an int, but got {type(num_classes).__name__} instead.")
+    if num_classes < 1:
+        raise ValueError(f"Expected num_classes >= 1, but got {num_classes} instead.")
+    return int(num_classes)
+
+
+def _check_real(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"Expected {name} to be a number, but got {type(value).__name__} instead.")
+    return float(value)
+
+
+def _check_positive(name: str, value: object) -> float:
+    number = _check_real(name, value)
+    if not number > 0 or number == float("inf"):
+        raise ValueError(f"Expected {name} > 0 and finite, but got {value} instead.")
+    return number
+
+
+def _check_probability(name: str, value: object) -> float:
+    number = _check_real(name, value)
+    if not 0.0 <= number <= 1.0:
+        raise ValueError(f"Expected {name} in [0, 1], but got {value} instead.")
+    return number
 
 
 def _check_widths(widths: object) -> Tuple[int, ...]:

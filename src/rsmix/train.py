@@ -25,12 +25,11 @@ from typing import Any, Callable, ContextManager, Dict, List, Optional, Tuple
 import torch
 from torch import nn
 
-from ..loss import soft_target_cross_entropy
-from ..mixing import Mixer
-from ..selfcam import SelfCAMLabels
+from randsaliencymix import Mixer, SelfCAMLabels, dataset_maps, soft_target_cross_entropy
+
 from .checkpoint import check_resumable_state, read_checkpoint, restore_checkpoint, save_checkpoint
 from .config import _ADDED_KEYS, _MOVABLE, TrainConfig, available_device, lr_at
-from .data import ArrayDataset, class_balanced_subset, dataset_maps, load_dataset, train_val_split
+from .data import ArrayDataset, class_balanced_subset, load_dataset, train_val_split
 from .data.args import check_batch_fits
 from .errors import UsageError
 from .evaluate import corruption_metrics, flat_corruption_scores, predict, split_metrics
@@ -250,7 +249,7 @@ def _saliency_source(
     if cfg.saliency == "operator" or cfg.saliency.endswith("_cached") or not mixer.uses_saliency:
         return None
     if cfg.saliency == "cam":
-        from ..cam import cam_and_logits
+        from randsaliencymix import cam_and_logits
 
         probe = loader.images[:2].float()
         try:  # a model without a pooling + linear head is the user's choice of model: say so now
@@ -264,7 +263,7 @@ def _saliency_source(
             return maps, logits.float()
 
         return cam_source
-    from ..saliency import saliency_map
+    from randsaliencymix import saliency_map
 
     method, mean, std = cfg.saliency, tuple(cfg.mean or ()), tuple(cfg.std or ())
     return lambda x, labels: (saliency_map(x, method, None, mean, std, validate=False), None)

@@ -3,7 +3,7 @@
 An entry is only a copy of what decoding gives, so it never stops a load: an unreadable entry
 (truncated, corrupt, from another layout) is a miss that is decoded again and rewritten, and a
 write that fails (full or read-only disk, a cache path under a regular file) is a warning. Entries
-are written through :func:`randsaliencymix.harness.files.atomic_write`, so readers see whole files only.
+are written through :func:`rsmix.files.atomic_write`, so readers see whole files only.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ through a temporary file in the same folder, an ``fsync`` and a rename, so a kil
 never leaves a half-written file under the final name.
 
 Errors the user can fix (a read-only folder, a full disk, a path whose parent is a file) become a
-:class:`~randsaliencymix.harness.errors.UsageError` naming the path; the temporary file is removed.
+:class:`~rsmix.errors.UsageError` naming the path; the temporary file is removed.
 """
 
 from __future__ import annotations

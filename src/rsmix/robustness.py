@@ -18,8 +18,6 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
-from .._checks import check_images
-
 __all__ = ["CORRUPTIONS", "corrupt", "occlude", "gaussian_noise", "gaussian_blur", "contrast", "jpeg", "corrupted_sets"]
 
 
@@ -122,7 +120,10 @@ CORRUPTIONS: Dict[str, Tuple[Callable[[torch.Tensor, Optional[torch.Generator]],
 
 def corrupt(images: torch.Tensor, name: str, generator: Optional[torch.Generator] = None) -> torch.Tensor:
     """One named corruption of a uint8 batch ``(N, C, H, W)``."""
-    check_images(images)
+    if not isinstance(images, torch.Tensor):
+        raise TypeError(f"Expected images as a torch.Tensor, but got {type(images).__name__} instead.")
+    if images.ndim != 4 or images.shape[0] < 1 or min(images.shape[-2:]) < 2:
+        raise ValueError(f"Expected a batch of shape (B, C, H, W), but got {tuple(images.shape)} instead.")
     if images.dtype != torch.uint8:
         raise TypeError(f"Expected uint8 images, but got {images.dtype} instead.")
     if name not in CORRUPTIONS:

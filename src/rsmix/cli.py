@@ -16,7 +16,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
-from .. import __version__
+from randsaliencymix import __version__
+
 from .precision import PRECISION_CHOICES, PRECISIONS
 
 if TYPE_CHECKING:
@@ -355,7 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--robustness",
         action="store_true",
         help="also top-1 error and ECE under occlusion (1/4 and 1/2 side), Gaussian noise, "
-        "blur, contrast and JPEG (fixed severities, see randsaliencymix.harness.robustness)",
+        "blur, contrast and JPEG (fixed severities, see rsmix.robustness)",
     )
     ev.add_argument(
         "--precision",

@@ -34,7 +34,7 @@ def predict(
     precision: str = "fp32",
 ) -> torch.Tensor:
     """Logits of a uint8 image set, in order, as float32 on the CPU (the model in eval mode, its
-    forward in ``precision``: see :mod:`randsaliencymix.harness.precision`)."""
+    forward in ``precision``: see :mod:`rsmix.precision`)."""
     model.eval()
     labels = torch.zeros(images_u8.shape[0], dtype=torch.long)
     loader = DeviceLoader(

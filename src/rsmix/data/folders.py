@@ -1,5 +1,5 @@
 """ImageFolder trees ``root/<split>/<class>/<image>``, as a folder or a ``.tar``/``.tar.gz`` of one,
-decoded into an :class:`~randsaliencymix.harness.data.ArrayDataset` and cached by content. A tree
+decoded into an :class:`~rsmix.data.ArrayDataset` and cached by content. A tree
 ``root/<class>/<image>`` without split folders (torchvision's layout) is a training set: its
 ``train`` split is the whole tree, and it has no other split.
 
@@ -234,7 +234,7 @@ def load_image_folder(
 
     A file that cannot be read or decoded is an error naming it (``archive.tar.gz:member`` inside
     an archive), never skipped. Decoded splits are cached in ``cache_dir`` (default
-    :func:`~randsaliencymix.harness.data.default_cache_dir`), keyed by the source's content, the class
+    :func:`~rsmix.data.default_cache_dir`), keyed by the source's content, the class
     list and these options; a cache that cannot be read or written only costs a decode.
     """
     src = Path(path)

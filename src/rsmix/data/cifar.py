@@ -260,7 +260,7 @@ def download_cifar(
     the archive is streamed to a temporary file, its md5 verified (``md5`` overrides the official
     one, ``url`` the official address) and renamed into place, so ``root`` never holds a partial
     archive under the real name. A failed download (no network, a timeout, an HTTP error) or an
-    md5 mismatch raises :class:`~randsaliencymix.harness.errors.UsageError` and leaves nothing behind.
+    md5 mismatch raises :class:`~rsmix.errors.UsageError` and leaves nothing behind.
     """
     if name not in CIFAR_ARCHIVES:
         raise UsageError(f"Expected name 'cifar10' or 'cifar100', but got {name!r} instead.")

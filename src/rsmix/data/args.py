@@ -1,7 +1,7 @@
 """Argument checks shared by the loaders: counts, image sizes and the path/size type aliases.
 
 A wrong type from a Python caller is a ``TypeError``; a value a user can fix (a size of 0, a
-negative count) is a :class:`~randsaliencymix.harness.errors.UsageError`.
+negative count) is a :class:`~rsmix.errors.UsageError`.
 """
 
 from __future__ import annotations

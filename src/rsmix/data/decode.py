@@ -1,5 +1,5 @@
 """Image decoding with Pillow: encoded bytes to uint8 RGB arrays, optionally resized to cover a
-size and centre-cropped. A file that does not decode is a :class:`~randsaliencymix.harness.errors.UsageError`
+size and centre-cropped. A file that does not decode is a :class:`~rsmix.errors.UsageError`
 naming it, never a silent grey patch.
 """
 

@@ -12,8 +12,6 @@ Sources, all reached through :func:`load_dataset` (:mod:`.sources`):
   :mod:`.decode`). Every split labels with the training split's class list (or ``classes=``).
   Decoded splits are cached as ``.npz`` files keyed by the source's content (:mod:`.cache`), so
   only the first load pays for decoding.
-* The saliency maps of a whole split (:func:`dataset_maps`, :mod:`.maps`): computed once by a
-  detector and cached by the images' content, for a loader to crop and flip with the images.
 
 :class:`ArrayDataset` (:mod:`.container`) holds a split and its per-channel statistics
 (:meth:`ArrayDataset.channel_stats`, for normalisation computed on the training split). Splits
@@ -22,7 +20,7 @@ from :func:`class_balanced_subset` (:mod:`.splits`). Every random draw comes fro
 ``torch.Generator`` seeded by the caller's ``seed``; nothing reads a global random state.
 
 Mistakes a user can fix (bad paths, undecodable images, bad layouts, sources, splits or sizes,
-a failed download) raise :class:`~randsaliencymix.harness.errors.UsageError`. Decoding images needs
+a failed download) raise :class:`~rsmix.errors.UsageError`. Decoding images needs
 Pillow (extra ``data``); CIFAR and the procedural dataset do not.
 """
 
@@ -32,7 +30,6 @@ from .cache import default_cache_dir
 from .cifar import CIFAR_ARCHIVES, download_cifar, load_cifar
 from .container import ArrayDataset
 from .folders import IMAGE_SUFFIXES, load_image_folder
-from .maps import dataset_maps
 from .procedural import procedural_dataset, procedural_split
 from .sources import load_dataset
 from .splits import class_balanced_subset, train_val_indices, train_val_split
@@ -50,6 +47,5 @@ __all__ = [
     "train_val_indices",
     "train_val_split",
     "class_balanced_subset",
-    "dataset_maps",
     "default_cache_dir",
 ]

@@ -9,10 +9,11 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ..._checks import check_positive, check_probability
 from .layers import (
     BasicBlock,
     _check_num_classes,
+    _check_positive,
+    _check_probability,
     _check_stages,
     _check_stem_width,
     _check_widths,
@@ -144,7 +145,7 @@ class WideResNet(nn.Module):
             raise ValueError(f"Expected depth = 6n + 4 with n >= 1 (10, 16, 22, 28, ...), but got {depth} instead.")
         if widen_factor < 1:
             raise ValueError(f"Expected widen_factor >= 1, but got {widen_factor} instead.")
-        dropout = check_probability("dropout", dropout)
+        dropout = _check_probability("dropout", dropout)
         blocks_per_group = (depth - 4) // 6
         widths = (16 * widen_factor, 32 * widen_factor, 64 * widen_factor)
         self.stem = _conv3x3(3, 16)
@@ -232,7 +233,7 @@ class FastCNN(nn.Module):
         num_classes = _check_num_classes(num_classes)
         widths = _check_widths(widths)
         stem_width = _check_stem_width(stem_width)
-        self.logit_scale = check_positive("logit_scale", logit_scale)
+        self.logit_scale = _check_positive("logit_scale", logit_scale)
         # A 2x2 unpadded stem sees every pixel at a quarter of a 3x3 conv's cost, and its 31x31
         # output halves cleanly to 15, 7, 3 (no padded borders for the pools to pick up).
         self.stem = nn.Sequential(

@@ -23,7 +23,6 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple, Union, cast
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from .._random import pick_generator
 from .augment import (
     AUGMENTS,
     PADDING_MODES,
@@ -103,7 +102,7 @@ class DeviceLoader:
     rank then draws the crops and flips of its own slice.
 
     Saliency maps (``maps``, uint8 ``(N, H, W)``: map x 255, e.g. from
-    :func:`~randsaliencymix.harness.data.dataset_maps`): the loader yields ``(x, y, s)``, ``s`` float32
+    :func:`~randsaliencymix.dataset_maps`): the loader yields ``(x, y, s)``, ``s`` float32
     ``(B, H, W)`` in [0, 1], each map cropped, resized (bilinear, as its image) and flipped with the
     same draws as its image (zero saliency where ``pad_crop`` pads with zeros). The draws do not
     depend on the maps: the images are the same with or without them.
@@ -173,7 +172,7 @@ class DeviceLoader:
         self.drop_last = bool(drop_last)
         self.channels_last = bool(channels_last)
         self.dtype = dtype
-        self.generator = pick_generator(generator, self.device) if self.train else generator
+        self.generator = _pick_generator(generator, self.device) if self.train else generator
         self._workspace: Dict[str, torch.Tensor] = {}  # resized_crop_flip's buffers, reused batch after batch
         if not _is_int_at_least(world_size, 1):
             raise ValueError(f"Expected world_size to be an int >= 1, but got {world_size!r} instead.")
@@ -189,7 +188,7 @@ class DeviceLoader:
     def from_dataset(
         cls, dataset: object, batch_size: int, generator: Optional[torch.Generator] = None, **kwargs: Any
     ) -> DeviceLoader:
-        """A loader over an :class:`~randsaliencymix.harness.data.ArrayDataset` (its images and labels)."""
+        """A loader over an :class:`~rsmix.data.ArrayDataset` (its images and labels)."""
         return cls(dataset.images, dataset.labels, batch_size, generator, **kwargs)  # type: ignore[attr-defined]
 
     @property
@@ -302,6 +301,22 @@ class _AugmentedSamples(Dataset):
         return image[0].contiguous(), self.labels[index]
 
 
+def _pick_generator(generator: Optional[torch.Generator], device: torch.device) -> torch.Generator:
+    """``generator``, checked to be a torch.Generator on ``device``'s type; None: the device's global one."""
+    if generator is None:
+        if device.type == "cuda":
+            return torch.cuda.default_generators[device.index or 0]
+        return torch.default_generator if device.type == "cpu" else torch.Generator(device=device)
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"Expected generator to be a torch.Generator, but got {type(generator).__name__} instead.")
+    if generator.device.type != device.type:
+        raise ValueError(
+            f"Expected a generator on the images' device ({device.type}), "
+            f"but got one on {generator.device.type} instead."
+        )
+    return generator
+
+
 def _collate_normalised(
     samples: List[Tuple[torch.Tensor, torch.Tensor]],
     mean: torch.Tensor,
@@ -365,7 +380,7 @@ def make_dataloader(
     )
     sampler: Optional[Sampler] = None
     if train:
-        sampler = _SeededShuffle(images.shape[0], pick_generator(generator, torch.device("cpu")))
+        sampler = _SeededShuffle(images.shape[0], _pick_generator(generator, torch.device("cpu")))
     return DataLoader(
         samples,
         batch_size=int(batch_size),

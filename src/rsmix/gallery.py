@@ -14,9 +14,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..cam import class_activation_maps
-from ..mixing import SALIENCY_ON
-from ..saliency import fine_grained, spectral_residual
+from randsaliencymix import SALIENCY_ON, class_activation_maps
+from randsaliencymix.saliency import fine_grained, spectral_residual
+
 from .augment import normalize
 from .files import atomic_write
 from .methods import build_mixer

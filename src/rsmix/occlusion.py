@@ -21,7 +21,6 @@ from typing import Dict, Mapping, Sequence, Tuple
 import torch
 from torch import nn
 
-from ..geometry import integral, valid_extent, window_masses
 from .evaluate import predict
 from .metrics import classification_metrics
 
@@ -40,16 +39,17 @@ def salient_windows(maps: torch.Tensor, side: int, kind: str = "most") -> torch.
         raise ValueError(f"Expected a window side in [1, {min(h, w)}], but got {side} instead.")
     if kind not in ("most", "least"):
         raise ValueError(f"Expected kind 'most' or 'least', but got {kind!r} instead.")
-    b, h, w = maps.shape
-    extent = torch.full((b,), side, dtype=torch.long, device=maps.device)
-    # Window sums from a float64 integral image: O(1) a window whatever its side (a stride-1
-    # avg_pool2d costs side² a window: minutes for 4,000 maps at 64 px). Corners whose window
-    # leaves the map are never picked.
-    sums = window_masses(integral(maps.double()), extent, extent)
-    inside = valid_extent(h, extent)[:, :, None] & valid_extent(w, extent)[:, None, :]
-    sums = sums.masked_fill(~inside, float("-inf") if kind == "most" else float("inf")).flatten(1)
+    b = maps.shape[0]
+    # Window sums from a zero-padded float64 integral image: O(1) a window whatever its side (a
+    # stride-1 avg_pool2d costs side² a window: minutes for 4,000 maps at 64 px). Only corners
+    # whose window fits in the map, (H - side + 1) x (W - side + 1) of them, are candidates.
+    table = maps.double().new_zeros(b, h + 1, w + 1)
+    torch.cumsum(maps.double(), dim=2, out=table[:, 1:, 1:])
+    table[:, 1:, 1:] = table[:, 1:, 1:].cumsum(dim=1)
+    rows = table[:, side:, :] - table[:, : h + 1 - side, :]  # (B, H - side + 1, W + 1)
+    sums = (rows[:, :, side:] - rows[:, :, : w + 1 - side]).clamp_(min=0.0).flatten(1)
     index = sums.argmax(dim=1) if kind == "most" else sums.argmin(dim=1)  # the first in raster order on ties
-    r1, c1 = index // w, index % w
+    r1, c1 = index // (w + 1 - side), index % (w + 1 - side)
     return torch.stack([r1, c1, r1 + side, c1 + side], dim=1)
 
 
@@ -135,8 +135,8 @@ def source_maps(
     """``{source: (N, H, W) float maps}`` of uint8 images: a detector's (``"fine_grained"``,
     ``"spectral"``: of the images as stored) or ``"cam"`` (the model's class activation map of its
     predicted class, the model in evaluation mode, its forward in ``precision``)."""
-    from ..cam import class_activation_maps
-    from ..saliency import saliency_map
+    from randsaliencymix import class_activation_maps, saliency_map
+
     from .augment import normalize
     from .precision import autocast
 

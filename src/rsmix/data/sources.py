@@ -1,5 +1,5 @@
 """One entry point, :func:`load_dataset`: a source string (``procedural[:N[:M]]``, ``cifar10``,
-``cifar100`` or a path) and a split name to an :class:`~randsaliencymix.harness.data.ArrayDataset`."""
+``cifar100`` or a path) and a split name to an :class:`~rsmix.data.ArrayDataset`."""
 
 from __future__ import annotations
 
@@ -62,12 +62,12 @@ def load_dataset(
     * ``"procedural"``, ``"procedural:N"`` (N training images) or ``"procedural:N:M"`` (and M test
       images; default 50000 and 10000), drawn from ``seed`` at ``size`` (default 32);
     * ``"cifar10"`` / ``"cifar100"``: the official python format in ``root`` (default
-      :func:`~randsaliencymix.harness.data.default_cache_dir`), as the folder or the ``.tar.gz``; with
+      :func:`~rsmix.data.default_cache_dir`), as the folder or the ``.tar.gz``; with
       ``download=True`` the archive is fetched (from ``url`` if given) and verified when missing;
       CIFAR is never resized (``size`` may only be None or its own 32);
     * a path to a CIFAR python folder or archive, an ImageFolder tree, or a ``.tar``/``.tar.gz``
       of one (``size``, ``cache`` and ``cache_dir`` as in
-      :func:`~randsaliencymix.harness.data.load_image_folder`).
+      :func:`~rsmix.data.load_image_folder`).
 
     Labels index one class list, ``dataset.classes``, the same for every split of a source: an
     ImageFolder split other than ``train`` takes the class folders of the ``train`` split. With

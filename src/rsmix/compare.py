@@ -204,7 +204,7 @@ def _launch(cfg: TrainConfig, directory: Path, quiet: bool) -> int:
     cmd = [
         sys.executable,
         "-m",
-        "randsaliencymix",
+        "rsmix",
         "train",
         "--config",
         str(request),

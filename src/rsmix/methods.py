@@ -2,7 +2,9 @@
 defaults, and how the harness builds the operator. ``rsmix train``/``compare``, the CLI's help,
 the gallery and the benchmarks all read it, so a method is added in one place.
 
-A method pins some of its operator's arguments (``saliencymix`` is ``SaliencyMix(mode="official")``);
+A method pins some of its operator's arguments (``saliencymix`` is ``SaliencyMix(variant="official")``)
+and may set its own default for an option (``randsaliencymix`` and ``guidedmixup`` mix half the
+batches, ``p=0.5``, as in the studies, where the operators' own default is ``p=1``);
 the run supplies ``num_classes``, ``label_smoothing`` and, for operators whose detector must see the
 real picture, the dataset's ``mean``/``std``; every other constructor argument is an option
 (``--mix-opt key=value``, a compare variant ``name=method:key=value``).
@@ -14,8 +16,8 @@ import inspect
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from ..guided import GuidedMixup
-from ..mixing import CutMix, Mixer, MixUp, NoMix, RandSaliencyMix, SaliencyMix
+from randsaliencymix import CutMix, GuidedMixup, Mixer, MixUp, NoMix, RandSaliencyMix, SaliencyMix
+
 from .errors import UsageError
 
 __all__ = ["METHODS", "METHOD_NAMES", "Method", "build_mixer", "get_method"]
@@ -33,6 +35,9 @@ class Method:
     summary: str
     fixed: Mapping[str, Any] = field(default_factory=dict)  # arguments the method pins
     hidden: Tuple[str, ...] = ()  # arguments that mean nothing for this method
+    # Options whose default here differs from the operator's (a user's value still wins): the
+    # methods of the studies keep the meaning their runs gave them.
+    own_defaults: Mapping[str, Any] = field(default_factory=dict)
     normalised: bool = False  # the run passes its mean/std (the detector reads the picture)
 
     def _parameters(self) -> List[inspect.Parameter]:
@@ -48,7 +53,8 @@ class Method:
 
     def defaults(self) -> Dict[str, Any]:
         """Each option's default value (what a run gets when it does not set it)."""
-        return {p.name: p.default for p in self._parameters() if p.default is not inspect.Parameter.empty}
+        found = {p.name: p.default for p in self._parameters() if p.default is not inspect.Parameter.empty}
+        return {**found, **self.own_defaults}
 
     def check_options(self, options: Mapping[str, Any]) -> None:
         unknown = sorted(set(options) - set(self.option_names()))
@@ -69,6 +75,7 @@ class Method:
         options = dict(options or {})
         self.check_options(options)
         kwargs: Dict[str, Any] = {"num_classes": num_classes, "label_smoothing": label_smoothing}
+        kwargs.update(self.own_defaults)
         kwargs.update(self.fixed)
         if self.normalised and mean is not None:
             kwargs.update(mean=tuple(mean), std=tuple(std) if std is not None else None)
@@ -89,23 +96,30 @@ METHODS: Dict[str, Method] = {
             "saliencymix",
             SaliencyMix,
             "SaliencyMix as the authors' code does it (one OpenCV map per batch, of the normalised tensor)",
-            fixed={"mode": "official"},
+            fixed={"variant": "official"},
             hidden=("detector", "value_range", "mean", "std"),
         ),
         Method(
             "saliencymix_per_sample",
             SaliencyMix,
             "SaliencyMix as the paper describes it (each source's own map, peak and box)",
-            fixed={"mode": "per_sample"},
+            fixed={"variant": "per_sample"},
             normalised=True,
         ),
-        Method("randsaliencymix", RandSaliencyMix, "RandSaliencyMix (this project; SPEC.md)", normalised=True),
+        Method(
+            "randsaliencymix",
+            RandSaliencyMix,
+            "RandSaliencyMix (this project; SPEC.md), as tuned on CIFAR-10 (p=0.5 by default)",
+            normalised=True,
+            own_defaults={"p": 0.5},
+        ),
         Method(
             "guidedmixup",
             GuidedMixup,
             "GuidedMixup, SR variant (Kang & Kim, 2023): per-pixel saliency blend, complementary pairing",
             fixed={"detector": "spectral"},
             normalised=True,
+            own_defaults={"p": 0.5},
         ),
     )
 }
