@@ -184,7 +184,7 @@ def budget() -> str:
 
 
 def headline() -> str:
-    """The README's table: test error and paired differences in both regimes."""
+    """The studies page's headline table (docs/studies.md): test error and paired differences in both regimes."""
     full, low = rows("full"), rows("lowdata")
     if not full or not low:
         return "_the study has not finished_"
@@ -216,6 +216,6 @@ BLOCKS = {
 
 
 if __name__ == "__main__":
-    for path in (ROOT / "RESULTS.md", ROOT / "README.md"):
+    for path in (ROOT / "RESULTS.md", ROOT / "docs" / "studies.md"):
         fill_file(path, BLOCKS)
         print(f"filled {path}")

@@ -1,7 +1,7 @@
 """Study 2's main table (regime A) from the runs of main.sh, merged over its three folders.
 
     .venv/bin/python study/study2/imagenette/report.py   # writes results.csv, results.md and the plots here
-    .venv/bin/python study/study2/imagenette/report.py --fill RESULTS.md --fill README.md   # and their study2_* blocks
+    .venv/bin/python study/study2/imagenette/report.py --fill RESULTS.md --fill docs/studies.md   # and their study2_* blocks
 
 Reads ``main_{operator,fg,sr}/runs/<name>_s<seed>/metrics.json`` (finished runs only). Writes
 ``results.csv`` (one row per run: every number of its metrics.json) and ``results.md``:
@@ -24,7 +24,7 @@ Reads ``main_{operator,fg,sr}/runs/<name>_s<seed>/metrics.json`` (finished runs 
   ``validation_curves.png`` (each method's validation error every ``--eval-every`` epochs, mean over
   its seeds, from the runs' ``log.jsonl``: whether it still improves when the schedule ends), with
   the table of the last evaluations beside it;
-* with ``--fill``, also the README's ``study2_headline`` block: the compact table (error and the
+* with ``--fill``, also the ``study2_headline`` block of docs/studies.md: the compact table (error and the
   differences to no mixing, CutMix, the official SaliencyMix and GuidedMixup) and how many of the
   35 planned runs it holds.
 
@@ -199,7 +199,7 @@ def main_table(rows: List[Dict]) -> List[str]:
 
 
 def headline_table(rows: List[Dict]) -> List[str]:
-    """The README's compact table: error, seeds and the paired differences that answer the question,
+    """The compact table of docs/studies.md: error, seeds and the paired differences that answer the question,
     with a status line that says how many of the planned runs it holds."""
     by = by_metric(rows, METRIC)
     done, planned = sum(len(v) for v in by.values()), PLANNED_SEEDS * len(ORDER)
