@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e '.[test,viz,bench,train]'
 	# Lightning for its integration test; where it cannot install, that test is skipped and says why.
-	$(PY) -m pip install -q -e '.[lightning]' || echo 'lightning did not install: tests/test_lightning.py will be skipped'
+	$(PY) -m pip install -q -e '.[lightning]' || echo 'lightning did not install: tests/library/test_integrations_lightning.py will be skipped'
 	touch $(STAMP)
 
 # The whole suite: lint (ruff), format check, type check (mypy, clean on src/), then the tests.
