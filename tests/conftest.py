@@ -14,10 +14,12 @@ named after it:
   the benchmark scripts and ``benchmarks/gpu_check.py``).
 
 Test modules never import each other: what several of them share is here, as fixtures
-(``isolated_harness``, ``finished_run``) or as plain functions and constants they import
-(``from conftest import TINY, load_state``: pytest puts ``tests/`` on ``sys.path`` for this file,
-and every test module's basename is unique): the harness's tiny runs and their checks, fake data
-sources, ``no_host_reads``, the mixing operators' invariant checks, and ``load_script``.
+(``isolated_harness``, ``private_cache``, ``one_thread``, ``finished_run``) or as plain functions
+and constants they import (``from conftest import TINY, load_state``: pytest puts ``tests/`` on
+``sys.path`` for this file, and every test module's basename is unique): the harness's tiny runs and
+their checks, fake data sources, images for the crops, ``no_host_reads``, the library's small
+batches and operator tables, the argument and input checks' operators, the mixing operators'
+invariant checks, and ``load_script``.
 
 ``isolated_harness``: what every test that trains or loads data through the harness runs under
 (``pytestmark = pytest.mark.usefixtures("isolated_harness")``).
@@ -35,11 +37,12 @@ import importlib.util
 import json
 import math
 import os
+import re
 import sys
 import tarfile
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Dict, Iterator, List, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Tuple, Type
 
 import numpy as np
 import pytest
@@ -48,7 +51,18 @@ import torch.nn.functional as F
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
-from randsaliencymix import MixParams, RandSaliencyMix, source_share
+from randsaliencymix import (
+    SALIENCY_ON,
+    CutMix,
+    MixParams,
+    MixUp,
+    NoMix,
+    RandomChoiceMix,
+    RandSaliencyMix,
+    SaliencyMix,
+    source_share,
+)
+from randsaliencymix.integrations.timm import Mixup
 
 ROOT = Path(__file__).resolve().parent.parent
 TESTS = ROOT / "tests"
@@ -70,6 +84,26 @@ def isolated_harness(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterato
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture()
+def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private data cache (``RSMIX_CACHE``), and its path: all that the data tests need of
+    ``isolated_harness`` (``pytestmark = pytest.mark.usefixtures("private_cache")``)."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("RSMIX_CACHE", str(cache))
+    return cache
+
+
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """One torch thread for a whole module (``pytestmark = pytest.mark.usefixtures("one_thread")``):
+    batches of 1-16 images gain nothing from a second thread, and when other jobs share the cores,
+    OpenMP barriers waiting on a descheduled thread made such tests 3x slower."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 # The test tiers (``make test`` runs every test, ``make test-fast`` those not marked ``slow``).
@@ -166,12 +200,26 @@ def train_one_epoch(out: Path, *flags: str) -> int:
     return cli.main(["train", *ONE_EPOCH, *flags, "--out", str(out)])
 
 
-def one_error_line(capsys: pytest.CaptureFixture, command: str) -> str:
-    """The one line ``rsmix COMMAND`` wrote to stderr for a user's mistake (asserted: one line)."""
-    captured = capsys.readouterr()
+def _error_line(captured: Any, command: str) -> str:
     lines = captured.err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"rsmix {command}: error: "), captured.err
     return lines[0]
+
+
+def one_error_line(capsys: pytest.CaptureFixture, command: str) -> str:
+    """The one line ``rsmix COMMAND`` wrote to stderr for a user's mistake (asserted: one line)."""
+    return _error_line(capsys.readouterr(), command)
+
+
+def assert_refused(capsys: pytest.CaptureFixture, rc: int, command: str, fragments: Iterable[str]) -> None:
+    """``rsmix COMMAND`` refused a user's mistake: exit code ``rc`` 2, nothing on stdout, and one
+    line on stderr that names every one of ``fragments``."""
+    captured = capsys.readouterr()
+    assert rc == 2
+    assert captured.out == ""
+    line = _error_line(captured, command)
+    for fragment in fragments:
+        assert fragment in line, (fragment, line)
 
 
 def read_log(run: Path) -> List[Dict[str, Any]]:
@@ -214,19 +262,57 @@ def assert_same_run(a: Path, b: Path) -> None:
     assert ma == mb
 
 
+@contextlib.contextmanager
+def harness_env(cache: Path, **env: str) -> Iterator[None]:
+    """For a fixture wider than one test, which ``isolated_harness`` does not reach: inside, the
+    harness's data cache is ``cache``, no WORLD_SIZE is inherited and the variables ``env`` are set;
+    afterwards torch's thread count is what it was."""
+    threads = torch.get_num_threads()
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            for name, value in env.items():
+                mp.setenv(name, value)
+            mp.setenv("RSMIX_CACHE", str(cache))
+            mp.delenv("WORLD_SIZE", raising=False)
+            yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def finished_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished two-epoch CutMix run of TINY, made once (the tests copy it or only read it)."""
     from rsmix import cli
 
     out = tmp_path_factory.mktemp("run") / "run"
-    threads = torch.get_num_threads()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("RSMIX_CACHE", str(out.parent / "cache"))
-        mp.delenv("WORLD_SIZE", raising=False)
+    with harness_env(out.parent / "cache"):
         assert cli.main(["train", *TINY, "--method", "cutmix", "--epochs", "2", "--out", str(out)]) == 0
-    torch.set_num_threads(threads)
     return out
+
+
+class Crash(Exception):
+    """What ``crash_at_checkpoint`` raises unless told another exception."""
+
+
+@contextlib.contextmanager
+def crash_at_checkpoint(
+    monkeypatch: pytest.MonkeyPatch, epoch: int = 2, exc: Type[BaseException] = Crash
+) -> Iterator[None]:
+    """The run inside dies (asserted) by ``exc`` when it would write epoch ``epoch``'s checkpoint:
+    after logging that epoch, before its checkpoint. Afterwards the real writer is back."""
+    import rsmix.checkpoint as checkpoint_mod
+
+    real_save = checkpoint_mod.atomic_save
+
+    def crash(obj: Any, path: Path) -> None:
+        if obj["epoch"] == epoch:
+            raise exc
+        real_save(obj, path)
+
+    monkeypatch.setattr(checkpoint_mod, "atomic_save", crash)
+    with pytest.raises(exc):
+        yield
+    monkeypatch.setattr(checkpoint_mod, "atomic_save", real_save)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -268,6 +354,17 @@ def make_image_tree(
 
 
 # ------------------------------------------------------------------------------------------------
+# Images for the crops (tests/rsmix/test_augment.py, test_pipeline.py)
+# ------------------------------------------------------------------------------------------------
+
+
+def distinct_images(n: int, size: int = 8) -> torch.Tensor:
+    """Images whose pixels are all nonzero and differ, so a crop identifies its offset and flip."""
+    g = torch.Generator().manual_seed(0)
+    return torch.randint(1, 256, (n, 3, size, size), generator=g, dtype=torch.uint8)
+
+
+# ------------------------------------------------------------------------------------------------
 # No host reads (an accelerator's synchronisation)
 # ------------------------------------------------------------------------------------------------
 
@@ -296,6 +393,117 @@ def no_host_reads() -> Iterator[None]:
 
 
 # ------------------------------------------------------------------------------------------------
+# The library's small batches (tests/library/): a seeded generator, ``images`` and ``labels`` for
+# K5 classes, ``small_images`` of SMALL_H x SMALL_W, timm's drop-in, and ``exact`` messages
+# ------------------------------------------------------------------------------------------------
+
+K5 = 5
+SMALL_H, SMALL_W = 12, 10
+
+
+def gen(seed: int) -> torch.Generator:
+    """A CPU generator seeded with ``seed``."""
+    return torch.Generator().manual_seed(int(seed))
+
+
+def images(b: int = 6, h: int = 16, w: int = 16, seed: int = 0, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """``b`` RGB images of ``h`` x ``w``, standard normal."""
+    return torch.randn(b, 3, h, w, generator=gen(seed)).to(dtype)
+
+
+def labels(b: int = 6) -> torch.Tensor:
+    """``b`` class indices 0, 1, ..., K5 - 1, 0, 1, ..."""
+    return torch.arange(b) % K5
+
+
+def small_images(b: int = 6, seed: int = 0) -> torch.Tensor:
+    """``b`` RGB images of SMALL_H x SMALL_W, uniform in [0, 1)."""
+    return torch.rand(b, 3, SMALL_H, SMALL_W, generator=gen(seed))
+
+
+def drop_in_mixup(**kw: Any) -> Mixup:
+    """timm's drop-in ``Mixup`` for K5 classes, CutMix per element unless ``kw`` says otherwise."""
+    return Mixup(**{"num_classes": K5, "mixup_alpha": 0.0, "cutmix_alpha": 1.0, "mode": "elem", **kw})
+
+
+def exact(msg: str) -> str:
+    """A ``match=`` pattern for exactly ``msg``."""
+    return re.escape(msg)
+
+
+# Every operator for K5 classes (RandSaliencyMix with its saliency on, blending, and as it comes),
+# built with the options given (``OPS5[name](validate=True)``): tests/library/test_apply.py,
+# test_checks_inputs.py and test_params.py.
+OPS5: Dict[str, Callable[..., Any]] = {
+    "MixUp": lambda **kw: MixUp(num_classes=K5, **kw),
+    "CutMix": lambda **kw: CutMix(num_classes=K5, mode="sample", **kw),
+    "SaliencyMix-official": lambda **kw: SaliencyMix(num_classes=K5, variant="official", **kw),
+    "SaliencyMix-per_sample": lambda **kw: SaliencyMix(num_classes=K5, variant="per_sample", **kw),
+    "RandSaliencyMix-on": lambda **kw: RandSaliencyMix(num_classes=K5, **{**SALIENCY_ON, **kw}),
+    "RandSaliencyMix-blend": lambda **kw: RandSaliencyMix(
+        num_classes=K5, **{**SALIENCY_ON, "eta": "beta", "mixup_prob": 0.3, **kw}
+    ),
+    "RandSaliencyMix-default": lambda **kw: RandSaliencyMix(num_classes=K5, **kw),
+    "RandomChoiceMix": lambda **kw: RandomChoiceMix(
+        [MixUp(mode="sample"), RandSaliencyMix(**SALIENCY_ON)], mode="sample", num_classes=K5, **kw
+    ),
+    "NoMix": lambda **kw: NoMix(num_classes=K5, **kw),
+}
+
+# Huge but finite pixels (tests/library/test_apply.py, test_saliency.py): dtype and magnitude by
+# case, and the images ``huge_images`` makes of them (whole images at +big and -big, half and half,
+# every other row).
+HUGE = {
+    "float32-1e38": (torch.float32, 1e38),
+    "float32-max": (torch.float32, torch.finfo(torch.float32).max),
+    "float16-6e4": (torch.float16, 6e4),
+    "float16-max": (torch.float16, 65504.0),
+    "bfloat16-1e38": (torch.bfloat16, 1e38),
+}
+
+
+def huge_images(dtype: torch.dtype, big: float) -> torch.Tensor:
+    x = images(6, 16, 16, seed=9)
+    x[0] = big
+    x[1] = -big
+    x[2, :, :, :8] = big
+    x[2, :, :, 8:] = -big
+    x[3, :, ::2] = big
+    return x.to(dtype)
+
+
+# ------------------------------------------------------------------------------------------------
+# The argument and input checks (tests/library/test_checks_arguments.py, test_checks_inputs.py):
+# valid batches of B images of C x H x W and K classes, and every operator in its defaults built
+# with num_classes=K unless overridden (``CHECKS_OPS[name](alpha=0)``)
+# ------------------------------------------------------------------------------------------------
+
+B, C, H, W, K = 4, 3, 8, 8, 10
+
+
+def valid_x(b: int = B, c: int = C, h: int = H, w: int = W, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(b, c, h, w, generator=g)
+    return (x * 255).to(torch.uint8) if dtype == torch.uint8 else x.to(dtype)
+
+
+def valid_y(b: int = B) -> torch.Tensor:
+    return torch.arange(b) % K
+
+
+CHECKS_OPS: Dict[str, Callable[..., Any]] = {
+    "MixUp": lambda **kw: MixUp(**{"num_classes": K, **kw}),
+    "CutMix": lambda **kw: CutMix(**{"num_classes": K, **kw}),
+    "SaliencyMix-official": lambda **kw: SaliencyMix(**{"num_classes": K, "variant": "official", **kw}),
+    "SaliencyMix-per_sample": lambda **kw: SaliencyMix(**{"num_classes": K, "variant": "per_sample", **kw}),
+    "RandSaliencyMix": lambda **kw: RandSaliencyMix(**{"num_classes": K, **kw}),
+    "RandomChoiceMix": lambda **kw: RandomChoiceMix([MixUp(), CutMix()], **{"num_classes": K, **kw}),
+    "NoMix": lambda **kw: NoMix(**{"num_classes": K, **kw}),
+}
+CHECKS_OP_NAMES = list(CHECKS_OPS)
+
+
+# ------------------------------------------------------------------------------------------------
 # The mixing operators' invariants (tests/library/test_mixing.py, test_randsaliency.py): every
 # check computed independently of ``src``, for MIX_K classes
 # ------------------------------------------------------------------------------------------------
@@ -311,14 +519,10 @@ DTYPES = [torch.uint8, torch.float16, torch.bfloat16, torch.float32]
 BLEND_RTOL = {torch.float32: 2e-6, torch.float64: 1e-12, torch.float16: 1e-3, torch.bfloat16: 8e-3}
 
 
-def mix_gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(int(seed))
-
-
 def mix_images(
     seed: int, b: int, c: int, h: int, w: int, dtype: torch.dtype = torch.float32, channels_last: bool = False
 ) -> torch.Tensor:
-    g = mix_gen(seed)
+    g = gen(seed)
     if dtype == torch.uint8:
         x = torch.randint(0, 256, (b, c, h, w), generator=g, dtype=torch.uint8)
     else:
@@ -329,7 +533,7 @@ def mix_images(
 
 
 def mix_labels(seed: int, b: int, kind: str) -> torch.Tensor:
-    g = mix_gen(seed + 7)
+    g = gen(seed + 7)
     if kind == "index":
         return torch.randint(0, MIX_K, (b,), generator=g)
     logits = torch.randn(b, MIX_K, generator=g, dtype=torch.float64) * 2
@@ -339,7 +543,7 @@ def mix_labels(seed: int, b: int, kind: str) -> torch.Tensor:
 
 def mix_maps(seed: int, b: int, h: int, w: int) -> torch.Tensor:
     """Peaky random saliency maps in [0, 1], float32."""
-    g = mix_gen(seed + 13)
+    g = gen(seed + 13)
     return torch.rand(b, h, w, generator=g) ** 3
 
 
@@ -469,7 +673,7 @@ def run_and_check(op, x, y, maps=None, seed=0, label_smoothing=0.0, area_labels=
     """Sample, apply, check invariants, non-mutation and replay. Returns (xm, ym, params)."""
     x0, y0 = x.clone(), y.clone()
     maps0 = None if maps is None else maps.clone()
-    params = op.sample_params(x, generator=mix_gen(seed), saliency=maps)
+    params = op.sample_params(x, generator=gen(seed), saliency=maps)
     xm, ym = op.apply_params(x, y, params)
     assert torch.equal(x, x0) and torch.equal(y, y0), "inputs mutated"
     if maps is not None:
@@ -479,7 +683,7 @@ def run_and_check(op, x, y, maps=None, seed=0, label_smoothing=0.0, area_labels=
     xm2, ym2 = op(x, y, params=params)
     assert torch.equal(xm, xm2) and torch.equal(ym, ym2)
     # forward(generator=) with the same seed is sample_params + apply.
-    xm3, ym3 = op(x, y, generator=mix_gen(seed), saliency=maps)
+    xm3, ym3 = op(x, y, generator=gen(seed), saliency=maps)
     assert torch.equal(xm, xm3) and torch.equal(ym, ym3)
     assert torch.equal(x, x0) and torch.equal(y, y0), "inputs mutated"
     return xm, ym, params
@@ -513,6 +717,4 @@ def rsm_box_sides(lam: float, h: int, w: int):
 # on, a hard paste applied to every sample, so that tests of the saliency geometry and labels see
 # every sample patched.
 def design_rsm(**options) -> RandSaliencyMix:
-    from randsaliencymix import SALIENCY_ON
-
     return RandSaliencyMix(**{"num_classes": MIX_K, **SALIENCY_ON, **options})

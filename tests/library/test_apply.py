@@ -7,20 +7,16 @@ huge but finite pixels, and an empty batch."""
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Dict
+from typing import Callable, Dict
 
 import pytest
 import torch
 
 import randsaliencymix as rsm
-from conftest import no_host_reads
+from conftest import HUGE, OPS5, gen, huge_images, images, labels, no_host_reads
 from randsaliencymix import (
     SALIENCY_ON,
-    CutMix,
     MixParams,
-    MixUp,
-    NoMix,
-    RandomChoiceMix,
     RandSaliencyMix,
     SaliencyMix,
     apply_mix,
@@ -31,10 +27,6 @@ from randsaliencymix import apply as apply_module
 from randsaliencymix.saliency import spectral_residual
 
 K = 5
-
-
-def gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
 
 
 OPS: Dict[str, Callable[[], rsm.Mixer]] = {
@@ -161,14 +153,6 @@ def test_fast_paths_do_not_read_values_on_the_host():
 # --------------------------------------------------------------------------------------------
 
 
-def images(b: int = 6, h: int = 16, w: int = 16, seed: int = 0, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    return torch.randn(b, 3, h, w, generator=gen(seed)).to(dtype)
-
-
-def labels(b: int = 6) -> torch.Tensor:
-    return torch.arange(b) % K
-
-
 def _recording_detector(seen: list) -> Callable[[torch.Tensor], torch.Tensor]:
     def detector(t: torch.Tensor) -> torch.Tensor:
         seen.append(t.requires_grad)
@@ -231,44 +215,9 @@ def test_images_that_require_grad(case, given_maps):
 # Huge but finite pixels
 # --------------------------------------------------------------------------------------------
 
-HUGE_PIXEL_OPS: Dict[str, Callable[..., Any]] = {
-    "MixUp": lambda **kw: MixUp(num_classes=K, **kw),
-    "CutMix": lambda **kw: CutMix(num_classes=K, mode="sample", **kw),
-    "SaliencyMix-official": lambda **kw: SaliencyMix(num_classes=K, variant="official", **kw),
-    "SaliencyMix-per_sample": lambda **kw: SaliencyMix(num_classes=K, variant="per_sample", **kw),
-    "RandSaliencyMix-on": lambda **kw: RandSaliencyMix(num_classes=K, **{**SALIENCY_ON, **kw}),
-    "RandSaliencyMix-blend": lambda **kw: RandSaliencyMix(
-        num_classes=K, **{**SALIENCY_ON, "eta": "beta", "mixup_prob": 0.3, **kw}
-    ),
-    "RandSaliencyMix-default": lambda **kw: RandSaliencyMix(num_classes=K, **kw),
-    "RandomChoiceMix": lambda **kw: RandomChoiceMix(
-        [MixUp(mode="sample"), RandSaliencyMix(**SALIENCY_ON)], mode="sample", num_classes=K, **kw
-    ),
-    "NoMix": lambda **kw: NoMix(num_classes=K, **kw),
-}
-
-
-HUGE = {
-    "float32-1e38": (torch.float32, 1e38),
-    "float32-max": (torch.float32, torch.finfo(torch.float32).max),
-    "float16-6e4": (torch.float16, 6e4),
-    "float16-max": (torch.float16, 65504.0),
-    "bfloat16-1e38": (torch.bfloat16, 1e38),
-}
-
-
-def _huge_images(dtype: torch.dtype, big: float) -> torch.Tensor:
-    x = images(6, 16, 16, seed=9)
-    x[0] = big
-    x[1] = -big
-    x[2, :, :, :8] = big
-    x[2, :, :, 8:] = -big
-    x[3, :, ::2] = big
-    return x.to(dtype)
-
 
 @pytest.mark.parametrize("validate", [None, True])
-@pytest.mark.parametrize("op_name", list(HUGE_PIXEL_OPS))
+@pytest.mark.parametrize("op_name", list(OPS5))
 @pytest.mark.parametrize("case", list(HUGE))
 def test_huge_finite_pixels_are_mixed_exactly(case, op_name, validate):
     """Finite pixels are valid input, checked or not: no error, no overflow to inf or NaN, hard
@@ -276,9 +225,9 @@ def test_huge_finite_pixels_are_mixed_exactly(case, op_name, validate):
     if op_name == "SaliencyMix-official":
         pytest.importorskip("cv2")
     dtype, big = HUGE[case]
-    x = _huge_images(dtype, big)
+    x = huge_images(dtype, big)
     y = labels()
-    op = HUGE_PIXEL_OPS[op_name](validate=validate)
+    op = OPS5[op_name](validate=validate)
     params = op.sample_params(x, generator=gen(2))
     xm, ym = op.apply_params(x, y, params)
     assert bool(torch.isfinite(xm).all()), "finite pixels became inf or NaN"

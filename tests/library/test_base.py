@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 import randsaliencymix
-from conftest import no_host_reads
+from conftest import drop_in_mixup, gen, labels, no_host_reads, small_images
 from randsaliencymix import (
     SALIENCY_ON,
     CutMix,
@@ -34,10 +34,6 @@ from randsaliencymix.integrations.timm import Mixup
 
 K = 5
 OPERATORS = [MixUp, CutMix, SaliencyMix, RandSaliencyMix, GuidedMixup, NoMix]
-
-
-def gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
 
 
 # --------------------------------------------------------------------------------------------
@@ -285,26 +281,11 @@ def test_module_apply_walks_a_composite_operator() -> None:
 # A generator passed by position (issue 28)
 # --------------------------------------------------------------------------------------------
 
-H, W = 12, 10
-
-
-def images(b: int = 6, seed: int = 0) -> torch.Tensor:
-    return torch.rand(b, 3, H, W, generator=gen(seed))
-
-
-def labels(b: int = 6) -> torch.Tensor:
-    return torch.arange(b) % K
-
-
-def timm_mixup(**kw: Any) -> Mixup:
-    return Mixup(**{"num_classes": K, "mixup_alpha": 0.0, "cutmix_alpha": 1.0, "mode": "elem", **kw})
-
-
 OPS: Dict[str, Callable[[], Any]] = {
     "MixUp": lambda: MixUp(num_classes=K),
     "CutMix": lambda: CutMix(num_classes=K, mode="sample"),
     "RandSaliencyMix": lambda: RandSaliencyMix(num_classes=K, **SALIENCY_ON),
-    "timm Mixup": lambda: timm_mixup(mixup_alpha=1.0),
+    "timm Mixup": lambda: drop_in_mixup(mixup_alpha=1.0),
 }
 
 GENERATOR_AS_Y = (
@@ -318,7 +299,7 @@ def test_sample_params_refuses_a_generator_passed_as_y_and_draws_nothing(op_name
     op = OPS[op_name]()
     state = torch.get_rng_state()
     with pytest.raises(TypeError, match=GENERATOR_AS_Y):
-        op.sample_params(images(), gen(0))
+        op.sample_params(small_images(), gen(0))
     assert torch.equal(torch.get_rng_state(), state)  # the global generator was not drawn from
 
 
@@ -328,21 +309,21 @@ def test_a_call_takes_nothing_by_position_after_the_labels(op_name: str) -> None
     op = OPS[op_name]()
     state = torch.get_rng_state()
     with pytest.raises(TypeError, match="positional argument"):
-        op(images(), labels(), gen(0))
+        op(small_images(), labels(), gen(0))
     with pytest.raises(TypeError, match="positional argument"):
-        op.sample_params(images(), labels(), gen(0))
+        op.sample_params(small_images(), labels(), gen(0))
     assert torch.equal(torch.get_rng_state(), state)
 
 
 @pytest.mark.parametrize("op_name", list(OPS))
 def test_apply_refuses_a_generator_passed_as_params(op_name: str) -> None:
     with pytest.raises(TypeError, match=GENERATOR_AS_PARAMS):
-        OPS[op_name]().apply_params(images(), labels(), gen(0))
+        OPS[op_name]().apply_params(small_images(), labels(), gen(0))
 
 
 def test_sample_params_refuses_labels_that_are_not_a_tensor() -> None:
     with pytest.raises(TypeError, match=r"^Expected y as labels \(a tensor\) or None, but got list instead\.$"):
-        MixUp(num_classes=K).sample_params(images(), [0, 1, 2, 3, 4, 0])  # type: ignore[arg-type]
+        MixUp(num_classes=K).sample_params(small_images(), [0, 1, 2, 3, 4, 0])  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------------------------

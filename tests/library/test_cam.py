@@ -14,16 +14,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from conftest import no_host_reads
+from conftest import gen, no_host_reads
 from randsaliencymix import cam_and_logits, class_activation_maps
 from randsaliencymix.saliency import cam_from_features
 from rsmix.models import build_model, wide_resnet
 
 N_CLASSES = 7
-
-
-def gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
 
 
 def hand_cam(features: torch.Tensor, weight: torch.Tensor, classes: torch.Tensor, size) -> torch.Tensor:

@@ -7,43 +7,14 @@ All messages follow "Expected ..., but got ... instead." (``_checks.py``, ``mixi
 from __future__ import annotations
 
 import math
-import re
-from typing import Any, Callable, Dict
 
 import numpy as np
 import pytest
 import torch
 
-from randsaliencymix import CutMix, MixUp, NoMix, RandomChoiceMix, RandSaliencyMix, SaliencyMix
+from conftest import CHECKS_OP_NAMES, CHECKS_OPS, B, exact, valid_x, valid_y
+from randsaliencymix import MixUp, RandSaliencyMix
 
-B, C, H, W, K = 4, 3, 8, 8, 10
-
-
-def _x(b: int = B, c: int = C, h: int = H, w: int = W, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    g = torch.Generator().manual_seed(0)
-    x = torch.rand(b, c, h, w, generator=g)
-    return (x * 255).to(torch.uint8) if dtype == torch.uint8 else x.to(dtype)
-
-
-def _y(b: int = B) -> torch.Tensor:
-    return torch.arange(b) % K
-
-
-def _exact(msg: str) -> str:
-    return re.escape(msg)
-
-
-# Operators, each built with num_classes=K unless overridden.
-OPS: Dict[str, Callable[..., Any]] = {
-    "MixUp": lambda **kw: MixUp(**{"num_classes": K, **kw}),
-    "CutMix": lambda **kw: CutMix(**{"num_classes": K, **kw}),
-    "SaliencyMix-official": lambda **kw: SaliencyMix(**{"num_classes": K, "variant": "official", **kw}),
-    "SaliencyMix-per_sample": lambda **kw: SaliencyMix(**{"num_classes": K, "variant": "per_sample", **kw}),
-    "RandSaliencyMix": lambda **kw: RandSaliencyMix(**{"num_classes": K, **kw}),
-    "RandomChoiceMix": lambda **kw: RandomChoiceMix([MixUp(), CutMix()], **{"num_classes": K, **kw}),
-    "NoMix": lambda **kw: NoMix(**{"num_classes": K, **kw}),
-}
-OP_NAMES = list(OPS)
 WITH_ALPHA = ["MixUp", "CutMix", "SaliencyMix-official", "SaliencyMix-per_sample", "RandSaliencyMix"]
 WITH_P = WITH_ALPHA + ["RandomChoiceMix"]
 
@@ -56,17 +27,17 @@ WITH_P = WITH_ALPHA + ["RandomChoiceMix"]
 @pytest.mark.parametrize("alpha", [0, 0.0, -1.0, math.nan, math.inf])
 @pytest.mark.parametrize("op_name", WITH_ALPHA)
 def test_alpha_must_be_positive_and_finite(op_name, alpha):
-    with pytest.raises(ValueError, match=_exact(f"Expected alpha > 0 and finite, but got {alpha} instead.")):
-        OPS[op_name](alpha=alpha)
+    with pytest.raises(ValueError, match=exact(f"Expected alpha > 0 and finite, but got {alpha} instead.")):
+        CHECKS_OPS[op_name](alpha=alpha)
 
 
 @pytest.mark.parametrize("alpha", ["1.0", True, None])
 @pytest.mark.parametrize("op_name", WITH_ALPHA)
 def test_alpha_must_be_a_number(op_name, alpha):
     with pytest.raises(
-        TypeError, match=_exact(f"Expected alpha to be a number, but got {type(alpha).__name__} instead.")
+        TypeError, match=exact(f"Expected alpha to be a number, but got {type(alpha).__name__} instead.")
     ):
-        OPS[op_name](alpha=alpha)
+        CHECKS_OPS[op_name](alpha=alpha)
 
 
 def _probability_cases(op_names, arg):
@@ -75,7 +46,7 @@ def _probability_cases(op_names, arg):
 
 PROBABILITY_ARGS = (
     _probability_cases(WITH_P, "p")
-    + _probability_cases(OP_NAMES, "label_smoothing")
+    + _probability_cases(CHECKS_OP_NAMES, "label_smoothing")
     + [("RandSaliencyMix", "mixup_prob"), ("RandSaliencyMix", "gamma"), ("RandSaliencyMix", "eta")]
 )
 
@@ -83,8 +54,8 @@ PROBABILITY_ARGS = (
 @pytest.mark.parametrize("value", [-0.1, 1.5, -1e-9, 1.0 + 1e-9, math.nan, math.inf])
 @pytest.mark.parametrize("op_name,arg", PROBABILITY_ARGS, ids=[f"{o}-{a}" for o, a in PROBABILITY_ARGS])
 def test_probabilities_must_be_in_unit_interval(op_name, arg, value):
-    with pytest.raises(ValueError, match=_exact(f"Expected {arg} in [0, 1], but got {value} instead.")):
-        OPS[op_name](**{arg: value})
+    with pytest.raises(ValueError, match=exact(f"Expected {arg} in [0, 1], but got {value} instead.")):
+        CHECKS_OPS[op_name](**{arg: value})
 
 
 NUMBER_ARGS = [(o, a) for o, a in PROBABILITY_ARGS if a != "eta"]  # a string eta is a mode name
@@ -94,22 +65,22 @@ NUMBER_ARGS = [(o, a) for o, a in PROBABILITY_ARGS if a != "eta"]  # a string et
 @pytest.mark.parametrize("op_name,arg", NUMBER_ARGS, ids=[f"{o}-{a}" for o, a in NUMBER_ARGS])
 def test_probabilities_must_be_numbers(op_name, arg, value):
     with pytest.raises(
-        TypeError, match=_exact(f"Expected {arg} to be a number, but got {type(value).__name__} instead.")
+        TypeError, match=exact(f"Expected {arg} to be a number, but got {type(value).__name__} instead.")
     ):
-        OPS[op_name](**{arg: value})
+        CHECKS_OPS[op_name](**{arg: value})
 
 
 @pytest.mark.parametrize("value", [-1.0, -1e-9, math.nan, math.inf])
 @pytest.mark.parametrize("arg", ["tau_src", "tau_dst"])
 def test_temperatures_must_be_nonnegative(arg, value):
-    with pytest.raises(ValueError, match=_exact(f"Expected {arg} >= 0 and finite, but got {value} instead.")):
+    with pytest.raises(ValueError, match=exact(f"Expected {arg} >= 0 and finite, but got {value} instead.")):
         RandSaliencyMix(**{arg: value})
 
 
 @pytest.mark.parametrize("value", [0, 0.0, -0.5, math.nan])
 @pytest.mark.parametrize("arg", ["beta_blend", "eps"])
 def test_beta_blend_and_eps_must_be_positive(arg, value):
-    with pytest.raises(ValueError, match=_exact(f"Expected {arg} > 0 and finite, but got {value} instead.")):
+    with pytest.raises(ValueError, match=exact(f"Expected {arg} > 0 and finite, but got {value} instead.")):
         RandSaliencyMix(eta="beta", **{arg: value})
 
 
@@ -130,24 +101,24 @@ CHOICES = [
 @pytest.mark.parametrize("op_name,arg,value,choices", CHOICES, ids=[f"{c[0]}-{c[1]}" for c in CHOICES])
 def test_unknown_strings_are_rejected(op_name, arg, value, choices):
     listed = ", ".join(map(repr, choices))
-    with pytest.raises(ValueError, match=_exact(f"Expected {arg} to be one of {listed}, but got {value!r} instead.")):
-        OPS[op_name](**{arg: value})
+    with pytest.raises(ValueError, match=exact(f"Expected {arg} to be one of {listed}, but got {value!r} instead.")):
+        CHECKS_OPS[op_name](**{arg: value})
 
 
 @pytest.mark.parametrize("value", [10.0, True, "10"])
-@pytest.mark.parametrize("op_name", OP_NAMES)
+@pytest.mark.parametrize("op_name", CHECKS_OP_NAMES)
 def test_num_classes_must_be_int(op_name, value):
     with pytest.raises(
-        TypeError, match=_exact(f"Expected num_classes to be an int, but got {type(value).__name__} instead.")
+        TypeError, match=exact(f"Expected num_classes to be an int, but got {type(value).__name__} instead.")
     ):
-        OPS[op_name](num_classes=value)
+        CHECKS_OPS[op_name](num_classes=value)
 
 
 @pytest.mark.parametrize("value", [0, -3])
-@pytest.mark.parametrize("op_name", OP_NAMES)
+@pytest.mark.parametrize("op_name", CHECKS_OP_NAMES)
 def test_num_classes_must_be_positive(op_name, value):
-    with pytest.raises(ValueError, match=_exact(f"Expected num_classes >= 1, but got {value} instead.")):
-        OPS[op_name](num_classes=value)
+    with pytest.raises(ValueError, match=exact(f"Expected num_classes >= 1, but got {value} instead.")):
+        CHECKS_OPS[op_name](num_classes=value)
 
 
 # --------------------------------------------------------------------------------------------
@@ -158,27 +129,27 @@ BAD_PERMS = {
     "short": (
         lambda: torch.arange(B - 1),
         ValueError,
-        _exact(f"Expected perm of shape ({B},), but got ({B - 1},) instead."),
+        exact(f"Expected perm of shape ({B},), but got ({B - 1},) instead."),
     ),
     "long": (
         lambda: torch.arange(B + 1),
         ValueError,
-        _exact(f"Expected perm of shape ({B},), but got ({B + 1},) instead."),
+        exact(f"Expected perm of shape ({B},), but got ({B + 1},) instead."),
     ),
     "2d": (
         lambda: torch.arange(B)[:, None],
         ValueError,
-        _exact(f"Expected perm of shape ({B},), but got ({B}, 1) instead."),
+        exact(f"Expected perm of shape ({B},), but got ({B}, 1) instead."),
     ),
     "float": (
         lambda: torch.arange(B, dtype=torch.float32),
         TypeError,
-        _exact("Expected perm as an integer torch.Tensor of shape (B,), but got torch.float32 instead."),
+        exact("Expected perm as an integer torch.Tensor of shape (B,), but got torch.float32 instead."),
     ),
     "list": (
         lambda: list(range(B)),
         TypeError,
-        _exact("Expected perm as an integer torch.Tensor of shape (B,), but got list instead."),
+        exact("Expected perm as an integer torch.Tensor of shape (B,), but got list instead."),
     ),
     "out_of_range": (
         lambda: torch.tensor([0, 1, 2, B + 5][:B] + [0] * max(0, B - 4)),
@@ -190,73 +161,73 @@ BAD_PERMS = {
 
 
 @pytest.mark.parametrize("via", ["forward", "sample_params"])
-@pytest.mark.parametrize("op_name", OP_NAMES)
+@pytest.mark.parametrize("op_name", CHECKS_OP_NAMES)
 @pytest.mark.parametrize("case", list(BAD_PERMS))
 def test_rejects_bad_perm(case, op_name, via):
     make, exc, msg = BAD_PERMS[case]
-    op = OPS[op_name]()
+    op = CHECKS_OPS[op_name]()
     with pytest.raises(exc, match=msg):
         if via == "forward":
-            op(_x(), _y(), perm=make())
+            op(valid_x(), valid_y(), perm=make())
         else:
-            op.sample_params(_x(), perm=make())
+            op.sample_params(valid_x(), perm=make())
 
 
 @pytest.mark.parametrize("other", [2, B + 3])
 @pytest.mark.parametrize("via", ["apply_params", "forward"])
-@pytest.mark.parametrize("op_name", OP_NAMES)
+@pytest.mark.parametrize("op_name", CHECKS_OP_NAMES)
 def test_rejects_params_for_another_batch_size(op_name, via, other):
-    op = OPS[op_name]()
-    params = MixUp().sample_params(_x(other), generator=torch.Generator().manual_seed(1))
+    op = CHECKS_OPS[op_name]()
+    params = MixUp().sample_params(valid_x(other), generator=torch.Generator().manual_seed(1))
     with pytest.raises(
-        ValueError, match=_exact(f"Expected params for a batch of {B}, but got params for {other} instead.")
+        ValueError, match=exact(f"Expected params for a batch of {B}, but got params for {other} instead.")
     ):
         if via == "apply_params":
-            op.apply_params(_x(), _y(), params)
+            op.apply_params(valid_x(), valid_y(), params)
         else:
-            op(_x(), _y(), params=params)
+            op(valid_x(), valid_y(), params=params)
 
 
 @pytest.mark.parametrize("params", [{}, None, (1, 2), "params"], ids=["dict", "None", "tuple", "str"])
-@pytest.mark.parametrize("op_name", OP_NAMES)
+@pytest.mark.parametrize("op_name", CHECKS_OP_NAMES)
 def test_apply_rejects_params_of_wrong_type(op_name, params):
     with pytest.raises(
-        TypeError, match=_exact(f"Expected params of type MixParams, but got {type(params).__name__} instead.")
+        TypeError, match=exact(f"Expected params of type MixParams, but got {type(params).__name__} instead.")
     ):
-        OPS[op_name]().apply_params(_x(), _y(), params)
+        CHECKS_OPS[op_name]().apply_params(valid_x(), valid_y(), params)
 
 
 @pytest.mark.parametrize("params", [{}, (1, 2)], ids=["dict", "tuple"])
-@pytest.mark.parametrize("op_name", OP_NAMES)
+@pytest.mark.parametrize("op_name", CHECKS_OP_NAMES)
 def test_forward_rejects_params_of_wrong_type(op_name, params):
     with pytest.raises(
-        TypeError, match=_exact(f"Expected params of type MixParams, but got {type(params).__name__} instead.")
+        TypeError, match=exact(f"Expected params of type MixParams, but got {type(params).__name__} instead.")
     ):
-        OPS[op_name]()(_x(), _y(), params=params)
+        CHECKS_OPS[op_name]()(valid_x(), valid_y(), params=params)
 
 
 @pytest.mark.parametrize("generator", [42, np.random.default_rng(0), "cpu"], ids=["int", "numpy", "str"])
 @pytest.mark.parametrize("via", ["forward", "sample_params"])
-@pytest.mark.parametrize("op_name", OP_NAMES)
+@pytest.mark.parametrize("op_name", CHECKS_OP_NAMES)
 def test_rejects_generator_of_wrong_type(op_name, via, generator):
-    op = OPS[op_name]()
+    op = CHECKS_OPS[op_name]()
     with pytest.raises(
         TypeError,
-        match=_exact(f"Expected generator to be a torch.Generator, but got {type(generator).__name__} instead."),
+        match=exact(f"Expected generator to be a torch.Generator, but got {type(generator).__name__} instead."),
     ):
         if via == "forward":
-            op(_x(), _y(), generator=generator)
+            op(valid_x(), valid_y(), generator=generator)
         else:
-            op.sample_params(_x(), generator=generator)
+            op.sample_params(valid_x(), generator=generator)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
-@pytest.mark.parametrize("op_name", OP_NAMES)
+@pytest.mark.parametrize("op_name", CHECKS_OP_NAMES)
 def test_rejects_generator_on_another_device(op_name):
     with pytest.raises(
-        ValueError, match=_exact("Expected a generator on the images' device (cpu), but got one on cuda instead.")
+        ValueError, match=exact("Expected a generator on the images' device (cpu), but got one on cuda instead.")
     ):
-        OPS[op_name]()(_x(), _y(), generator=torch.Generator(device="cuda"))
+        CHECKS_OPS[op_name]()(valid_x(), valid_y(), generator=torch.Generator(device="cuda"))
 
 
 def test_numpy_scalars_are_numbers():

@@ -16,49 +16,19 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import CHECKS_OP_NAMES, CHECKS_OPS, K5, OPS5, B, C, H, K, W, exact, gen, images, labels, valid_x, valid_y
 from randsaliencymix import (
     SALIENCY_ON,
-    CutMix,
     MixParams,
     MixUp,
     NoMix,
-    RandomChoiceMix,
     RandSaliencyMix,
-    SaliencyMix,
     fine_grained,
     saliency_map,
     spectral_residual,
 )
 from randsaliencymix._checks import soft_label_tolerance
 
-B, C, H, W, K = 4, 3, 8, 8, 10
-
-
-def _x(b: int = B, c: int = C, h: int = H, w: int = W, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    g = torch.Generator().manual_seed(0)
-    x = torch.rand(b, c, h, w, generator=g)
-    return (x * 255).to(torch.uint8) if dtype == torch.uint8 else x.to(dtype)
-
-
-def _y(b: int = B) -> torch.Tensor:
-    return torch.arange(b) % K
-
-
-def _exact(msg: str) -> str:
-    return re.escape(msg)
-
-
-# Operators, each built with num_classes=K unless overridden.
-OPS: Dict[str, Callable[..., Any]] = {
-    "MixUp": lambda **kw: MixUp(**{"num_classes": K, **kw}),
-    "CutMix": lambda **kw: CutMix(**{"num_classes": K, **kw}),
-    "SaliencyMix-official": lambda **kw: SaliencyMix(**{"num_classes": K, "variant": "official", **kw}),
-    "SaliencyMix-per_sample": lambda **kw: SaliencyMix(**{"num_classes": K, "variant": "per_sample", **kw}),
-    "RandSaliencyMix": lambda **kw: RandSaliencyMix(**{"num_classes": K, **kw}),
-    "RandomChoiceMix": lambda **kw: RandomChoiceMix([MixUp(), CutMix()], **{"num_classes": K, **kw}),
-    "NoMix": lambda **kw: NoMix(**{"num_classes": K, **kw}),
-}
-OP_NAMES = list(OPS)
 SALIENCY_OPS = ["SaliencyMix-per_sample", "RandSaliencyMix"]
 # RandSaliencyMix's defaults use no saliency (the detector is skipped); these switch it on.
 SALIENCY_ON_OPTIONS: Dict[str, Dict[str, Any]] = {"RandSaliencyMix": {"tau_src": 1.0}}
@@ -73,7 +43,7 @@ DETECTOR_NAMES = list(DETECTOR_CALLS)
 
 
 def _valid_params(b: int = B) -> MixParams:
-    return NoMix().sample_params(_x(b))
+    return NoMix().sample_params(valid_x(b))
 
 
 # Every way an operator takes images: forward, sample_params, apply.
@@ -101,56 +71,56 @@ BAD_IMAGES = {
     "ndarray": (
         lambda: np.zeros((B, C, H, W), dtype=np.float32),
         TypeError,
-        _exact("Expected images as a torch.Tensor, but got ndarray instead."),
+        exact("Expected images as a torch.Tensor, but got ndarray instead."),
     ),
-    "list": (lambda: [[0.0]], TypeError, _exact("Expected images as a torch.Tensor, but got list instead.")),
+    "list": (lambda: [[0.0]], TypeError, exact("Expected images as a torch.Tensor, but got list instead.")),
     "rank2": (
         lambda: torch.zeros(3, 32),
         ValueError,
-        _exact("Expected a batch of shape (B, C, H, W), but got (3, 32) instead."),
+        exact("Expected a batch of shape (B, C, H, W), but got (3, 32) instead."),
     ),
     "rank3": (
         lambda: torch.zeros(3, 8, 8),
         ValueError,
-        _exact("Expected a batch of shape (B, C, H, W), but got (3, 8, 8) instead."),
+        exact("Expected a batch of shape (B, C, H, W), but got (3, 8, 8) instead."),
     ),
     "rank5": (
         lambda: torch.zeros(1, B, C, H, W),
         ValueError,
-        _exact(f"Expected a batch of shape (B, C, H, W), but got (1, {B}, {C}, {H}, {W}) instead."),
+        exact(f"Expected a batch of shape (B, C, H, W), but got (1, {B}, {C}, {H}, {W}) instead."),
     ),
     "int32": (
         lambda: torch.zeros(B, C, H, W, dtype=torch.int32),
         TypeError,
-        _exact("Expected images of dtype uint8, float16, bfloat16, float32 or float64, but got torch.int32 instead."),
+        exact("Expected images of dtype uint8, float16, bfloat16, float32 or float64, but got torch.int32 instead."),
     ),
-    "int64": (lambda: torch.zeros(B, C, H, W, dtype=torch.int64), TypeError, _exact("but got torch.int64 instead.")),
-    "bool": (lambda: torch.zeros(B, C, H, W, dtype=torch.bool), TypeError, _exact("but got torch.bool instead.")),
+    "int64": (lambda: torch.zeros(B, C, H, W, dtype=torch.int64), TypeError, exact("but got torch.int64 instead.")),
+    "bool": (lambda: torch.zeros(B, C, H, W, dtype=torch.bool), TypeError, exact("but got torch.bool instead.")),
     "height1": (
         lambda: torch.zeros(B, C, 1, W),
         ValueError,
-        _exact(f"Expected images of at least 2x2 pixels, but got 1x{W} instead."),
+        exact(f"Expected images of at least 2x2 pixels, but got 1x{W} instead."),
     ),
     "width1": (
         lambda: torch.zeros(B, C, H, 1, dtype=torch.uint8),
         ValueError,
-        _exact(f"Expected images of at least 2x2 pixels, but got {H}x1 instead."),
+        exact(f"Expected images of at least 2x2 pixels, but got {H}x1 instead."),
     ),
     "1x1": (
         lambda: torch.zeros(B, C, 1, 1),
         ValueError,
-        _exact("Expected images of at least 2x2 pixels, but got 1x1 instead."),
+        exact("Expected images of at least 2x2 pixels, but got 1x1 instead."),
     ),
     "empty-batch": (
         lambda: torch.zeros(0, C, H, W),
         ValueError,
-        _exact(f"Expected a batch of at least one image, but got (0, {C}, {H}, {W}) instead."),
+        exact(f"Expected a batch of at least one image, but got (0, {C}, {H}, {W}) instead."),
     ),
 }
 
 
 def _non_finite(value: float, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    x = _x(dtype=dtype)
+    x = valid_x(dtype=dtype)
     x[1, 2, 3, 4] = value
     return x
 
@@ -163,26 +133,26 @@ NON_FINITE = {
     "inf-bfloat16": lambda: _non_finite(math.inf, torch.bfloat16),
     "nan-float64": lambda: _non_finite(math.nan, torch.float64),
 }
-NON_FINITE_MSG = _exact("Expected finite image values, but got NaN or infinity instead.")
+NON_FINITE_MSG = exact("Expected finite image values, but got NaN or infinity instead.")
 
 
 @pytest.mark.parametrize("entry", list(IMAGE_ENTRY_POINTS))
-@pytest.mark.parametrize("op_name", OP_NAMES)
+@pytest.mark.parametrize("op_name", CHECKS_OP_NAMES)
 @pytest.mark.parametrize("case", list(BAD_IMAGES))
 def test_operator_rejects_bad_images(case, op_name, entry):
     make, exc, msg = BAD_IMAGES[case]
-    op = OPS[op_name]()
+    op = CHECKS_OPS[op_name]()
     with pytest.raises(exc, match=msg):
-        IMAGE_ENTRY_POINTS[entry](op, make(), _y())
+        IMAGE_ENTRY_POINTS[entry](op, make(), valid_y())
 
 
 @pytest.mark.parametrize("entry", list(IMAGE_ENTRY_POINTS))
-@pytest.mark.parametrize("op_name", OP_NAMES)
+@pytest.mark.parametrize("op_name", CHECKS_OP_NAMES)
 @pytest.mark.parametrize("case", list(NON_FINITE))
 def test_operator_rejects_non_finite_images(case, op_name, entry):
-    op = OPS[op_name]()
+    op = CHECKS_OPS[op_name]()
     with pytest.raises(ValueError, match=NON_FINITE_MSG):
-        IMAGE_ENTRY_POINTS[entry](op, NON_FINITE[case](), _y())
+        IMAGE_ENTRY_POINTS[entry](op, NON_FINITE[case](), valid_y())
 
 
 @pytest.mark.parametrize("det", DETECTOR_NAMES)
@@ -204,20 +174,20 @@ def test_detector_rejects_non_finite_images(case, det):
 @pytest.mark.parametrize("channels", [2, 4])
 @pytest.mark.parametrize("det", DETECTOR_NAMES)
 def test_detector_rejects_channel_count(det, channels, dtype):
-    with pytest.raises(ValueError, match=_exact(f"Expected 1 (grey) or 3 (RGB) channels, but got {channels} instead.")):
-        DETECTOR_CALLS[det](_x(c=channels, dtype=dtype))
+    with pytest.raises(ValueError, match=exact(f"Expected 1 (grey) or 3 (RGB) channels, but got {channels} instead.")):
+        DETECTOR_CALLS[det](valid_x(c=channels, dtype=dtype))
 
 
 @pytest.mark.parametrize("channels", [2, 4])
 @pytest.mark.parametrize("op_name", SALIENCY_OPS)
 def test_saliency_operator_rejects_channel_count(op_name, channels):
-    with pytest.raises(ValueError, match=_exact(f"Expected 1 (grey) or 3 (RGB) channels, but got {channels} instead.")):
-        OPS[op_name](**SALIENCY_ON_OPTIONS.get(op_name, {}))(_x(c=channels), _y())
+    with pytest.raises(ValueError, match=exact(f"Expected 1 (grey) or 3 (RGB) channels, but got {channels} instead.")):
+        CHECKS_OPS[op_name](**SALIENCY_ON_OPTIONS.get(op_name, {}))(valid_x(c=channels), valid_y())
 
 
 @pytest.mark.parametrize("channels", [2, 4])
 def test_randsaliencymix_without_saliency_takes_any_channel_count(channels):
-    x, y = OPS["RandSaliencyMix"]()(_x(c=channels), _y())
+    x, y = CHECKS_OPS["RandSaliencyMix"]()(valid_x(c=channels), valid_y())
     assert x.shape[1] == channels and torch.allclose(y.sum(dim=1), torch.ones(y.shape[0]))
 
 
@@ -225,36 +195,36 @@ def test_randsaliencymix_without_saliency_takes_any_channel_count(channels):
 @pytest.mark.parametrize("det", DETECTOR_NAMES)
 def test_detector_rejects_value_range_hi_not_above_lo(det, value_range):
     with pytest.raises(
-        ValueError, match=_exact(f"Expected value_range (lo, hi) with hi > lo, but got {value_range} instead.")
+        ValueError, match=exact(f"Expected value_range (lo, hi) with hi > lo, but got {value_range} instead.")
     ):
-        DETECTOR_CALLS[det](_x(), value_range=value_range)
+        DETECTOR_CALLS[det](valid_x(), value_range=value_range)
 
 
 @pytest.mark.parametrize("op_name", SALIENCY_OPS)
 def test_saliency_operator_rejects_value_range_hi_not_above_lo(op_name):
     # Checked at construction or, at the latest, on the first call with float images.
     with pytest.raises(
-        ValueError, match=_exact("Expected value_range (lo, hi) with hi > lo, but got (1.0, 0.0) instead.")
+        ValueError, match=exact("Expected value_range (lo, hi) with hi > lo, but got (1.0, 0.0) instead.")
     ):
-        OPS[op_name](value_range=(1.0, 0.0))(_x(), _y())
+        CHECKS_OPS[op_name](value_range=(1.0, 0.0))(valid_x(), valid_y())
 
 
 @pytest.mark.parametrize("kw", [{"mean": (0.5, 0.5, 0.5)}, {"std": (0.2, 0.2, 0.2)}], ids=["mean", "std"])
 @pytest.mark.parametrize("det", DETECTOR_NAMES)
 def test_detector_rejects_mean_without_std(det, kw):
     with pytest.raises(
-        ValueError, match=_exact("Expected both mean and std for a normalised input, but got only one instead.")
+        ValueError, match=exact("Expected both mean and std for a normalised input, but got only one instead.")
     ):
-        DETECTOR_CALLS[det](_x(), **kw)
+        DETECTOR_CALLS[det](valid_x(), **kw)
 
 
 @pytest.mark.parametrize("method", ["sobel", "FINE_GRAINED", "", None])
 def test_saliency_map_rejects_unknown_method(method):
     with pytest.raises(
         ValueError,
-        match=_exact(f"Expected method to be one of 'fine_grained', 'spectral', but got {method!r} instead."),
+        match=exact(f"Expected method to be one of 'fine_grained', 'spectral', but got {method!r} instead."),
     ):
-        saliency_map(_x(), method)
+        saliency_map(valid_x(), method)
 
 
 # --------------------------------------------------------------------------------------------
@@ -262,111 +232,111 @@ def test_saliency_map_rejects_unknown_method(method):
 # --------------------------------------------------------------------------------------------
 
 BAD_LABELS = {
-    "list": (lambda: [0, 1, 2, 3], TypeError, _exact("Expected labels as a torch.Tensor, but got list instead.")),
+    "list": (lambda: [0, 1, 2, 3], TypeError, exact("Expected labels as a torch.Tensor, but got list instead.")),
     "indices-batch-short": (
         lambda: torch.tensor([0, 1, 2]),
         ValueError,
-        _exact(f"Expected {B} labels to match the batch of images, but got 3 instead."),
+        exact(f"Expected {B} labels to match the batch of images, but got 3 instead."),
     ),
     "indices-batch-long": (
         lambda: torch.arange(B + 2) % K,
         ValueError,
-        _exact(f"Expected {B} labels to match the batch of images, but got {B + 2} instead."),
+        exact(f"Expected {B} labels to match the batch of images, but got {B + 2} instead."),
     ),
     "probs-batch-mismatch": (
         lambda: torch.full((B + 1, K), 1.0 / K),
         ValueError,
-        _exact(f"Expected {B} label rows to match the batch of images, but got {B + 1} instead."),
+        exact(f"Expected {B} label rows to match the batch of images, but got {B + 1} instead."),
     ),
     "index-negative": (
         lambda: torch.tensor([0, -1, 2, 3]),
         ValueError,
-        _exact(f"Expected class indices in [0, {K - 1}], but got -1 instead."),
+        exact(f"Expected class indices in [0, {K - 1}], but got -1 instead."),
     ),
     "index-too-large": (
         lambda: torch.tensor([0, 1, K, 3]),
         ValueError,
-        _exact(f"Expected class indices in [0, {K - 1}], but got {K} instead."),
+        exact(f"Expected class indices in [0, {K - 1}], but got {K} instead."),
     ),
     "index-int32-too-large": (
         lambda: torch.tensor([0, 1, 2, K + 5], dtype=torch.int32),
         ValueError,
-        _exact(f"Expected class indices in [0, {K - 1}], but got {K + 5} instead."),
+        exact(f"Expected class indices in [0, {K - 1}], but got {K + 5} instead."),
     ),
     "float-indices": (
         lambda: torch.tensor([0.0, 1.0, 2.0, 3.0]),
         TypeError,
-        _exact("Expected integer class indices of shape (B,), but got torch.float32 instead."),
+        exact("Expected integer class indices of shape (B,), but got torch.float32 instead."),
     ),
     "bool-indices": (
         lambda: torch.tensor([True, False, True, False]),
         TypeError,
-        _exact("Expected integer class indices of shape (B,), but got torch.bool instead."),
+        exact("Expected integer class indices of shape (B,), but got torch.bool instead."),
     ),
     "rows-not-summing-to-1": (
         lambda: torch.full((B, K), 0.05),
         ValueError,
-        _exact("Expected label probabilities whose rows sum to 1, but got a row summing to 0.5000 instead."),
+        exact("Expected label probabilities whose rows sum to 1, but got a row summing to 0.5000 instead."),
     ),
     "one-row-off": (
         lambda: torch.cat([torch.full((B - 1, K), 1.0 / K), torch.full((1, K), 0.2)]),
         ValueError,
-        _exact("Expected label probabilities whose rows sum to 1, but got a row summing to 2.0000 instead."),
+        exact("Expected label probabilities whose rows sum to 1, but got a row summing to 2.0000 instead."),
     ),
     "negative-probs": (
         lambda: torch.tensor([[1.5, -0.5] + [0.0] * (K - 2)] * B),
         ValueError,
-        _exact("Expected label probabilities >= 0 and finite, but got others instead."),
+        exact("Expected label probabilities >= 0 and finite, but got others instead."),
     ),
     "nan-probs": (
         lambda: torch.tensor([[math.nan] + [1.0 / K] * (K - 1)] * B),
         ValueError,
-        _exact("Expected label probabilities >= 0 and finite, but got others instead."),
+        exact("Expected label probabilities >= 0 and finite, but got others instead."),
     ),
     "integer-probs": (
         lambda: torch.nn.functional.one_hot(torch.arange(B), K),
         TypeError,
-        _exact("Expected floating-point probabilities of shape (B, K), but got torch.int64 instead."),
+        exact("Expected floating-point probabilities of shape (B, K), but got torch.int64 instead."),
     ),
     "wrong-K": (
         lambda: torch.full((B, K - 3), 1.0 / (K - 3)),
         ValueError,
-        _exact(f"Expected probabilities over num_classes={K} classes, but got {K - 3} columns instead."),
+        exact(f"Expected probabilities over num_classes={K} classes, but got {K - 3} columns instead."),
     ),
     "rank3": (
         lambda: torch.full((B, 2, 5), 0.1),
         ValueError,
-        _exact(f"Expected labels of shape (B,) or (B, K), but got ({B}, 2, 5) instead."),
+        exact(f"Expected labels of shape (B,) or (B, K), but got ({B}, 2, 5) instead."),
     ),
     "rank0": (
         lambda: torch.tensor(3),
         ValueError,
-        _exact("Expected labels of shape (B,) or (B, K), but got () instead."),
+        exact("Expected labels of shape (B,) or (B, K), but got () instead."),
     ),
 }
 
 
 @pytest.mark.parametrize("entry", list(LABEL_ENTRY_POINTS))
-@pytest.mark.parametrize("op_name", OP_NAMES)
+@pytest.mark.parametrize("op_name", CHECKS_OP_NAMES)
 @pytest.mark.parametrize("case", list(BAD_LABELS))
 def test_operator_rejects_bad_labels(case, op_name, entry):
     make, exc, msg = BAD_LABELS[case]
-    op = OPS[op_name]()
+    op = CHECKS_OPS[op_name]()
     with pytest.raises(exc, match=msg):
-        LABEL_ENTRY_POINTS[entry](op, _x(), make())
+        LABEL_ENTRY_POINTS[entry](op, valid_x(), make())
 
 
 @pytest.mark.parametrize("entry", list(LABEL_ENTRY_POINTS))
-@pytest.mark.parametrize("op_name", OP_NAMES)
+@pytest.mark.parametrize("op_name", CHECKS_OP_NAMES)
 def test_operator_rejects_indices_without_num_classes(op_name, entry):
-    op = OPS[op_name](num_classes=None)
+    op = CHECKS_OPS[op_name](num_classes=None)
     with pytest.raises(
         ValueError,
-        match=_exact(
+        match=exact(
             "Expected num_classes to be given when labels are class indices of shape (B,), but got None instead."
         ),
     ):
-        LABEL_ENTRY_POINTS[entry](op, _x(), _y())
+        LABEL_ENTRY_POINTS[entry](op, valid_x(), valid_y())
 
 
 # --------------------------------------------------------------------------------------------
@@ -377,39 +347,39 @@ BAD_MAPS = {
     "wrong-width": (
         lambda: torch.rand(B, H, W + 1),
         ValueError,
-        _exact(f"Expected saliency maps of shape (B, H, W) = ({B}, {H}, {W}), but got ({B}, {H}, {W + 1}) instead."),
+        exact(f"Expected saliency maps of shape (B, H, W) = ({B}, {H}, {W}), but got ({B}, {H}, {W + 1}) instead."),
     ),
-    "wrong-batch": (lambda: torch.rand(B - 1, H, W), ValueError, _exact(f"but got ({B - 1}, {H}, {W}) instead.")),
-    "with-channel": (lambda: torch.rand(B, 1, H, W), ValueError, _exact(f"but got ({B}, 1, {H}, {W}) instead.")),
+    "wrong-batch": (lambda: torch.rand(B - 1, H, W), ValueError, exact(f"but got ({B - 1}, {H}, {W}) instead.")),
+    "with-channel": (lambda: torch.rand(B, 1, H, W), ValueError, exact(f"but got ({B}, 1, {H}, {W}) instead.")),
     "int64": (
         lambda: torch.ones(B, H, W, dtype=torch.int64),
         TypeError,
-        _exact("Expected floating-point saliency maps, but got torch.int64 instead."),
+        exact("Expected floating-point saliency maps, but got torch.int64 instead."),
     ),
     "uint8": (
         lambda: torch.ones(B, H, W, dtype=torch.uint8),
         TypeError,
-        _exact("Expected floating-point saliency maps, but got torch.uint8 instead."),
+        exact("Expected floating-point saliency maps, but got torch.uint8 instead."),
     ),
     "ndarray": (
         lambda: np.ones((B, H, W), dtype=np.float32),
         TypeError,
-        _exact("Expected saliency maps as a torch.Tensor, but got ndarray instead."),
+        exact("Expected saliency maps as a torch.Tensor, but got ndarray instead."),
     ),
 }
 
 
 @pytest.mark.parametrize("via", ["forward", "sample_params"])
-@pytest.mark.parametrize("op_name", OP_NAMES)
+@pytest.mark.parametrize("op_name", CHECKS_OP_NAMES)
 @pytest.mark.parametrize("case", list(BAD_MAPS))
 def test_rejects_bad_saliency_maps(case, op_name, via):
     make, exc, msg = BAD_MAPS[case]
-    op = OPS[op_name]()
+    op = CHECKS_OPS[op_name]()
     with pytest.raises(exc, match=msg):
         if via == "forward":
-            op(_x(), _y(), saliency=make())
+            op(valid_x(), valid_y(), saliency=make())
         else:
-            op.sample_params(_x(), saliency=make())
+            op.sample_params(valid_x(), saliency=make())
 
 
 # --------------------------------------------------------------------------------------------
@@ -417,14 +387,14 @@ def test_rejects_bad_saliency_maps(case, op_name, via):
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("op_name", OP_NAMES)
+@pytest.mark.parametrize("op_name", CHECKS_OP_NAMES)
 def test_valid_inputs_are_accepted(op_name):
-    op = OPS[op_name]()
-    x = _x()
+    op = CHECKS_OPS[op_name]()
+    x = valid_x()
     gen = torch.Generator().manual_seed(0)
     # Maps for every operator that reads them (the official SaliencyMix computes its own and refuses given ones).
     maps = None if getattr(op, "variant", None) == "official" else torch.rand(B, H, W)
-    xm, ym = op(x, _y(), generator=gen, perm=torch.arange(B).flip(0), saliency=maps)
+    xm, ym = op(x, valid_y(), generator=gen, perm=torch.arange(B).flip(0), saliency=maps)
     assert xm.shape == x.shape and ym.shape == (B, K)
     probs = torch.full((B, K), 1.0 / K)
     xm, ym = op.apply_params(x, probs, op.sample_params(x, generator=gen))
@@ -474,36 +444,6 @@ def test_callable_detector_output_is_checked():
 # NaN, inf and negative saliency maps: refused where values are checked, read safely where not
 # --------------------------------------------------------------------------------------------
 
-K5 = 5
-
-
-def gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
-def images(b: int = 6, h: int = 16, w: int = 16, seed: int = 0, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    return torch.randn(b, 3, h, w, generator=gen(seed)).to(dtype)
-
-
-def labels(b: int = 6) -> torch.Tensor:
-    return torch.arange(b) % K5
-
-
-OPS5: Dict[str, Callable[..., Any]] = {
-    "MixUp": lambda **kw: MixUp(num_classes=K5, **kw),
-    "CutMix": lambda **kw: CutMix(num_classes=K5, mode="sample", **kw),
-    "SaliencyMix-official": lambda **kw: SaliencyMix(num_classes=K5, variant="official", **kw),
-    "SaliencyMix-per_sample": lambda **kw: SaliencyMix(num_classes=K5, variant="per_sample", **kw),
-    "RandSaliencyMix-on": lambda **kw: RandSaliencyMix(num_classes=K5, **{**SALIENCY_ON, **kw}),
-    "RandSaliencyMix-blend": lambda **kw: RandSaliencyMix(
-        num_classes=K5, **{**SALIENCY_ON, "eta": "beta", "mixup_prob": 0.3, **kw}
-    ),
-    "RandSaliencyMix-default": lambda **kw: RandSaliencyMix(num_classes=K5, **kw),
-    "RandomChoiceMix": lambda **kw: RandomChoiceMix(
-        [MixUp(mode="sample"), RandSaliencyMix(**SALIENCY_ON)], mode="sample", num_classes=K5, **kw
-    ),
-    "NoMix": lambda **kw: NoMix(num_classes=K5, **kw),
-}
 # Operators whose draws read saliency maps (the detector runs, or given maps are used).
 SALIENCY_READERS = ["SaliencyMix-per_sample", "RandSaliencyMix-on", "RandSaliencyMix-blend", "RandomChoiceMix"]
 

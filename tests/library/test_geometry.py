@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy.stats import chisquare
 
+from conftest import gen
 from randsaliencymix import window_mass
 from randsaliencymix.geometry import (
     WindowSums,
@@ -32,10 +33,6 @@ from randsaliencymix.geometry import (
 
 GEO_SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 EPS = 1e-4
-
-
-def gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(int(seed))
 
 
 def extents(n: int, rows: int, cols: int, height: int, width: int):

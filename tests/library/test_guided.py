@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import gen
 from randsaliencymix import CutMix, GuidedMixup, RandomChoiceMix, spectral_residual
 from rsmix.methods import METHODS, build_mixer
 
@@ -24,10 +25,6 @@ SETTINGS = settings(max_examples=20, deadline=None, suppress_health_check=[Healt
 K = 6
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
-
-
-def gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
 
 
 # --------------------------------------------------------------------------------------------

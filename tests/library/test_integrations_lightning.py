@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from conftest import K5, labels, small_images
 from randsaliencymix import CutMix, MixCollate, RandSaliencyMix, soft_target_cross_entropy
 from randsaliencymix.integrations.lightning import BatchMixer
 
@@ -159,21 +160,6 @@ def test_batch_mixer_leaves_other_stages_alone_and_checks_its_arguments() -> Non
 # BatchMixer's seeds and batches (issue 28)
 # ------------------------------------------------------------------------------------------------
 
-K5 = 5
-H, W = 12, 10
-
-
-def gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
-def images(b: int = 6, seed: int = 0) -> torch.Tensor:
-    return torch.rand(b, 3, H, W, generator=gen(seed))
-
-
-def labels(b: int = 6) -> torch.Tensor:
-    return torch.arange(b) % K5
-
 
 def training_trainer(ready: int = 5) -> Any:
     progress = SimpleNamespace(total=SimpleNamespace(ready=ready))
@@ -182,7 +168,7 @@ def training_trainer(ready: int = 5) -> Any:
 
 
 def test_batch_mixer_takes_numpy_integer_seeds() -> None:
-    batch = (images(4), labels(4))
+    batch = (small_images(4), labels(4))
     a = BatchMixer(CutMix(num_classes=K5), seed=np.int64(3))  # type: ignore[arg-type]
     b = BatchMixer(CutMix(num_classes=K5), seed=3)
     xa, ya = a(batch, training_trainer())
@@ -196,7 +182,7 @@ Batch = namedtuple("Batch", ["image", "label", "index"])
 
 
 def test_batch_mixer_gives_a_namedtuple_batch_back_as_its_own_type() -> None:
-    x, y, index = images(4), labels(4), torch.arange(4)
+    x, y, index = small_images(4), labels(4), torch.arange(4)
     mixing = BatchMixer(CutMix(num_classes=K5), seed=0)
     mixed = mixing(Batch(x, y, index), training_trainer())
     plain = mixing((x, y, index), training_trainer())

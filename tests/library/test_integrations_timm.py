@@ -33,6 +33,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
+from conftest import drop_in_mixup, gen, labels, small_images
 from randsaliencymix import Mixer, MixParams, MixUp, RandSaliencyMix, SaliencyMix, SoftTargetCrossEntropy
 from randsaliencymix.integrations.timm import CUTMIX_OPS, Mixup
 
@@ -569,23 +570,6 @@ def test_timm_drop_in_takes_odd_batches(mode, b):
 # ---------------------------------------------------------------------------------------------
 
 K = 5
-H_SMALL, W_SMALL = 12, 10
-
-
-def gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
-def images(b: int = 6, seed: int = 0) -> torch.Tensor:
-    return torch.rand(b, 3, H_SMALL, W_SMALL, generator=gen(seed))
-
-
-def labels(b: int = 6) -> torch.Tensor:
-    return torch.arange(b) % K
-
-
-def drop_in(**kw: Any) -> Mixup:
-    return Mixup(**{"num_classes": K, "mixup_alpha": 0.0, "cutmix_alpha": 1.0, "mode": "elem", **kw})
 
 
 @pytest.mark.parametrize(
@@ -600,11 +584,11 @@ def drop_in(**kw: Any) -> Mixup:
 def test_cutmix_op_assigned_after_construction_draws_as_if_constructed_with_it(
     first: str, then: str, options: Any
 ) -> None:
-    assigned = drop_in(cutmix_op=first, cutmix_options=options)
+    assigned = drop_in_mixup(cutmix_op=first, cutmix_options=options)
     assigned.cutmix_op = then
-    built = drop_in(cutmix_op=then, cutmix_options=options)
+    built = drop_in_mixup(cutmix_op=then, cutmix_options=options)
     assert repr(assigned) == repr(built)
-    x = images(8)
+    x = small_images(8)
     a = assigned.sample_params(x, generator=gen(3))
     b = built.sample_params(x, generator=gen(3))
     for f in dataclasses.fields(MixParams):
@@ -616,7 +600,7 @@ def test_cutmix_op_assigned_after_construction_draws_as_if_constructed_with_it(
 
 
 def test_an_unknown_cutmix_op_assigned_is_refused_and_changes_nothing() -> None:
-    op = drop_in(cutmix_op="saliencymix")
+    op = drop_in_mixup(cutmix_op="saliencymix")
     before = repr(op)
     with pytest.raises(
         ValueError, match=r"^Expected cutmix_op to be one of 'cutmix', 'saliencymix', 'randsaliencymix'"
@@ -626,7 +610,7 @@ def test_an_unknown_cutmix_op_assigned_is_refused_and_changes_nothing() -> None:
 
 
 def test_a_cutmix_op_that_refuses_the_stored_options_is_refused_and_changes_nothing() -> None:
-    op = drop_in(cutmix_op="randsaliencymix", cutmix_options={"tau_src": 1.0})
+    op = drop_in_mixup(cutmix_op="randsaliencymix", cutmix_options={"tau_src": 1.0})
     with pytest.raises(ValueError, match=r"^Expected cutmix_options for cutmix_op='cutmix' among \(none\)"):
         op.cutmix_op = "cutmix"
     assert op.cutmix_op == "randsaliencymix" and isinstance(op.cut_op, RandSaliencyMix)
@@ -637,7 +621,7 @@ def test_validate_is_checked_at_construction_and_when_assigned() -> None:
     message = r"^Expected validate as None, True or False, but got 'yes' instead\.$"
     with pytest.raises(TypeError, match=message):
         MixUp(num_classes=K, validate="yes")  # type: ignore[arg-type]
-    op = drop_in(cutmix_op="saliencymix")
+    op = drop_in_mixup(cutmix_op="saliencymix")
     with pytest.raises(TypeError, match=message):
         op.validate = "yes"  # type: ignore[assignment]
     assert op.validate is None
@@ -646,7 +630,7 @@ def test_validate_is_checked_at_construction_and_when_assigned() -> None:
 
 
 def test_num_classes_zero_assigned_is_refused() -> None:
-    op = drop_in()
+    op = drop_in_mixup()
     with pytest.raises(ValueError, match=r"^Expected num_classes >= 1, but got 0 instead\.$"):
         op.num_classes = 0
     assert op.num_classes == K

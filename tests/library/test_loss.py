@@ -10,14 +10,14 @@ import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conftest import MIX_SETTINGS, mix_gen
+from conftest import MIX_SETTINGS, exact, gen
 from randsaliencymix import SoftTargetCrossEntropy, soft_target_cross_entropy
 
 
 @MIX_SETTINGS
 @given(b=st.integers(1, 8), k=st.integers(2, 10), seed=st.integers(0, 2**31 - 1))
 def test_soft_target_cross_entropy(b, k, seed):
-    g = mix_gen(seed)
+    g = gen(seed)
     logits = torch.randn(b, k, generator=g, dtype=torch.float64) * 3
     idx = torch.randint(0, k, (b,), generator=g)
     onehot = F.one_hot(idx, k).double()
@@ -42,10 +42,6 @@ def test_soft_target_cross_entropy(b, k, seed):
 B, K = 4, 10  # B logits over K classes
 
 
-def _exact(msg: str) -> str:
-    return re.escape(msg)
-
-
 @pytest.mark.parametrize(
     "logits_shape,targets_shape",
     [((B, K), (B, K - 1)), ((B, K), (B + 1, K)), ((B, K), (B,)), ((K,), (K,)), ((B, K, 2), (B, K, 2))],
@@ -54,7 +50,7 @@ def _exact(msg: str) -> str:
 def test_loss_rejects_mismatched_shapes(logits_shape, targets_shape):
     with pytest.raises(
         ValueError,
-        match=_exact(
+        match=exact(
             f"Expected logits and targets of the same shape (B, K), but got {logits_shape} and {targets_shape} instead."
         ),
     ):
@@ -64,7 +60,7 @@ def test_loss_rejects_mismatched_shapes(logits_shape, targets_shape):
 @pytest.mark.parametrize("reduction", ["avg", "", "MEAN"])
 def test_loss_rejects_unknown_reduction(reduction):
     with pytest.raises(
-        ValueError, match=_exact(f"Expected reduction 'mean', 'sum' or 'none', but got {reduction!r} instead.")
+        ValueError, match=exact(f"Expected reduction 'mean', 'sum' or 'none', but got {reduction!r} instead.")
     ):
         soft_target_cross_entropy(torch.zeros(B, K), torch.full((B, K), 1.0 / K), reduction=reduction)
 

@@ -9,7 +9,6 @@ box sums, the authors' SaliencyMix box), never a seed-pinned golden number; the 
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import fields
 from typing import Any, Callable, Dict, List
 
@@ -23,12 +22,16 @@ from hypothesis import strategies as st
 import randsaliencymix.base as base_mod
 from conftest import (
     DTYPES,
+    K5,
     MIX_SETTINGS,
     alphas,
     check_mix,
     design_rsm,
+    exact,
+    gen,
+    images,
+    labels,
     mix_batches,
-    mix_gen,
     mix_images,
     mix_labels,
     mix_maps,
@@ -219,15 +222,15 @@ def test_replay_and_seeds(name):
     x = mix_images(1, 16, 3, 16, 16)
     y = mix_labels(1, 16, "index")
     op = MIX_OPS[name]()
-    p1 = op.sample_params(x, generator=mix_gen(123))
-    p2 = op.sample_params(x, generator=mix_gen(123))
+    p1 = op.sample_params(x, generator=gen(123))
+    p2 = op.sample_params(x, generator=gen(123))
     for f in fields(MixParams):
         a, b = getattr(p1, f.name), getattr(p2, f.name)
         assert torch.equal(a, b) if isinstance(a, torch.Tensor) else a == b, f.name
     assert all(torch.equal(a, b) for a, b in zip(op.apply_params(x, y, p1), op.apply_params(x, y, p1)))
     assert all(torch.equal(a, b) for a, b in zip(op.apply_params(x, y, p1), op.apply_params(x, y, p2)))
-    out1 = op(x, y, generator=mix_gen(7))
-    out2 = op(x, y, generator=mix_gen(7))
+    out1 = op(x, y, generator=gen(7))
+    out2 = op(x, y, generator=gen(7))
     assert all(torch.equal(a, b) for a, b in zip(out1, out2))
 
 
@@ -237,7 +240,7 @@ def test_different_seeds_differ(name):
     y = mix_labels(2, 16, "index")
     op = MIX_OPS[name]()
     op.p = 1.0  # so that neither draw can be a no-op batch
-    outs = [op(x, y, generator=mix_gen(s))[0] for s in (0, 1, 2)]
+    outs = [op(x, y, generator=gen(s))[0] for s in (0, 1, 2)]
     assert not (torch.equal(outs[0], outs[1]) and torch.equal(outs[1], outs[2]))
 
 
@@ -252,13 +255,13 @@ def test_p_zero_is_identity_and_p_one_mixes(name):
             sub.p = 1.0
     smoothing = op_smoothing(op)
     for seed in range(3):
-        xm, ym = op(x, y, generator=mix_gen(seed))
+        xm, ym = op(x, y, generator=gen(seed))
         assert torch.equal(xm, x)
         torch.testing.assert_close(ym.double(), ref_soft(y, smoothing), atol=1e-7, rtol=0)
         if smoothing == 0:
             assert torch.equal(ym, F.one_hot(y, K).to(ym.dtype))
     op.p = 1.0
-    params = op.sample_params(x, generator=mix_gen(0), perm=torch.roll(torch.arange(8), 1))
+    params = op.sample_params(x, generator=gen(0), perm=torch.roll(torch.arange(8), 1))
     assert bool(params.applied.all())
     xm, _ = op.apply_params(x, y, params)
     assert not torch.equal(xm, x)
@@ -271,7 +274,7 @@ def test_given_perm_is_used(name):
     y = mix_labels(6, 6, "index")
     perm = torch.tensor([3, 0, 5, 1, 2, 4])
     op = MIX_OPS[name]()
-    params = op.sample_params(x, generator=mix_gen(0), perm=perm)
+    params = op.sample_params(x, generator=gen(0), perm=perm)
     if name != "nomix":
         assert torch.equal(params.perm, perm)
     check_mix(x, y, *op.apply_params(x, y, params), params, op_smoothing(op), name not in SALIENCY_LABELS)
@@ -281,7 +284,7 @@ def test_apply_mix_functional_matches_operator():
     x = mix_images(8, 6, 3, 16, 16)
     y = mix_labels(8, 6, "prob32")
     op = design_rsm(eta="beta", mixup_prob=0.3)
-    params = op.sample_params(x, generator=mix_gen(0), saliency=mix_maps(0, 6, 16, 16))
+    params = op.sample_params(x, generator=gen(0), saliency=mix_maps(0, 6, 16, 16))
     a = op.apply_params(x, y, params)
     # The operator renormalises accepted probability rows (to_soft_targets); apply_mix takes them as given.
     b = apply_mix(x, y / y.sum(1, keepdim=True), params)
@@ -295,7 +298,7 @@ def test_hard_paste_copies_extreme_finite_values_exactly():
     x[0], x[1] = big, -big
     y = torch.tensor([0, 1])
     op = CutMix(num_classes=K)
-    params = op.sample_params(x, generator=mix_gen(3), perm=torch.tensor([1, 0]))
+    params = op.sample_params(x, generator=gen(3), perm=torch.tensor([1, 0]))
     xm, _ = op.apply_params(x, y, params)
     assert not bool(torch.isnan(xm).any()), "unmixed / pasted pixels became NaN"
     check_mix(x, y, xm, op.apply_params(x, y, params)[1], params)
@@ -309,20 +312,20 @@ def test_hard_paste_copies_extreme_finite_values_exactly():
 def test_batch_mode_one_draw_sample_mode_varies():
     x = mix_images(9, 32, 3, 16, 16)
     for cls in (MixUp, CutMix):
-        pb = cls(num_classes=K, mode="batch", p=0.5).sample_params(x, generator=mix_gen(1))
+        pb = cls(num_classes=K, mode="batch", p=0.5).sample_params(x, generator=gen(1))
         assert bool((pb.lam == pb.lam[0]).all())
         assert bool((pb.applied == pb.applied[0]).all())
         assert bool((pb.dst_boxes == pb.dst_boxes[0]).all())
-        ps = cls(num_classes=K, mode="sample", p=0.5).sample_params(x, generator=mix_gen(1))
+        ps = cls(num_classes=K, mode="sample", p=0.5).sample_params(x, generator=gen(1))
         assert len(set(ps.lam.tolist())) > 1
         assert 0 < int(ps.applied.sum()) < 32
         if cls is CutMix:
             assert len({tuple(b) for b in ps.dst_boxes.tolist()}) > 1
-    po = SaliencyMix(num_classes=K, variant="official").sample_params(x, generator=mix_gen(1))
+    po = SaliencyMix(num_classes=K, variant="official").sample_params(x, generator=gen(1))
     assert bool((po.lam == po.lam[0]).all()) and bool((po.dst_boxes == po.dst_boxes[0]).all())
-    pp = SaliencyMix(num_classes=K, variant="per_sample").sample_params(x, generator=mix_gen(1))
+    pp = SaliencyMix(num_classes=K, variant="per_sample").sample_params(x, generator=gen(1))
     assert len(set(pp.lam.tolist())) > 1
-    pr = design_rsm().sample_params(x, generator=mix_gen(1))
+    pr = design_rsm().sample_params(x, generator=gen(1))
     assert len(set(pr.lam.tolist())) > 1
 
 
@@ -385,7 +388,7 @@ def test_saliencymix_official_matches_authors(source):
     y = torch.arange(b) % K
     op = SaliencyMix(num_classes=K, variant="official", p=1.0)
     for seed in range(8):
-        params = op.sample_params(x, generator=mix_gen(seed))
+        params = op.sample_params(x, generator=gen(seed))
         perm = params.perm
         lam = float(params.lam[0])
         bbx1, bby1, bbx2, bby2 = authors_saliency_bbox(x[perm[0]], lam)
@@ -423,7 +426,7 @@ def test_saliencymix_per_sample_boxes_on_source_peaks(b, h, w, seed, alpha):
     x = mix_images(seed, b, 3, h, w)
     maps = mix_maps(seed, b, h, w)
     op = SaliencyMix(num_classes=K, variant="per_sample", alpha=alpha)
-    params = op.sample_params(x, generator=mix_gen(seed), saliency=maps)
+    params = op.sample_params(x, generator=gen(seed), saliency=maps)
     q = (maps * 255).to(torch.uint8).numpy()
     for i in range(b):
         expected = peak_box(q[int(params.perm[i])], float(params.lam[i]), h, w)
@@ -436,27 +439,12 @@ def test_saliencymix_per_sample_detector_is_opencv_on_uint8():
     cv2 = pytest.importorskip("cv2")
     x = mix_images(21, 6, 3, 24, 24, torch.uint8)
     op = SaliencyMix(num_classes=K, variant="per_sample")
-    params = op.sample_params(x, generator=mix_gen(0))
+    params = op.sample_params(x, generator=gen(0))
     for i in range(6):
         src = x[int(params.perm[i])].permute(1, 2, 0).numpy()[..., ::-1]  # RGB -> BGR for OpenCV
         sal = cv2.saliency.StaticSaliencyFineGrained_create().computeSaliency(np.ascontiguousarray(src))[1]
         expected = peak_box((sal * 255).astype("uint8"), float(params.lam[i]), 24, 24)
         assert params.dst_boxes[i].tolist() == expected
-
-
-K5 = 5
-
-
-def gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
-def images(b: int = 6, h: int = 16, w: int = 16, seed: int = 0, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    return torch.randn(b, 3, h, w, generator=gen(seed)).to(dtype)
-
-
-def labels(b: int = 6) -> torch.Tensor:
-    return torch.arange(b) % K5
 
 
 def _opencv_peak_box(img_chw: torch.Tensor, lam: float):
@@ -553,7 +541,7 @@ def test_randomchoice_per_sample_picks_several_ops():
     # batch mode: one operator for the whole batch.
     op = RandomChoiceMix(ops, mode="batch", num_classes=K)
     for seed in range(6):
-        params = op.sample_params(x, generator=mix_gen(seed), saliency=maps)
+        params = op.sample_params(x, generator=gen(seed), saliency=maps)
         assert bool((params.mixup == params.mixup[0]).all())
 
 
@@ -624,10 +612,6 @@ def test_random_choice_validate_governs_its_sub_operators(monkeypatch) -> None:
     assert seen and all(v is True for v in seen), seen
 
 
-def _exact(msg: str) -> str:
-    return re.escape(msg)
-
-
 @pytest.mark.parametrize(
     "ops",
     [[], (), [MixUp(), "cutmix"], [torch.nn.Identity()]],
@@ -635,7 +619,7 @@ def _exact(msg: str) -> str:
 )
 def test_random_choice_rejects_bad_ops(ops):
     with pytest.raises(
-        TypeError, match=_exact("Expected a non-empty sequence of mixing operators, but got something else instead.")
+        TypeError, match=exact("Expected a non-empty sequence of mixing operators, but got something else instead.")
     ):
         RandomChoiceMix(ops)
 
@@ -643,7 +627,7 @@ def test_random_choice_rejects_bad_ops(ops):
 @pytest.mark.parametrize("probs", [[1.0], [0.2, 0.3, 0.5], []])
 def test_random_choice_rejects_probs_of_wrong_length(probs):
     with pytest.raises(
-        ValueError, match=_exact(f"Expected 2 probabilities, one per operator, but got {len(probs)} instead.")
+        ValueError, match=exact(f"Expected 2 probabilities, one per operator, but got {len(probs)} instead.")
     ):
         RandomChoiceMix([MixUp(), CutMix()], probs=probs)
 
@@ -651,7 +635,7 @@ def test_random_choice_rejects_probs_of_wrong_length(probs):
 @pytest.mark.parametrize("probs", [[0.5, 0.4], [0.7, 0.7], [0.0, 0.0]])
 def test_random_choice_rejects_probs_not_summing_to_one(probs):
     with pytest.raises(
-        ValueError, match=_exact(f"Expected probs that sum to 1, but got a sum of {sum(probs):.6f} instead.")
+        ValueError, match=exact(f"Expected probs that sum to 1, but got a sum of {sum(probs):.6f} instead.")
     ):
         RandomChoiceMix([MixUp(), CutMix()], probs=probs)
 
@@ -659,7 +643,7 @@ def test_random_choice_rejects_probs_not_summing_to_one(probs):
 @pytest.mark.parametrize("probs", [[1.5, -0.5], [math.nan, 1.0]])
 def test_random_choice_rejects_negative_or_nan_probs(probs):
     bad = next(q for q in probs if not q >= 0)
-    with pytest.raises(ValueError, match=_exact(f"Expected probs >= 0 and finite, but got {bad} instead.")):
+    with pytest.raises(ValueError, match=exact(f"Expected probs >= 0 and finite, but got {bad} instead.")):
         RandomChoiceMix([MixUp(), CutMix()], probs=probs)
 
 

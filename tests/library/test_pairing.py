@@ -22,15 +22,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
+from conftest import gen
 from randsaliencymix import MixParams, RandomChoiceMix, RandSaliencyMix, apply_mix
 from randsaliencymix.pairing import complementary_pairing, confusion_update, guided_maps, saliency_distances
 
 SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 K = 4
-
-
-def gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
 
 
 # --------------------------------------------------------------------------------------------

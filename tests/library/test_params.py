@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import randsaliencymix as rsm
+from conftest import OPS5, SMALL_H, SMALL_W, drop_in_mixup, gen, images, labels, small_images
 from randsaliencymix import (
     SALIENCY_ON,
     CutMix,
@@ -294,39 +295,21 @@ def test_operator_params_apply_as_the_reference(
 # Hand-built params that no operator draws (issue 28)
 # --------------------------------------------------------------------------------------------
 
-H, W = 12, 10
-
-
-def gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
-def images(b: int = 6, seed: int = 0) -> torch.Tensor:
-    return torch.rand(b, 3, H, W, generator=gen(seed))
-
-
-def labels(b: int = 6) -> torch.Tensor:
-    return torch.arange(b) % K
-
-
-def timm_mixup(**kw: Any) -> Mixup:
-    return Mixup(**{"num_classes": K, "mixup_alpha": 0.0, "cutmix_alpha": 1.0, "mode": "elem", **kw})
-
 
 def patch_params(b: int = 4, **changes: Any) -> MixParams:
     """A valid hand-built step: every sample pastes a 4x4 box of its neighbour, hard, in place,
     with the fast-path flags that say so (``blended=False``, ``shifted=False``)."""
     box = torch.tensor([2, 3, 6, 7]).expand(b, 4)
     params = dataclasses.replace(
-        MixParams.identity(b, (H, W), "cpu"),
+        MixParams.identity(b, (SMALL_H, SMALL_W), "cpu"),
         blended=False,
         shifted=False,
         perm=torch.arange(b).roll(1),
         src_boxes=box,
         dst_boxes=box,
         applied=torch.ones(b, dtype=torch.bool),
-        source_weight=torch.full((b,), 16 / (H * W), dtype=torch.float64),
-        lam=torch.full((b,), 1 - 16 / (H * W), dtype=torch.float64),
+        source_weight=torch.full((b,), 16 / (SMALL_H * SMALL_W), dtype=torch.float64),
+        lam=torch.full((b,), 1 - 16 / (SMALL_H * SMALL_W), dtype=torch.float64),
     )
     return dataclasses.replace(params, **changes)
 
@@ -342,7 +325,7 @@ def one_changed(name: str, row: int, value: Any, params: MixParams) -> torch.Ten
 
 
 def test_the_valid_hand_built_step_mixes() -> None:
-    x = images(4)
+    x = small_images(4)
     mixed, targets = apply_mix(x, soft(), patch_params())
     assert torch.equal(mixed[0, :, 2:6, 3:7], x[3, :, 2:6, 3:7])
     assert bool((targets >= 0).all()) and torch.allclose(targets.sum(1), torch.ones(4, dtype=targets.dtype))
@@ -353,7 +336,7 @@ def test_source_weight_outside_0_1_is_refused(value: float) -> None:
     p = patch_params()
     p = dataclasses.replace(p, source_weight=one_changed("source_weight", 1, value, p))
     with pytest.raises(ValueError, match=r"^Expected params.source_weight in \[0, 1\].* on sample 1 instead\.$"):
-        apply_mix(images(4), soft(), p)
+        apply_mix(small_images(4), soft(), p)
 
 
 @pytest.mark.parametrize("value", [1.5, -0.5, float("nan")])
@@ -361,7 +344,7 @@ def test_lam_outside_0_1_is_refused(value: float) -> None:
     p = patch_params(mixup=torch.tensor([False, False, True, False]))
     p = dataclasses.replace(p, lam=one_changed("lam", 2, value, p))
     with pytest.raises(ValueError, match=r"^Expected params.lam in \[0, 1\].* on sample 2 instead\.$"):
-        apply_mix(images(4), soft(), p)
+        apply_mix(small_images(4), soft(), p)
 
 
 @pytest.mark.parametrize("value", [2.0, -0.1, float("nan")])
@@ -369,14 +352,14 @@ def test_eta_outside_0_1_is_refused(value: float) -> None:
     p = patch_params(blended=True)
     p = dataclasses.replace(p, eta=one_changed("eta", 0, value, p))
     with pytest.raises(ValueError, match=r"^Expected params.eta in \[0, 1\].* on sample 0 instead\.$"):
-        apply_mix(images(4), soft(), p)
+        apply_mix(small_images(4), soft(), p)
 
 
 @pytest.mark.parametrize(
     ("field", "box"),
     [
-        ("src_boxes", [2, 3, 6, W + 1]),  # beyond the image
-        ("dst_boxes", [H - 2, 3, H + 2, 7]),
+        ("src_boxes", [2, 3, 6, SMALL_W + 1]),  # beyond the image
+        ("dst_boxes", [SMALL_H - 2, 3, SMALL_H + 2, 7]),
         ("src_boxes", [-1, 3, 3, 7]),
         ("dst_boxes", [6, 3, 2, 7]),  # row2 < row1
     ],
@@ -387,7 +370,7 @@ def test_boxes_outside_the_image_or_reversed_are_refused(field: str, box: Any) -
     boxes[1] = torch.tensor(box)
     p = dataclasses.replace(p, **{field: boxes})
     with pytest.raises(ValueError, match=rf"^Expected params.{field} \(row1, col1, row2, col2\) with 0 <= row1"):
-        apply_mix(images(4), soft(), p)
+        apply_mix(small_images(4), soft(), p)
 
 
 def test_source_and_destination_boxes_of_different_sizes_are_refused() -> None:
@@ -395,7 +378,7 @@ def test_source_and_destination_boxes_of_different_sizes_are_refused() -> None:
     src = p.src_boxes.clone()
     src[3] = torch.tensor([0, 0, 5, 4])
     with pytest.raises(ValueError, match=r"^Expected params.src_boxes and params.dst_boxes of the same size"):
-        apply_mix(images(4), soft(), dataclasses.replace(p, src_boxes=src))
+        apply_mix(small_images(4), soft(), dataclasses.replace(p, src_boxes=src))
 
 
 @pytest.mark.parametrize("case", ["eta", "mixup lam"])
@@ -407,9 +390,9 @@ def test_blended_false_with_a_blend_is_refused(case: str) -> None:
         mixup = torch.tensor([False, True, False, False])
         p = dataclasses.replace(p, mixup=mixup, lam=one_changed("lam", 1, 0.5, p))
     with pytest.raises(ValueError, match=r"^Expected every applied share to be 0 or 1 in params with blended=False"):
-        apply_mix(images(4), soft(), p)
+        apply_mix(small_images(4), soft(), p)
     # The same step with blended=True mixes: sample 1 holds both images in every channel it blends.
-    x = images(4)
+    x = small_images(4)
     mixed, _ = apply_mix(x, soft(), dataclasses.replace(p, blended=True))
     assert torch.allclose(mixed[1, :, 2:6, 3:7], 0.5 * x[1, :, 2:6, 3:7] + 0.5 * x[0, :, 2:6, 3:7])
 
@@ -420,8 +403,8 @@ def test_shifted_false_with_a_moved_box_is_refused() -> None:
     src[2] = torch.tensor([0, 0, 4, 4])
     p = dataclasses.replace(p, src_boxes=src)
     with pytest.raises(ValueError, match=r"^Expected every pasted box at its source's place .* shifted=False"):
-        apply_mix(images(4), soft(), p)
-    x = images(4)
+        apply_mix(small_images(4), soft(), p)
+    x = small_images(4)
     mixed, _ = apply_mix(x, soft(), dataclasses.replace(p, shifted=True))
     assert torch.equal(mixed[2, :, 2:6, 3:7], x[1, :, 0:4, 0:4])  # the patch from where src_boxes says
 
@@ -430,9 +413,9 @@ def test_values_are_checked_only_where_values_are_checked() -> None:
     p = patch_params()
     p = dataclasses.replace(p, eta=one_changed("eta", 1, 0.5, p))  # a blend under blended=False
     op = CutMix(num_classes=K, validate=False)
-    op.apply_params(images(4), labels(4), p)  # no value check: no error (and no host synchronisation)
+    op.apply_params(small_images(4), labels(4), p)  # no value check: no error (and no host synchronisation)
     with pytest.raises(ValueError, match="blended=False"):
-        CutMix(num_classes=K, validate=True).apply_params(images(4), labels(4), p)
+        CutMix(num_classes=K, validate=True).apply_params(small_images(4), labels(4), p)
 
 
 DRAWING_OPERATORS: Dict[str, Callable[[], Any]] = {
@@ -450,9 +433,9 @@ DRAWING_OPERATORS: Dict[str, Callable[[], Any]] = {
     "RandomChoiceMix": lambda: RandomChoiceMix(
         [CutMix(), RandSaliencyMix(eta=1.0, mixup_prob=0.0, paste="same"), MixUp()], mode="sample", num_classes=K
     ),
-    "timm cutmix": lambda: timm_mixup(cutmix_minmax=(0.2, 0.8)),
-    "timm saliencymix": lambda: timm_mixup(cutmix_op="saliencymix", mixup_alpha=1.0),
-    "timm randsaliencymix": lambda: timm_mixup(cutmix_op="randsaliencymix", cutmix_options={"eta": 1.0}),
+    "timm cutmix": lambda: drop_in_mixup(cutmix_minmax=(0.2, 0.8)),
+    "timm saliencymix": lambda: drop_in_mixup(cutmix_op="saliencymix", mixup_alpha=1.0),
+    "timm randsaliencymix": lambda: drop_in_mixup(cutmix_op="randsaliencymix", cutmix_options={"eta": 1.0}),
 }
 
 
@@ -461,7 +444,7 @@ def test_every_operators_draws_pass_the_value_checks(op_name: str) -> None:
     op = DRAWING_OPERATORS[op_name]()
     op.validate = True
     for seed in range(6):
-        x = images(7, seed)
+        x = small_images(7, seed)
         params = op.sample_params(x, generator=gen(seed))  # checked as drawn
         apply_mix(x, soft(7), params)  # and as hand-built params
 
@@ -471,36 +454,13 @@ def test_every_operators_draws_pass_the_value_checks(op_name: str) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def sized_images(
-    b: int = 6, h: int = 16, w: int = 16, seed: int = 0, dtype: torch.dtype = torch.float32
-) -> torch.Tensor:
-    return torch.randn(b, 3, h, w, generator=gen(seed)).to(dtype)
-
-
-OPS: Dict[str, Callable[..., Any]] = {
-    "MixUp": lambda **kw: MixUp(num_classes=K, **kw),
-    "CutMix": lambda **kw: CutMix(num_classes=K, mode="sample", **kw),
-    "SaliencyMix-official": lambda **kw: SaliencyMix(num_classes=K, variant="official", **kw),
-    "SaliencyMix-per_sample": lambda **kw: SaliencyMix(num_classes=K, variant="per_sample", **kw),
-    "RandSaliencyMix-on": lambda **kw: RandSaliencyMix(num_classes=K, **{**SALIENCY_ON, **kw}),
-    "RandSaliencyMix-blend": lambda **kw: RandSaliencyMix(
-        num_classes=K, **{**SALIENCY_ON, "eta": "beta", "mixup_prob": 0.3, **kw}
-    ),
-    "RandSaliencyMix-default": lambda **kw: RandSaliencyMix(num_classes=K, **kw),
-    "RandomChoiceMix": lambda **kw: RandomChoiceMix(
-        [MixUp(mode="sample"), RandSaliencyMix(**SALIENCY_ON)], mode="sample", num_classes=K, **kw
-    ),
-    "NoMix": lambda **kw: NoMix(num_classes=K, **kw),
-}
-
-
 @pytest.mark.parametrize("via", ["apply_params", "forward", "apply_mix"])
-@pytest.mark.parametrize("op_name", list(OPS))
+@pytest.mark.parametrize("op_name", list(OPS5))
 def test_params_for_another_image_size_are_rejected(op_name, via):
-    op = OPS[op_name]()
-    params = op.sample_params(sized_images(4, 8, 8), generator=gen(0))
+    op = OPS5[op_name]()
+    params = op.sample_params(images(4, 8, 8), generator=gen(0))
     assert params.image_size == (8, 8)
-    x = sized_images(4, 8, 12)
+    x = images(4, 8, 12)
     msg = re.escape("Expected params for 8x12 images, but got params sampled for 8x8 instead.")
     with pytest.raises(ValueError, match=msg):
         if via == "apply_params":
@@ -512,8 +472,8 @@ def test_params_for_another_image_size_are_rejected(op_name, via):
 
 
 def test_image_size_survives_to_and_random_choice_merging():
-    x = sized_images(6, 12, 20)
-    op = OPS["RandomChoiceMix"]()
+    x = images(6, 12, 20)
+    op = OPS5["RandomChoiceMix"]()
     params = op.sample_params(x, generator=gen(1))
     assert params.image_size == (12, 20)
     moved = params.to("cpu")

@@ -25,8 +25,8 @@ from conftest import (
     alphas,
     check_mix,
     design_rsm,
+    gen,
     mix_batches,
-    mix_gen,
     mix_images,
     mix_labels,
     mix_maps,
@@ -131,7 +131,7 @@ def test_randsaliencymix_saliency_label_weights(b, h, w, seed, source, paste, et
     op = design_rsm(
         alpha=alpha, source=source, paste=paste, eta=eta, gamma=gamma, mixup_prob=mixup_prob, tau_src=2.0, tau_dst=2.0
     )
-    params = op.sample_params(x, generator=mix_gen(seed), saliency=maps)
+    params = op.sample_params(x, generator=gen(seed), saliency=maps)
     check_rsm_geometry(params, h, w, paste)
     norm = maps.double() / maps.double().sum((1, 2), keepdim=True)
     for i in range(b):
@@ -156,7 +156,7 @@ def test_randsaliencymix_gamma1_eta1_weight(source, paste):
     for seed in range(4):
         maps = mix_maps(seed, b, h, w)
         op = design_rsm(source=source, paste=paste, eta=1.0, gamma=1.0)
-        params = op.sample_params(x, generator=mix_gen(seed), saliency=maps)
+        params = op.sample_params(x, generator=gen(seed), saliency=maps)
         norm = maps.double() / maps.double().sum((1, 2), keepdim=True)
         for i in range(b):
             m_s = box_sum(norm[int(params.perm[i])], params.src_boxes[i])
@@ -180,7 +180,7 @@ def test_randsaliencymix_falls_back_to_area_when_no_saliency_is_involved():
     op = design_rsm(source="uniform", paste="saliency", tau_dst=50.0, gamma=1.0, alpha=0.5)
     hits = 0
     for seed in range(10):
-        params = op.sample_params(x, generator=mix_gen(seed), saliency=maps)
+        params = op.sample_params(x, generator=gen(seed), saliency=maps)
         for i in range(b):
             if not bool(params.applied[i]):
                 continue
@@ -201,7 +201,7 @@ def test_randsaliencymix_peak_source_takes_the_heaviest_window():
     for seed in range(3):
         maps = mix_maps(seed, b, h, w)
         op = design_rsm(source="peak", paste="uniform")
-        params = op.sample_params(x, generator=mix_gen(seed), saliency=maps)
+        params = op.sample_params(x, generator=gen(seed), saliency=maps)
         norm = maps.double() / maps.double().sum((1, 2), keepdim=True)
         for i in range(b):
             bh, bw = rsm_box_sides(float(params.lam[i]), h, w)
@@ -216,21 +216,21 @@ def test_randsaliencymix_gamma0_area_mixup_and_eta_options():
     maps = mix_maps(60, b, h, w)
     # gamma = 0 with blends and MixUp samples: exact area weights.
     op = design_rsm(gamma=0.0, eta="beta", mixup_prob=0.4, p=0.8)
-    params = op.sample_params(x, generator=mix_gen(0), saliency=maps)
+    params = op.sample_params(x, generator=gen(0), saliency=maps)
     check_area_weights(params, h, w)
     assert bool(((params.eta >= 0) & (params.eta <= 1)).all())
     assert len(set(params.eta.tolist())) > 1
     assert bool(params.mixup.any()) and bool((params.applied & ~params.mixup).any())
     # mixup_prob = 1: every applied sample is a MixUp with weight 1 - lam.
     op = design_rsm(mixup_prob=1.0, gamma=1.0)
-    params = op.sample_params(x, generator=mix_gen(1), saliency=maps)
+    params = op.sample_params(x, generator=gen(1), saliency=maps)
     assert torch.equal(params.mixup, params.applied) and bool(params.applied.all())
     torch.testing.assert_close(params.source_weight, 1 - params.lam, atol=1e-12, rtol=0)
     share = source_share(params, h, w, torch.float64)
     torch.testing.assert_close(share, (1 - params.lam).reshape(b, 1, 1, 1).expand(b, 1, h, w), atol=1e-12, rtol=0)
     # eta = 0.5 fixed: half blends inside the box.
     op = design_rsm(eta=0.5, gamma=0.0)
-    params = op.sample_params(x, generator=mix_gen(2), saliency=maps)
+    params = op.sample_params(x, generator=gen(2), saliency=maps)
     assert bool((params.eta == 0.5).all())
     y = mix_labels(2, b, "index")
     xm, ym = op.apply_params(x, y, params)
@@ -262,7 +262,7 @@ def test_randsaliencymix_corner_law_end_to_end(side, tau, anti):
     paste), given each sample's box size: z-test of the summed chosen mass against its law."""
     b, h, w, eps = 1024, 10, 12, 1e-4
     x = mix_images(80, b, 1, h, w)
-    g = mix_gen(81)
+    g = gen(81)
     maps = torch.rand(b, h, w, generator=g) ** 6
     if side == "src":
         op = design_rsm(source="saliency", tau_src=tau, paste="uniform", eps=eps, alpha=2.0)
@@ -270,7 +270,7 @@ def test_randsaliencymix_corner_law_end_to_end(side, tau, anti):
         op = design_rsm(
             source="uniform", paste="anti_saliency" if anti else "saliency", tau_dst=tau, eps=eps, alpha=2.0
         )
-    params = op.sample_params(x, generator=mix_gen(82), saliency=maps)
+    params = op.sample_params(x, generator=gen(82), saliency=maps)
     norm = (maps.double() / maps.double().sum((1, 2), keepdim=True)).numpy()
     total, mean, var = 0.0, 0.0, 0.0
     for i in range(b):
@@ -329,10 +329,6 @@ def test_rsm_with_any_saliency_setting_runs_the_detector() -> None:
 
 SETTINGS = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 K = 5
-
-
-def gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
 
 
 def images(seed: int, b: int, h: int, w: int, dtype: torch.dtype, channels_last: bool) -> torch.Tensor:

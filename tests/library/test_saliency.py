@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import ROOT
+from conftest import HUGE, ROOT, gen, huge_images
 from randsaliencymix.reference import opencv_saliency
 from randsaliencymix.saliency import (
     fine_grained,
@@ -510,10 +510,6 @@ def test_fine_grained_in_chunks_equals_the_whole_batch(monkeypatch, kind):
 # --------------------------------------------------------------------------------------------
 
 
-def gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
 @pytest.mark.parametrize("hw", [(32, 32), (224, 224), (29, 41), (64, 64), (100, 7), (2, 2), (300, 200), (65, 63)])
 def test_two_tap_resize_is_opencv_linear_exact(hw):
     cv2 = pytest.importorskip("cv2")
@@ -567,35 +563,12 @@ def test_spectral_residual_reads_only_the_resized_pixels_and_the_extremes():
 # --------------------------------------------------------------------------------------------
 
 
-def images(b: int = 6, h: int = 16, w: int = 16, seed: int = 0, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    return torch.randn(b, 3, h, w, generator=gen(seed)).to(dtype)
-
-
-HUGE = {
-    "float32-1e38": (torch.float32, 1e38),
-    "float32-max": (torch.float32, torch.finfo(torch.float32).max),
-    "float16-6e4": (torch.float16, 6e4),
-    "float16-max": (torch.float16, 65504.0),
-    "bfloat16-1e38": (torch.bfloat16, 1e38),
-}
-
-
-def _huge_images(dtype: torch.dtype, big: float) -> torch.Tensor:
-    x = images(6, 16, 16, seed=9)
-    x[0] = big
-    x[1] = -big
-    x[2, :, :, :8] = big
-    x[2, :, :, 8:] = -big
-    x[3, :, ::2] = big
-    return x.to(dtype)
-
-
 @pytest.mark.parametrize("detector", [fine_grained, spectral_residual], ids=["fine_grained", "spectral"])
 @pytest.mark.parametrize("case", list(HUGE))
 def test_detectors_on_huge_finite_pixels(case, detector):
     """The per-image min-max scaling cannot overflow: maps are finite and in [0, 1]."""
     dtype, big = HUGE[case]
-    maps = detector(_huge_images(dtype, big))
+    maps = detector(huge_images(dtype, big))
     assert bool(torch.isfinite(maps).all()) and bool(((maps >= 0) & (maps <= 1)).all())
 
 

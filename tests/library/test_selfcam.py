@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from conftest import no_host_reads
+from conftest import gen, no_host_reads
 from randsaliencymix import (
     CutMix,
     GuidedMixup,
@@ -47,10 +47,6 @@ class Net(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.flat(self.pool(self.features(x))))
-
-
-def gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
 
 
 def batch(b: int = 8, size: int = 16, seed: int = 0) -> Tuple[torch.Tensor, torch.Tensor]:

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import distinct_images
 from rsmix.pipeline import (
     RRC_RATIO,
     RRC_SCALE,
@@ -25,14 +26,8 @@ from rsmix.pipeline import (
 )
 
 
-def _distinct_images(n: int, size: int = 8) -> torch.Tensor:
-    """Images whose pixels are all nonzero and differ, so a crop identifies its offset and flip."""
-    g = torch.Generator().manual_seed(0)
-    return torch.randint(1, 256, (n, 3, size, size), generator=g, dtype=torch.uint8)
-
-
 def test_crop_flip_matches_explicit_padding() -> None:
-    images = _distinct_images(6, size=5)
+    images = distinct_images(6, size=5)
     corners = torch.tensor([[0, 0], [4, 4], [2, 1], [0, 4], [3, 0], [2, 2]])
     flips = torch.tensor([False, True, True, False, True, False])
     padded = torch.nn.functional.pad(images, (2, 2, 2, 2))
@@ -128,7 +123,7 @@ def test_resized_crop_boxes_fallback_is_the_whole_image() -> None:
 
 @pytest.mark.parametrize("size", [None, (16, 24), (40, 40)])
 def test_resized_crop_flip_is_interpolate_of_the_crop(size) -> None:
-    images = _distinct_images(12, size=20)
+    images = distinct_images(12, size=20)
     g = torch.Generator().manual_seed(3)
     boxes = resized_crop_boxes(12, 20, 20, g, scale=(0.05, 1.0), ratio=(0.3, 3.0))
     flips = torch.arange(12) % 3 == 0
@@ -149,7 +144,7 @@ def test_resized_crop_flip_is_interpolate_of_the_crop(size) -> None:
 
 def test_resized_crop_flip_reads_only_the_box() -> None:
     # Pixels outside every box changed: no output changes.
-    images = _distinct_images(8, size=16)
+    images = distinct_images(8, size=16)
     boxes = torch.tensor([[2, 3, 10, 12]]).expand(8, 4)
     flips = torch.tensor([True, False] * 4)
     ref = resized_crop_flip(images, boxes, flips)
@@ -161,7 +156,7 @@ def test_resized_crop_flip_reads_only_the_box() -> None:
 
 
 def test_resized_crop_flip_batch_of_one_equals_the_batch_element() -> None:
-    images = _distinct_images(16, size=24)
+    images = distinct_images(16, size=24)
     g = torch.Generator().manual_seed(5)
     boxes = resized_crop_boxes(16, 24, 24, g)
     flips = torch.randint(0, 2, (16,), generator=g).bool()
@@ -173,7 +168,7 @@ def test_resized_crop_flip_batch_of_one_equals_the_batch_element() -> None:
 @pytest.mark.parametrize("dtype", [torch.uint8, torch.float32, torch.float64, torch.bfloat16])
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_resized_crop_flip_keeps_dtype_format_and_input(dtype, channels_last) -> None:
-    images = _distinct_images(6, size=12).to(dtype)
+    images = distinct_images(6, size=12).to(dtype)
     if channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
     before = images.clone()
@@ -206,7 +201,7 @@ def test_resized_crop_flip_keeps_dtype_format_and_input(dtype, channels_last) ->
     ],
 )
 def test_augment_options_are_checked(kwargs, message) -> None:
-    images, ids = _distinct_images(4), torch.arange(4)
+    images, ids = distinct_images(4), torch.arange(4)
     with pytest.raises(ValueError, match=message):
         DeviceLoader(images, ids, 2, torch.Generator(), **kwargs)
     with pytest.raises(ValueError, match=message):

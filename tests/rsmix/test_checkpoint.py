@@ -17,8 +17,7 @@ from typing import Any, Dict
 import pytest
 import torch
 
-import rsmix.checkpoint as checkpoint_mod
-from conftest import TINY, assert_same_run, load_state, one_error_line, read_log
+from conftest import TINY, assert_same_run, crash_at_checkpoint, harness_env, load_state, one_error_line, read_log
 from rsmix import cli
 
 pytestmark = pytest.mark.usefixtures("isolated_harness")
@@ -38,12 +37,8 @@ RESUME = [*TINY, "--method", "randsaliencymix", "--epochs", "3", "--seed", "1"]
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("uninterrupted") / "run"
-    threads = torch.get_num_threads()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("RSMIX_CACHE", str(out.parent / "cache"))
-        mp.delenv("WORLD_SIZE", raising=False)
+    with harness_env(out.parent / "cache"):
         assert cli.main(["train", *RESUME, "--out", str(out)]) == 0
-    torch.set_num_threads(threads)
     return out
 
 
@@ -89,27 +84,14 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path: Path, uninterr
     assert_same_run(uninterrupted, out)
 
 
-class _Crash(Exception):
-    pass
-
-
 def test_resume_after_crash_between_log_line_and_checkpoint(
     tmp_path: Path, uninterrupted: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Deterministic twin of the kill test: the run dies after logging its second epoch but before
     that epoch's checkpoint, a kill cut a third log line short and left an atomic write's temp file."""
     out = tmp_path / "crashed"
-    real_save = checkpoint_mod.atomic_save
-
-    def crash_at_second_checkpoint(obj: Any, path: Path) -> None:
-        if obj["epoch"] == 2:
-            raise _Crash
-        real_save(obj, path)
-
-    monkeypatch.setattr(checkpoint_mod, "atomic_save", crash_at_second_checkpoint)
-    with pytest.raises(_Crash):
+    with crash_at_checkpoint(monkeypatch, epoch=2):
         cli.main(["train", *RESUME, "--out", str(out)])
-    monkeypatch.setattr(checkpoint_mod, "atomic_save", real_save)
 
     assert load_state(out)["epoch"] == 1
     assert [r["epoch"] for r in read_log(out)] == [0, 1]  # one line past the checkpoint

@@ -17,9 +17,8 @@ from pathlib import Path
 from typing import Dict, List
 
 import pytest
-import torch
 
-from conftest import ONE_EPOCH, one_error_line
+from conftest import ONE_EPOCH, assert_refused, harness_env, one_error_line
 from rsmix import cli
 from rsmix.compare import parse_method, split_methods
 from rsmix.errors import UsageError
@@ -50,18 +49,13 @@ def read_csv(out: Path) -> List[Dict[str, str]]:
 def study(tmp_path_factory: pytest.TempPathFactory):
     """none and mixup x seeds 0 and 1, two runs at a time; (folder, what it printed)."""
     out = tmp_path_factory.mktemp("study") / "study"
-    threads = torch.get_num_threads()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("OMP_NUM_THREADS", "1")
-        mp.setenv("RSMIX_CACHE", str(out.parent / "cache"))
-        mp.delenv("WORLD_SIZE", raising=False)
+    with harness_env(out.parent / "cache", OMP_NUM_THREADS="1"):
         import io
         from contextlib import redirect_stdout
 
         buffer = io.StringIO()
         with redirect_stdout(buffer):
             rc = compare(out, "--methods", "none,mixup", "--seeds", "0,1", "--jobs", "2")
-    torch.set_num_threads(threads)
     assert rc == 0, buffer.getvalue()
     return out, buffer.getvalue()
 
@@ -213,13 +207,7 @@ def test_bad_compare_input_is_one_line_exit_2_and_writes_nothing(
     out = tmp_path / "out"
     before = set(tmp_path.iterdir())
     rc = compare(out, "--seeds", "0", *flags)
-    captured = capsys.readouterr()
-    assert rc == 2
-    assert captured.out == ""
-    lines = captured.err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("rsmix compare: error: "), captured.err
-    for fragment in expected:
-        assert fragment in lines[0], (fragment, lines[0])
+    assert_refused(capsys, rc, "compare", expected)
     assert not out.exists()
     assert set(tmp_path.iterdir()) == before
 

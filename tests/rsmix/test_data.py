@@ -51,11 +51,7 @@ SHARED_ARCHIVE = ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 
-@pytest.fixture(autouse=True)
-def _private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    cache = tmp_path / "cache"
-    monkeypatch.setenv("RSMIX_CACHE", str(cache))
-    return cache
+pytestmark = pytest.mark.usefixtures("private_cache")
 
 
 # ----------------------------------------------------------------------------------------------

@@ -21,15 +21,11 @@ from rsmix.data import load_dataset, load_image_folder
 Image = pytest.importorskip("PIL.Image")
 
 
-@pytest.fixture(autouse=True)
-def _private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    cache = tmp_path / "cache"
-    monkeypatch.setenv("RSMIX_CACHE", str(cache))
-    return cache
+pytestmark = pytest.mark.usefixtures("private_cache")
 
 
 def test_decoded_splits_are_cached_by_content(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, _private_cache: Path
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, private_cache: Path
 ) -> None:
     make_image_tree(tmp_path / "d", splits=("train",), per_class=3)
     archive = tar_folder(tmp_path / "d", tmp_path / "d.tar.gz", "d")
@@ -54,8 +50,8 @@ def test_decoded_splits_are_cached_by_content(
         # Other decode options are another entry.
         load_dataset(str(source), "train", size=6)
         assert len(calls) > n_calls
-    assert len(list(_private_cache.glob("*.npz"))) == 4
-    assert not list(_private_cache.glob("*.tmp"))
+    assert len(list(private_cache.glob("*.npz"))) == 4
+    assert not list(private_cache.glob("*.tmp"))
 
     # Changed content (same names, same size on disk) is a miss, whatever the modification time.
     target = tmp_path / "d" / "train" / "cat" / "00.png"
@@ -88,13 +84,13 @@ def _damage(entry: Path, how: str) -> None:
 
 @pytest.mark.parametrize("how", ["truncated", "empty", "garbage", "flipped"])
 def test_damaged_cache_entry_is_a_miss_and_is_rewritten(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, _private_cache: Path, how: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, private_cache: Path, how: str
 ) -> None:
     make_image_tree(tmp_path / "d", splits=("train",), per_class=3)
     archive = tar_folder(tmp_path / "d", tmp_path / "d.tar.gz", "d")
     sources = (tmp_path / "d", archive)
     first = {s: load_dataset(str(s), "train") for s in sources}
-    entries = sorted(_private_cache.glob("*.npz"))
+    entries = sorted(private_cache.glob("*.npz"))
     assert len(entries) == 2
     for entry in entries:
         _damage(entry, how)
@@ -123,7 +119,7 @@ def test_damaged_cache_entry_is_a_miss_and_is_rewritten(
 
 @pytest.mark.parametrize("code", [errno.ENOSPC, errno.EROFS, errno.EIO])
 def test_cache_write_failure_warns_and_still_loads(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, _private_cache: Path, code: int
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, private_cache: Path, code: int
 ) -> None:
     make_image_tree(tmp_path / "d", splits=("train",), per_class=2)
     archive = tar_folder(tmp_path / "d", tmp_path / "d.tar", "d")
@@ -138,7 +134,7 @@ def test_cache_write_failure_warns_and_still_loads(
             ds = load_dataset(str(source), "train")
         assert torch.equal(ds.images, reference.images) and ds.classes == reference.classes
     # Nothing half-written is left behind.
-    assert list(_private_cache.iterdir()) == []
+    assert list(private_cache.iterdir()) == []
 
 
 def test_cache_dir_below_a_regular_file_warns_and_still_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

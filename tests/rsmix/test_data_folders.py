@@ -28,11 +28,7 @@ from rsmix.errors import UsageError
 Image = pytest.importorskip("PIL.Image")
 
 
-@pytest.fixture(autouse=True)
-def _private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    cache = tmp_path / "cache"
-    monkeypatch.setenv("RSMIX_CACHE", str(cache))
-    return cache
+pytestmark = pytest.mark.usefixtures("private_cache")
 
 
 def test_image_folder_png_tree_and_archives_agree(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import TINY, load_state, one_error_line, train_one_epoch
+from conftest import TINY, assert_refused, load_state, one_error_line, train_one_epoch
 from rsmix import cli
 from rsmix.errors import UsageError
 
@@ -88,12 +88,7 @@ def test_bad_eval_input_is_one_line_exit_2(
     argv = ["eval", "--checkpoint", str(eval_run), "--data", DATA, *[f.format(tmp=tmp_path) for f in flags]]
     capsys.readouterr()
     rc = cli.main(argv)
-    captured = capsys.readouterr()
-    assert rc == 2 and captured.out == ""
-    lines = captured.err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("rsmix eval: error: "), captured.err
-    for fragment in expected:
-        assert fragment in lines[0], (fragment, lines[0])
+    assert_refused(capsys, rc, "eval", expected)
 
 
 # ------------------------------------------------------------------------------------------

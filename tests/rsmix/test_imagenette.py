@@ -48,19 +48,7 @@ needs_imagenette = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    cache = tmp_path / "cache"
-    monkeypatch.setenv("RSMIX_CACHE", str(cache))
-    return cache
+pytestmark = pytest.mark.usefixtures("one_thread", "private_cache")
 
 
 def _jpeg(pixels: np.ndarray) -> bytes:

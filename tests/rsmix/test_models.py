@@ -74,14 +74,7 @@ def expected_wrn_params(depth: int, k: int, num_classes: int) -> int:
     return total + bn(cin) + cin * num_classes + num_classes
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Batches of 1-16 images gain nothing from a second thread, and when other jobs share the
-    # cores, OpenMP barriers waiting on a descheduled thread made these tests 3x slower.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

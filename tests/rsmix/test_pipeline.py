@@ -9,6 +9,7 @@ from typing import Any, Dict, List, Tuple
 import pytest
 import torch
 
+from conftest import distinct_images
 from rsmix.data import ArrayDataset, load_dataset
 from rsmix.errors import UsageError
 from rsmix.pipeline import (
@@ -23,12 +24,6 @@ from rsmix.pipeline import (
     resized_crop_boxes,
     resized_crop_flip,
 )
-
-
-def _distinct_images(n: int, size: int = 8) -> torch.Tensor:
-    """Images whose pixels are all nonzero and differ, so a crop identifies its offset and flip."""
-    g = torch.Generator().manual_seed(0)
-    return torch.randint(1, 256, (n, 3, size, size), generator=g, dtype=torch.uint8)
 
 
 def _match_crop(
@@ -55,7 +50,7 @@ def _as_uint8(x: torch.Tensor) -> torch.Tensor:
 
 
 def test_device_loader_epoch_shapes_and_coverage() -> None:
-    images = _distinct_images(50)
+    images = distinct_images(50)
     ids = torch.arange(50)
     loader = DeviceLoader(images, ids, 16, torch.Generator().manual_seed(0), mean=CIFAR10_MEAN, std=CIFAR10_STD)
     assert len(loader) == 4
@@ -82,7 +77,7 @@ def test_device_loader_epoch_shapes_and_coverage() -> None:
 
 
 def test_device_loader_same_seed_same_batches() -> None:
-    images, ids = _distinct_images(40), torch.arange(40)
+    images, ids = distinct_images(40), torch.arange(40)
     runs = []
     for _ in range(2):
         loader = DeviceLoader(images, ids, 8, torch.Generator().manual_seed(123))
@@ -95,7 +90,7 @@ def test_device_loader_same_seed_same_batches() -> None:
 
 @pytest.mark.parametrize("mode", ["zeros", "reflect", "replicate"])
 def test_device_loader_crops_are_crops_and_flips_are_flips(mode: str) -> None:
-    images, ids = _distinct_images(64), torch.arange(64)
+    images, ids = distinct_images(64), torch.arange(64)
     loader = DeviceLoader(images, ids, 32, torch.Generator().manual_seed(1), crop_padding=3, padding_mode=mode)
     flips, corners = 0, set()
     for x, y in loader:
@@ -119,7 +114,7 @@ def test_device_loader_crops_are_crops_and_flips_are_flips(mode: str) -> None:
 
 
 def test_device_loader_eval_mode_is_ordered_and_plain() -> None:
-    images, ids = _distinct_images(30), torch.arange(30)
+    images, ids = distinct_images(30), torch.arange(30)
     loader = DeviceLoader(images, ids, 8, train=False)
     a = [(x.clone(), y.clone()) for x, y in loader]
     b = list(loader)
@@ -135,7 +130,7 @@ def test_device_loader_eval_mode_is_ordered_and_plain() -> None:
 
 
 def test_make_dataloader_same_semantics_and_worker_independent() -> None:
-    images, ids = _distinct_images(40), torch.arange(40)
+    images, ids = distinct_images(40), torch.arange(40)
     loader = make_dataloader(images, ids, 16, torch.Generator().manual_seed(0), crop_padding=2)
     first = [(x.clone(), y.clone()) for x, y in loader]
     assert [x.shape for x, _ in first] == [(16, 3, 8, 8), (16, 3, 8, 8), (8, 3, 8, 8)]
@@ -156,7 +151,7 @@ def test_make_dataloader_same_semantics_and_worker_independent() -> None:
 
 
 def test_channel_stats() -> None:
-    images = _distinct_images(20)
+    images = distinct_images(20)
     mean, std = channel_stats(images, batch_size=7)
     ref = images.double() / 255
     torch.testing.assert_close(torch.tensor(mean, dtype=torch.float64), ref.mean(dim=(0, 2, 3)))
@@ -164,7 +159,7 @@ def test_channel_stats() -> None:
 
 
 def test_dataset_channel_stats_is_the_pipelines() -> None:
-    images = _distinct_images(30)
+    images = distinct_images(30)
     ds = ArrayDataset(images, torch.zeros(30, dtype=torch.int64), ["only"])
     mean, std = ds.channel_stats()
     assert isinstance(mean, tuple) and isinstance(std, tuple) and len(mean) == len(std) == 3
@@ -181,7 +176,7 @@ def test_dataset_channel_stats_is_the_pipelines() -> None:
 def test_device_loader_resized_crop_draws_in_the_documented_order() -> None:
     # Replay the loader's first batch from its generator by hand: the epoch's permutation, then
     # the batch's boxes, then its flips; the images are normalised from the resized crops.
-    images, ids = _distinct_images(40, size=16), torch.arange(40)
+    images, ids = distinct_images(40, size=16), torch.arange(40)
     kw = dict(augment="resized_crop", rrc_scale=(0.2, 0.9), rrc_ratio=(0.5, 2.0), mean=CIFAR10_MEAN, std=CIFAR10_STD)
     loader = DeviceLoader(images, ids, 16, torch.Generator().manual_seed(9), **kw)
     x, y = next(iter(loader))
@@ -200,7 +195,7 @@ def test_device_loader_resized_crop_draws_in_the_documented_order() -> None:
 
 def test_device_loader_pad_crop_draws_are_unchanged() -> None:
     # The pad_crop draws the committed CIFAR study depends on: permutation, corners, flips.
-    images, ids = _distinct_images(40), torch.arange(40)
+    images, ids = distinct_images(40), torch.arange(40)
     loader = DeviceLoader(images, ids, 16, torch.Generator().manual_seed(4), crop_padding=2)
     assert loader.augment == "pad_crop"
     batches = list(loader)
@@ -215,7 +210,7 @@ def test_device_loader_pad_crop_draws_are_unchanged() -> None:
 
 
 def test_device_loader_resized_crop_replayable_and_eval_plain() -> None:
-    images, ids = _distinct_images(30, size=12), torch.arange(30)
+    images, ids = distinct_images(30, size=12), torch.arange(30)
     runs = []
     for _ in range(2):
         loader = DeviceLoader(images, ids, 8, torch.Generator().manual_seed(1), augment="resized_crop")
@@ -235,7 +230,7 @@ def test_device_loader_resized_crop_replayable_and_eval_plain() -> None:
 
 
 def test_make_dataloader_resized_crop() -> None:
-    images, ids = _distinct_images(20, size=10), torch.arange(20)
+    images, ids = distinct_images(20, size=10), torch.arange(20)
     loader = make_dataloader(images, ids, 8, torch.Generator().manual_seed(0), augment="resized_crop")
     first = [(x.clone(), y.clone()) for x, y in loader]
     again = list(make_dataloader(images, ids, 8, torch.Generator().manual_seed(0), augment="resized_crop"))

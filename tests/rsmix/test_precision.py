@@ -12,10 +12,9 @@ from typing import Any, List
 import pytest
 import torch
 
-import rsmix.checkpoint as checkpoint_mod
 import rsmix.precision as precision_mod
 import rsmix.train as train_mod
-from conftest import TINY, assert_same_run, load_state, read_log
+from conftest import TINY, assert_same_run, crash_at_checkpoint, harness_env, load_state, read_log
 from rsmix import cli
 from rsmix.config import TrainConfig
 from rsmix.errors import UsageError
@@ -32,12 +31,8 @@ BF16 = [*TINY, "--method", "randsaliencymix", "--epochs", "3", "--seed", "1", "-
 @pytest.fixture(scope="module")
 def bf16_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("bf16") / "run"
-    threads = torch.get_num_threads()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("RSMIX_CACHE", str(out.parent / "cache"))
-        mp.delenv("WORLD_SIZE", raising=False)
+    with harness_env(out.parent / "cache"):
         assert cli.main(["train", *BF16, "--test", "--out", str(out)]) == 0
-    torch.set_num_threads(threads)
     return out
 
 
@@ -46,25 +41,12 @@ def test_precision_is_in_the_config_and_the_checkpoint(bf16_run: Path) -> None:
     assert load_state(bf16_run)["config"]["precision"] == "bf16"
 
 
-class _Crash(Exception):
-    pass
-
-
 def test_bf16_resume_is_bit_identical_to_the_uninterrupted_run(
     tmp_path: Path, bf16_run: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     out = tmp_path / "crashed"
-    real_save = checkpoint_mod.atomic_save
-
-    def crash_at_second_checkpoint(obj: Any, path: Path) -> None:
-        if obj["epoch"] == 2:
-            raise _Crash
-        real_save(obj, path)
-
-    monkeypatch.setattr(checkpoint_mod, "atomic_save", crash_at_second_checkpoint)
-    with pytest.raises(_Crash):
+    with crash_at_checkpoint(monkeypatch, epoch=2):
         cli.main(["train", *BF16, "--test", "--out", str(out)])
-    monkeypatch.setattr(checkpoint_mod, "atomic_save", real_save)
     assert load_state(out)["epoch"] == 1
     assert cli.main(["train", *BF16, "--test", "--out", str(out), "--resume"]) == 0
     assert_same_run(bf16_run, out)

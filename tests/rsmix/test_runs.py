@@ -12,7 +12,7 @@ from typing import Dict
 import pytest
 import torch
 
-from conftest import ONE_EPOCH, one_error_line, train_one_epoch
+from conftest import ONE_EPOCH, harness_env, one_error_line, train_one_epoch
 from rsmix import cli
 from rsmix.runs import RunLock
 
@@ -105,18 +105,12 @@ SMALL = ["--data", SMALL_DATA, "--precision", "fp32", "--epochs", "1", "--batch-
 @pytest.fixture(scope="module")
 def run_and_study(tmp_path_factory: pytest.TempPathFactory):
     """One train run and one compare folder, made once (the tests only read them)."""
-    import torch
 
     root = tmp_path_factory.mktemp("kinds")
     run, study = root / "run", root / "study"
-    threads = torch.get_num_threads()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("OMP_NUM_THREADS", "1")
-        mp.setenv("RSMIX_CACHE", str(root / "cache"))
-        mp.delenv("WORLD_SIZE", raising=False)
+    with harness_env(root / "cache", OMP_NUM_THREADS="1"):
         assert cli.main(["train", *SMALL, "--no-progress", "--out", str(run)]) == 0
         assert cli.main(["compare", *SMALL, "--methods", "none", "--seeds", "0", "--out", str(study)]) == 0
-    torch.set_num_threads(threads)
     return run, study
 
 

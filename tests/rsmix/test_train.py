@@ -21,7 +21,7 @@ import pytest
 import torch
 
 import rsmix.train as train_mod
-from conftest import TINY, load_state, one_error_line, read_log, train_one_epoch
+from conftest import TINY, assert_refused, load_state, one_error_line, read_log, train_one_epoch
 from randsaliencymix.mixing import MixUp, NoMix
 from rsmix import cli
 from rsmix.data import load_dataset, train_val_split
@@ -312,13 +312,7 @@ def test_bad_train_input_is_one_line_exit_2_and_writes_nothing(
     out = tmp_path / "out"
     before = set(tmp_path.iterdir())
     rc = cli.main(["train", *TINY, "--epochs", "1", *flags, "--out", str(out)])
-    captured = capsys.readouterr()
-    assert rc == 2
-    assert captured.out == ""
-    lines = captured.err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("rsmix train: error: "), captured.err
-    for fragment in expected:
-        assert fragment in lines[0], (fragment, lines[0])
+    assert_refused(capsys, rc, "train", expected)
     assert not out.exists()
     assert set(tmp_path.iterdir()) == before
 

@@ -12,9 +12,8 @@ from typing import Any
 import pytest
 import torch
 
-import rsmix.checkpoint as checkpoint_mod
 import rsmix.train as train_mod
-from conftest import TINY, one_error_line, read_log, train_one_epoch
+from conftest import TINY, crash_at_checkpoint, one_error_line, read_log, train_one_epoch
 from rsmix import cli
 
 pytestmark = pytest.mark.usefixtures("isolated_harness")
@@ -37,17 +36,8 @@ def test_cam_source_and_confusion_pairing_resume_exactly(tmp_path: Path, monkeyp
     flags = ["--method", "randsaliencymix", "--epochs", "3", "--saliency", "cam", "--mix-opt", "tau_src=1",
              "--mix-opt", "pairing=confusion"]  # fmt: skip
     assert train_one_epoch(tmp_path / "whole", *flags) == 0
-    real = checkpoint_mod.atomic_save
-
-    def crash_at_second(obj: Any, path: Path) -> None:
-        if obj["epoch"] == 2:
-            raise KeyboardInterrupt
-        real(obj, path)
-
-    monkeypatch.setattr(checkpoint_mod, "atomic_save", crash_at_second)
-    with pytest.raises(KeyboardInterrupt):
+    with crash_at_checkpoint(monkeypatch, epoch=2, exc=KeyboardInterrupt):
         train_one_epoch(tmp_path / "cut", *flags)
-    monkeypatch.setattr(checkpoint_mod, "atomic_save", real)
     assert train_one_epoch(tmp_path / "cut", *flags, "--resume") == 0
     a = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=False)
     b = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=False)
