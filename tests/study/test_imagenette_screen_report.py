@@ -71,3 +71,18 @@ def test_unreadable_metrics_and_a_missing_fill_file_are_errors(tmp_path: Path) -
         sr.main(["--root", str(tmp_path)])
     with pytest.raises(SystemExit, match=r"--fill .*: no such file"):
         sr.main(["--root", str(tmp_path), "--fill", str(tmp_path / "missing.md")])
+
+
+def test_costs_compare_runs_on_one_cpu_kind_only(tmp_path: Path) -> None:
+    """Two Xeons of one name, with and without AMX, are two kinds: no cost ratio across them."""
+    _all(tmp_path, {})
+    for name, folder, _ in sr.CANDIDATES:
+        for seed in sr.SEEDS:
+            path = tmp_path / folder / "runs" / f"{name}_s{seed}" / "metrics.json"
+            metrics = json.loads(path.read_text())
+            amx = name != "rsm_uniform" and seed == 0  # seed 0's candidates ran on the AMX machine
+            metrics["hardware"] = {"cpu": "Intel Xeon", "amx_bf16": amx, "avx512_bf16": True}
+            path.write_text(json.dumps(metrics))
+    assert sr.main(["--root", str(tmp_path)]) == 0
+    text = (tmp_path / "screen" / "results.md").read_text()
+    assert "| rsm_cam8 | candidate | 3 | 15.50 | 16.00 | 16.50 | 16.00 ± 0.50 | 2.00x (2) |" in text

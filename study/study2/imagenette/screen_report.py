@@ -67,7 +67,11 @@ def read_run(root: Path, folder: str, name: str, seed: int) -> Optional[Dict]:
     err = metrics.get("val_top1_err")
     if not isinstance(err, (int, float)) or err != err:
         raise SystemExit(f"screen_report.py: {run}/metrics.json has no finite val_top1_err")
-    cpu = (metrics.get("hardware") or {}).get("cpu", "")
+    # The CPU kind: its name and its bf16 units (an Intel Xeon with AMX runs the step about twice as fast
+    # as one without, under the same name), so that costs are compared on one kind only.
+    hardware = metrics.get("hardware") or {}
+    units = [unit for unit in ("amx_bf16", "avx512_bf16") if hardware.get(unit)]
+    cpu = f"{hardware.get('cpu', '')} ({', '.join(units) or 'no bf16 units'})" if hardware.get("cpu") else ""
     return {
         "name": name, "folder": folder, "seed": seed, "val_top1_err": float(err),
         "train_seconds": metrics.get("train_seconds"), "cpu": cpu, "self_cam": config.get("self_cam", 0.0),
@@ -132,10 +136,11 @@ def table(rows: List[Dict]) -> List[str]:
     cls = {n: str(c) for n, _, c in CANDIDATES}
     lines = [
         "Final-epoch validation top-1 error (%, 947 images of the training set held out; seeds 0-2), mean ± std",
-        "over the seeds finished; cost: training time over `rsm_uniform`'s at the same seed on the same CPU (mean",
-        "of the ratios, the number of pairs); class: SCREEN.md's cost class (1 no saliency pass, 2 cached maps,",
-        "3 an extra CAM forward). The screen ranks; it tests nothing: one run's validation error has a binomial",
-        "standard error of about 1.1 points.",
+        "over the seeds finished; cost: training time over `rsm_uniform`'s at the same seed on the same CPU kind",
+        "(its name and bf16 units; mean of the ratios, the number of pairs; the load beside a run moves it, so",
+        "the step costs measured side by side are in benchmarks/train_step_selfcam.md); class: SCREEN.md's",
+        "cost class (1 no saliency pass, 2 cached maps, 3 an extra CAM forward). The screen ranks; it tests",
+        "nothing: one run's validation error has a binomial standard error of about 1.1 points.",
         "",
         "| run | kind | class | seed 0 | seed 1 | seed 2 | mean ± std | cost |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
