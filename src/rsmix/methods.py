@@ -109,7 +109,7 @@ METHODS: Dict[str, Method] = {
         Method(
             "randsaliencymix",
             RandSaliencyMix,
-            "RandSaliencyMix (this project; SPEC.md), as tuned on CIFAR-10 (p=0.5 by default)",
+            "RandSaliencyMix (this project; docs/methods.md), as tuned on CIFAR-10 (p=0.5 by default)",
             normalised=True,
             own_defaults={"p": 0.5},
         ),
