@@ -134,3 +134,27 @@ def test_a_row_that_fails_only_when_timed_interleaved_is_reported_not_fatal(monk
     res = time_interleaved({"ok": lambda: None, "flaky": flaky}, rounds=3, device=torch.device("cpu"), min_repeat_s=0)
     assert res["ok"].error is None and len(res["ok"].samples) == 3
     assert res["flaky"].error is not None and "out of memory" in res["flaky"].error and res["flaky"].median_s is None
+
+
+def test_screen_step_benchmark_reads_the_candidates_from_the_lanes(tmp_path: Path) -> None:
+    bench = _load("screen_step")
+    candidates = bench.screen_candidates()
+    names = [c[0] for c in candidates]
+    assert names[:2] == ["rsm_uniform", "rsm_cam8"] and "cutmix_selfcam" in names and len(names) == 8
+    cam8 = dict((c[0], c) for c in candidates)["rsm_cam8"]
+    assert cam8[1] == "cam" and cam8[2] == 0.0 and "tau_src=8" in cam8[3] and cam8[3].startswith("randsaliencymix:")
+    threads = torch.get_num_threads()
+    out = tmp_path / "screen_step.md"
+    try:
+        code = bench.main(
+            ["--setup", "fast_cnn@32", "--data", "procedural:64:8", "--batch-size", "16", "--steps", "1",
+             "--precision", "fp32", "--only", "rsm_uniform,rsm_cam8_selfcam", "--out", str(out)]
+        )  # fmt: skip
+    finally:
+        torch.set_num_threads(threads)
+    assert code == 0
+    text = out.read_text()
+    assert "| cutmix (part 1's reference) | operator | 0 |" in text and "| 1.00x |" in text
+    assert "| rsm_cam8_selfcam | cam | 0.5 |" in text and "| rsm_cam16 |" not in text
+    with pytest.raises(SystemExit, match="unknown candidates"):
+        bench.main(["--only", "rsm_bogus", "--out", str(tmp_path / "x.md")])
