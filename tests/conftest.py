@@ -169,6 +169,22 @@ def load_script(relpath: str, name: str) -> ModuleType:
     return module
 
 
+def public_library_modules() -> List[str]:
+    """The library's public modules, sorted: those whose docstring has a "Public:" line (every module
+    says "Public:" or "Internal:"; tests/library/test_public_surface.py checks it). Read from the
+    sources, nothing imported."""
+    import ast
+
+    src = ROOT / "src"
+    found = []
+    for path in (src / "randsaliencymix").rglob("*.py"):
+        parts = list(path.relative_to(src).with_suffix("").parts)
+        doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
+        if any(line.startswith("Public:") for line in doc.splitlines()):
+            found.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+    return sorted(found)
+
+
 # ------------------------------------------------------------------------------------------------
 # Training runs through the harness (tests/rsmix/)
 # ------------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import types
 import pytest
 
 import randsaliencymix
-from conftest import ROOT
+from conftest import ROOT, public_library_modules
 
 
 def _library_modules():
@@ -43,10 +43,6 @@ def _declaration(name):
     return lines
 
 
-def _public_modules():
-    return sorted(name for name in LIBRARY if any(line.startswith("Public:") for line in _declaration(name)))
-
-
 def test_every_listed_module_is_found():
     expected = {
         "apply", "base", "cam", "collate", "geometry", "guided", "loss", "mixing", "pairing", "params",
@@ -65,7 +61,7 @@ def test_every_library_module_says_whether_it_is_public(name):
 
 
 def test_the_public_modules_are_the_stated_ones():
-    assert _public_modules() == [
+    assert public_library_modules() == [
         "randsaliencymix",
         "randsaliencymix.integrations.lightning",
         "randsaliencymix.integrations.timm",
@@ -80,7 +76,7 @@ def _own_doc(obj):
     return getattr(obj, "__doc__", None)
 
 
-@pytest.mark.parametrize("name", _public_modules())
+@pytest.mark.parametrize("name", public_library_modules())
 def test_every_name_a_public_module_exports_exists_and_is_documented(name):
     module = importlib.import_module(name)
     exported = getattr(module, "__all__", None)
@@ -115,7 +111,7 @@ def test_the_readme_names_exactly_the_public_modules():
     section = _readme_public_section()
     listed = re.findall(r"^\* `(randsaliencymix[\w.]*)`", section, flags=re.M)
     assert len(listed) == len(set(listed))
-    assert sorted(listed) == _public_modules()
+    assert sorted(listed) == public_library_modules()
     assert "internal" in section.lower()
 
 

@@ -16,7 +16,7 @@ from typing import Dict, List, Set, Tuple
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, public_library_modules
 
 PROJECT = ROOT
 SRC = PROJECT / "src"
@@ -27,18 +27,6 @@ HARNESS = "rsmix"
 def _module_name(path: Path) -> str:
     parts = list(path.relative_to(SRC).with_suffix("").parts)
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
-def _public_modules() -> Set[str]:
-    """The library's public modules: those whose docstring has a "Public:" line (every module says
-    "Public:" or "Internal:", which tests/library/test_public_surface.py checks)."""
-    found = set()
-    for path in (SRC / LIBRARY).rglob("*.py"):
-        name = _module_name(path)
-        doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
-        if any(line.startswith("Public:") for line in doc.splitlines()):
-            found.add(name)
-    return found
 
 
 def _ours(name: str) -> bool:
@@ -147,7 +135,7 @@ def test_the_harness_uses_only_the_librarys_public_api() -> None:
     a``, a name in ``m.__all__``; no harness source reaches a private name through an attribute."""
     wrong = []
     seen = 0
-    public = _public_modules()
+    public = set(public_library_modules())
     assert {"randsaliencymix", "randsaliencymix.saliency", "randsaliencymix.integrations.timm"} <= public, public
     for name, path in sorted(_paths().items()):
         if not _in_harness(name):
@@ -172,7 +160,7 @@ def test_the_public_api_check_catches_an_internal_import(tmp_path: Path) -> None
     edges = _import_edges(bad, "rsmix.bad")
     assert ("randsaliencymix._random", "pick_generator") in edges and ("randsaliencymix", "geometry") in edges
     assert (
-        "randsaliencymix._random" not in _public_modules()
+        "randsaliencymix._random" not in set(public_library_modules())
         and "geometry" not in importlib.import_module("randsaliencymix").__all__
     )
 
