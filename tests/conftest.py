@@ -129,7 +129,7 @@ SLOW_FILES = frozenset(
         "rsmix/test_train.py",  # every method trained end to end, torchrun
         "rsmix/test_train_saliency.py",  # runs with each saliency source and self-CAM labels
         "study/test_imagenette_diagnostics.py",  # occlusion.py and mechanism.py on a trained run
-        "study/test_imagenette_lanes.py",  # the study's lanes (screen.sh, main.sh) and stage_finished.sh
+        "study/test_lanes.py",  # study 2's lanes (main.sh, screen.sh, regime_b.sh) and stage_finished.sh
         "study/test_imagenette_report.py",  # the study's report script over run folders
     }
 )

@@ -6,24 +6,19 @@
 #
 # DEADLINE=<unix seconds> (optional): a lane starts no run that would not end by then (a run is taken
 # to last RUN_MINUTES, default 58: 80 epochs took 50-60 minutes on the Intel Xeon with AMX, two runs
-# at a time), so a session that ends at a known time loses no half-run; a DEADLINE or RUN_MINUTES
-# that is not a whole number is refused (exit 2). Exit status 1 if any run failed. Each session:
+# at a time). The lanes, their claims and their checks: study/study2/lanes.sh. Each session:
 #   DEADLINE=$(date -d '+175 min' +%s) study/study2/imagenette/main.sh 0 80 &   # and lane 1
-# then study/study2/imagenette/stage_finished.sh after each run, never `git add` a run in flight.
+# then study/study2/stage_finished.sh after each run, never `git add` a run in flight.
 # (There is no summary mode: `rsmix compare` over all methods and seeds would train every unfinished
 # run. report.py reads the finished ones.)
 #
 # Seed s gives every method the same initial weights and the same data order (rsmix seeds the model,
 # the shuffle and the crops from --seed; the mixing generator is its own). The 35 runs (7 methods x 5
-# seeds) are listed seed-major, so a stop at any point leaves whole seeds. Each lane walks the list
-# and takes the next run that is neither finished nor claimed: a claim is an flock on
-# $CLAIMS/<run>.lock held while the run trains (it goes with the process however it ends), and the
-# check for metrics.json is made again inside the claim, so two lanes never train one run (not even
-# one that finished between a lane's check and its claim), and a lane that finishes early takes the
-# other lane's next run instead of idling. Every run is `rsmix compare --methods ONE --seeds S` into
-# the folder of its saliency source: resumable (a finished run is skipped, an unfinished one resumes
-# from its checkpoint). STUDY2_OUT (default study/study2/imagenette; the tests set another) is the
-# folder that holds main_operator/, main_fg/ and main_sr/.
+# seeds) are listed seed-major, so a stop at any point leaves whole seeds. Every run is
+# `rsmix compare --methods ONE --seeds S` into the folder of its saliency source: resumable (a
+# finished run is skipped, an unfinished one resumes from its checkpoint). STUDY2_OUT (default
+# study/study2/imagenette; the tests set another) is the folder that holds main_operator/, main_fg/
+# and main_sr/.
 #
 # Three folders, because a run has one saliency source for all its saliency operators:
 #   main_operator/   --saliency operator: none, mixup, cutmix, saliencymix (the official code reads its
@@ -38,24 +33,11 @@
 # on, untuned: tau_src 1, tau_dst 1, gamma 0.5, blend eta ~ Beta(1, 1), MixUp switch 0.25, p 1.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
+source study/study2/lanes.sh
 RSMIX=${RSMIX:-.venv/bin/rsmix}
-export OMP_NUM_THREADS=1
-LANE=${1:?usage: main.sh LANE EPOCHS}
 EPOCHS=${2:?usage: main.sh LANE EPOCHS}
+lane_init main.sh "${1:?usage: main.sh LANE EPOCHS}" 58
 OUT=${STUDY2_OUT:-study/study2/imagenette}
-CLAIMS=${CLAIMS:-/tmp/rsmix-study2-claims}
-case "$LANE" in
-0 | 1) ;;
-*) echo "usage: main.sh LANE EPOCHS, LANE 0 or 1 (got $LANE)" >&2 && exit 2 ;;
-esac
-if [ -n "${DEADLINE:-}" ] && ! [[ "$DEADLINE" =~ ^[0-9]+$ ]]; then
-    echo "main.sh: DEADLINE must be unix seconds (date -d '+175 min' +%s), got '$DEADLINE'" >&2 && exit 2
-fi
-RUN_MINUTES=${RUN_MINUTES:-58}
-if ! [[ "$RUN_MINUTES" =~ ^[0-9]+$ ]]; then
-    echo "main.sh: RUN_MINUTES must be a whole number, got '$RUN_MINUTES'" >&2 && exit 2
-fi
-mkdir -p "$CLAIMS"
 SEEDS=(0 1 2 3 4)
 COMMON=(--data ../shared/data/imagenette2-224.tar --image-size 128 --model fast_resnet
     --augment resized_crop --rrc-scale 0.35,1 --rrc-ratio 0.75,1.3333333333333333 --channels-last
@@ -73,31 +55,12 @@ RUNS=(
     "main_sr spectral_cached guided_sr=guidedmixup:p=0.5,pairing=complementary"
 )
 
-failed=0
 for seed in "${SEEDS[@]}"; do
     for r in "${RUNS[@]}"; do
         set -- $r
         name="$(echo "$3" | cut -d= -f1)_s$seed"
-        run_dir="$OUT/$1/runs/$name"
-        [ -f "$run_dir/metrics.json" ] && continue
-        if [ -n "${DEADLINE:-}" ] && [ $(($(date +%s) + RUN_MINUTES * 60)) -gt "$DEADLINE" ]; then
-            echo "$(date -Is) deadline: not starting $1 $3 seed $seed"
-            exit $failed
-        fi
-        # exit status 75: another lane holds the claim, so this lane moves on to the next run; 76: the
-        # run finished meanwhile (checked again inside the claim)
-        status=0
-        flock -n -E 75 "$CLAIMS/$1-$name.lock" bash -c '
-            [ -f "$0/metrics.json" ] && exit 76
-            echo "$(date -Is) start $1 $2 seed $3 (lane $4)"
-            shift 4 && exec "$@" >/dev/null' \
-            "$run_dir" "$1" "$3" "$seed" "$LANE" "$RSMIX" compare "${COMMON[@]}" --saliency "$2" --methods "$3;" \
-            --seeds "$seed" --out "$OUT/$1" || status=$?
-        case $status in
-        0) echo "$(date -Is) done $1 $3 seed $seed" ;;
-        75 | 76) ;;
-        *) echo "$(date -Is) FAILED $1 $3 seed $seed (exit $status)" && failed=1 ;;
-        esac
+        lane_run "$OUT/$1/runs/$name" "$1-$name" "$1 $3 seed $seed" "$RUN_MINUTES" \
+            "$RSMIX" compare "${COMMON[@]}" --saliency "$2" --methods "$3;" --seeds "$seed" --out "$OUT/$1"
     done
 done
-exit $failed
+exit "$LANE_FAILED"

@@ -45,7 +45,6 @@ import csv
 import functools
 import json
 import math
-import re
 import statistics
 import sys
 from pathlib import Path
@@ -60,6 +59,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import paired_stats  # study/study2/paired_stats.py: the comparisons' statistics
 from blocks import fill_file  # study/blocks.py, shared with study 1's report
 from report_plots import plot, plot_curves, plot_paired  # this folder's figures
+from run_folders import read_runs  # study/study2/run_folders.py: the runs read and checked
+from run_folders import wrong_flags as run_folders_wrong_flags
 
 HERE = Path(__file__).resolve().parent
 FOLDERS = ("main_operator", "main_fg", "main_sr")
@@ -85,30 +86,6 @@ MORE_SEEDS = 10  # the protocol's ceiling on added seeds
 
 REGIME = {"image_size": 128, "model": "fast_resnet", "epochs": 80, "precision": "bf16"}  # PROTOCOL.md's regime A
 DATA_SUFFIX = "imagenette2-224.tar"  # config "data": the path differs between machines, the archive does not
-RUN_NAME = re.compile(r"(?P<name>.+)_s(?P<seed>0|[1-9][0-9]*)")  # <method>_s<seed>, the seed as main.sh writes it
-
-
-def read_json(path: Path, what: str) -> Dict:
-    """The JSON object in ``path``; SystemExit naming it when it is missing, truncated or not an object."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise SystemExit(f"report.py: {path}: not a readable {what} ({reason})") from None
-    if not isinstance(data, dict):
-        raise SystemExit(f"report.py: {path}: not a readable {what} (a JSON {type(data).__name__}, not an object)")
-    return data
-
-
-def not_finite(value: object, key: str = "") -> Optional[str]:
-    """The first key (dotted into nested objects) whose number is NaN or infinite, with its value; else None."""
-    if isinstance(value, dict):
-        return next((k for sub, v in value.items() if (k := not_finite(v, f"{key}.{sub}" if key else str(sub)))), None)
-    if isinstance(value, list):
-        return next((k for i, v in enumerate(value) if (k := not_finite(v, f"{key}[{i}]"))), None)
-    if isinstance(value, float) and not math.isfinite(value):
-        return f"{key} is {value}"
-    return None
 
 
 def check_regime(run: Path, config: Dict) -> None:
@@ -122,35 +99,9 @@ def check_regime(run: Path, config: Dict) -> None:
 
 
 def runs(root: Path) -> List[Dict]:
-    """One row per finished run (a metrics.json) of the study's folders; SystemExit, before anything is
-    written, naming a run that cannot count: a folder name without ``_s<seed>``, a metrics.json or
-    config.json that cannot be read, a run of another regime, a NaN or infinite metric, or a method and
-    seed found twice (a copied run folder)."""
-    rows = []
-    seen: Dict[tuple, Path] = {}
-    for folder in FOLDERS:
-        for path in sorted((root / folder / "runs").glob("*_s*/metrics.json")):
-            run = path.parent
-            named = RUN_NAME.fullmatch(run.name)
-            if named is None:
-                raise SystemExit(f"report.py: {run}: the run folder's name does not end in _s<seed> (an integer)")
-            name, seed = named["name"], int(named["seed"])
-            if (name, seed) in seen:
-                raise SystemExit(
-                    f"report.py: {name} seed {seed} is there twice: {seen[(name, seed)]} and {run} (a copied run"
-                    " folder?): keep one"
-                )
-            seen[(name, seed)] = run
-            metrics = read_json(path, "metrics.json")
-            check_regime(run, read_json(run / "config.json", "config.json"))
-            metrics.pop("versions", None)
-            hardware = metrics.pop("hardware", None)
-            bad = not_finite(metrics)
-            if bad is not None:
-                raise SystemExit(f"report.py: {path}: {bad}, not a finite number: this run cannot count")
-            cpu = hardware.get("cpu") if isinstance(hardware, dict) else None
-            rows.append({"name": name, "folder": folder, **metrics, "seed": seed, "cpu": cpu or ""})
-    return rows
+    """One row per finished run of the study's folders (``run_folders.read_runs``: SystemExit, before
+    anything is written, naming a run that cannot count)."""
+    return read_runs(root, FOLDERS, check_regime, "report.py")
 
 
 def fmt(m: float, half: float) -> str:
@@ -311,20 +262,9 @@ def sensitivity_table(rows: List[Dict]) -> List[str]:
 
 
 def wrong_flags(root: Path, row: Dict, split: str = "test") -> Optional[List[int]]:
-    """The run's per-image 0/1 misclassification flags on ``split`` (its ``predictions_<split>.txt``),
-    with the labels column as the key that the images are the same; None for a run without the file
-    (part 1's runs predate it)."""
-    path = root / row["folder"] / "runs" / f"{row['name']}_s{row['seed']}" / f"predictions_{split}.txt"
-    if not path.exists():
-        return None
-    pairs = [line.split() for line in path.read_text().splitlines() if line and not line.startswith("#")]
-    try:
-        ints = [(int(p[0]), int(p[1])) for p in pairs if len(p) == 2]
-    except ValueError:
-        ints = []
-    if not pairs or len(ints) != len(pairs):
-        raise SystemExit(f"report.py: {path} is not a predictions file (two integers a line)")
-    return [a for a, _ in ints] + [int(a != b) for a, b in ints]
+    """The run's labels and per-image misclassification flags on ``split`` (``run_folders.wrong_flags``);
+    None for a run without its predictions file (part 1's runs predate it)."""
+    return run_folders_wrong_flags(root / row["folder"] / "runs" / f"{row['name']}_s{row['seed']}", split, "report.py")
 
 
 def resampled_table(rows: List[Dict], root: Path) -> List[str]:

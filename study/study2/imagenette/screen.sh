@@ -7,28 +7,16 @@
 #   DEADLINE=$(date -d '+175 min' +%s) screen.sh 0 &     # start no run that would not end by then
 #
 # A run is taken to last RUN_MINUTES (default 60, CAM candidates 1.3x that). Like main.sh, each lane
-# walks the runs seed-major and takes the next one that is neither finished nor claimed; the claim
-# is an flock held while the run trains, and the check for metrics.json is made again inside the
-# claim, so a run that finished between one lane's check and its claim is never started twice. Each
-# run is `rsmix compare --methods ONE --seeds S` into its folder: resumable, and refused if a
-# finished run there was made with other settings. Exit status 1 if any run failed.
+# walks the runs seed-major and takes the next one that is neither finished nor claimed
+# (study/study2/lanes.sh: claims, deadline and checks). Each run is `rsmix compare --methods ONE
+# --seeds S` into its folder: resumable, and refused if a finished run there was made with other
+# settings. Exit status 1 if any run failed.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
+source study/study2/lanes.sh
 RSMIX=${RSMIX:-.venv/bin/rsmix}
-export OMP_NUM_THREADS=1
-LANE=${1:?usage: screen.sh LANE}
+lane_init screen.sh "${1:?usage: screen.sh LANE}" 60
 OUT=${STUDY2_OUT:-study/study2/imagenette} # the folder of screen_operator/ and screen_cam/ (tests set another)
-CLAIMS=${CLAIMS:-/tmp/rsmix-study2-claims}
-mkdir -p "$CLAIMS"
-case "$LANE" in
-0 | 1) ;;
-*) echo "usage: screen.sh LANE, LANE 0 or 1 (got $LANE)" >&2 && exit 2 ;;
-esac
-if [ -n "${DEADLINE:-}" ] && ! [[ "$DEADLINE" =~ ^[0-9]+$ ]]; then
-    echo "screen.sh: DEADLINE must be unix seconds (date -d '+175 min' +%s), got '$DEADLINE'" >&2 && exit 2
-fi
-RUN_MINUTES=${RUN_MINUTES:-60}
-[[ "$RUN_MINUTES" =~ ^[0-9]+$ ]] || { echo "screen.sh: RUN_MINUTES must be a whole number" >&2 && exit 2; }
 SEEDS=(0 1 2)
 COMMON=(--data ../shared/data/imagenette2-224.tar --image-size 128 --model fast_resnet
     --augment resized_crop --rrc-scale 0.35,1 --rrc-ratio 0.75,1.3333333333333333 --channels-last
@@ -48,34 +36,17 @@ RUNS=(
     "cutmix_selfcam screen_operator operator 0.5 cutmix:alpha=1,p=1"
 )
 
-failed=0
 for seed in "${SEEDS[@]}"; do
     for r in "${RUNS[@]}"; do
         read -r name folder source kappa spec <<<"$r"
         if [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" $name "* ]]; then continue; fi
-        run_dir="$OUT/$folder/runs/${name}_s$seed"
-        [ -f "$run_dir/metrics.json" ] && continue
         minutes=$RUN_MINUTES
         [ "$source" = cam ] && minutes=$((RUN_MINUTES * 13 / 10))
-        if [ -n "${DEADLINE:-}" ] && [ $(($(date +%s) + minutes * 60)) -gt "$DEADLINE" ]; then
-            echo "$(date -Is) deadline: not starting $name seed $seed"
-            continue
-        fi
         selfcam=()
         [ "$kappa" != 0 ] && selfcam=(--self-cam "$kappa")
-        # exit status 75: another lane holds the claim; 76: finished meanwhile (checked inside the claim)
-        status=0
-        flock -n -E 75 "$CLAIMS/$folder-${name}_s$seed.lock" bash -c '
-            [ -f "$0/metrics.json" ] && exit 76
-            echo "$(date -Is) start $1 seed $2 (lane $3)"
-            shift 3 && exec "$@" >/dev/null' \
-            "$run_dir" "$name" "$seed" "$LANE" "$RSMIX" compare "${COMMON[@]}" --saliency "$source" \
-            "${selfcam[@]}" --methods "$name=$spec;" --seeds "$seed" --out "$OUT/$folder" || status=$?
-        case $status in
-        0) echo "$(date -Is) done $name seed $seed" ;;
-        75 | 76) ;;
-        *) echo "$(date -Is) FAILED $name seed $seed (exit $status)" && failed=1 ;;
-        esac
+        lane_run "$OUT/$folder/runs/${name}_s$seed" "$folder-${name}_s$seed" "$name seed $seed" "$minutes" \
+            "$RSMIX" compare "${COMMON[@]}" --saliency "$source" "${selfcam[@]}" --methods "$name=$spec;" \
+            --seeds "$seed" --out "$OUT/$folder"
     done
 done
-exit $failed
+exit "$LANE_FAILED"
