@@ -125,7 +125,11 @@ def _write_run(run: Path, cpu: str = "Fake CPU", err: float = 20.0) -> None:
 
 LANE_ARGS = {"main.sh": ("0", "80"), "screen.sh": ("0",), "regime_b.sh": ("0",)}
 RUN_COUNT = {"main.sh": 35, "screen.sh": 24, "regime_b.sh": 62}
-RACED = {"main.sh": "main_operator-cutmix_s0", "screen.sh": "screen_cam-rsm_cam8_s0", "regime_b.sh": "cifar-main_fg-rsm_seed_s1"}
+RACED = {
+    "main.sh": "main_operator-cutmix_s0",
+    "screen.sh": "screen_cam-rsm_cam8_s0",
+    "regime_b.sh": "cifar-main_fg-rsm_seed_s1",
+}
 FAILING = {"main.sh": ("cutmix", 5), "screen.sh": ("rsm_cam8", 3), "regime_b.sh": ("rsm_seed", 10)}  # method, its runs
 
 

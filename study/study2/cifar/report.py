@@ -1,0 +1,280 @@
+"""Study 2's regime B (REGIME_B.md) from the runs of regime_b.sh: the calibration's schedule, every
+method's test error over the paired seeds, and the comparisons decided before the runs.
+
+    .venv/bin/python study/study2/cifar/report.py                   # writes results.csv and results.md here
+    .venv/bin/python study/study2/cifar/report.py --fill RESULTS.md # and its study2_regime_b block
+
+Reads ``calibration_{60,120}/runs/cutmix_s0`` and ``main_{operator,fg,sr}/runs/<name>_s<seed>``
+(finished runs only; ``run_folders.read_runs`` refuses, before anything is written, a run that
+cannot count: another regime or schedule, an unreadable or non-finite metric, a copied run).
+Writes ``results.csv`` (one row per main run) and ``results.md``:
+
+* the schedule: CutMix's validation error at 60 and 120 epochs and the rule's choice;
+* the table: each method's final test top-1 error, mean ± std and every seed;
+* the comparisons of REGIME_B.md over the seeds both methods finished: mean difference, 95%
+  t-interval, the 95% interval that resamples seeds and test images together (from the runs'
+  per-image predictions), the exact sign-flip p and, for the secondary ones, Holm's adjusted p; a
+  reading ("detected" / "not detected") only at the full design, every method at seeds 0-9;
+* the power reached: the difference the seeds detect with probability 0.8 at the primary pair's std;
+* the hardware: the CPU kind of each seed and each method's minutes per run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import functools
+import math
+import sys
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Tuple
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # study/
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # study/study2/
+import paired_stats  # study/study2/paired_stats.py: the comparisons' statistics
+from blocks import fill_file  # study/blocks.py: the reports' one block writer
+from run_folders import read_json, read_runs, wrong_flags  # study/study2/run_folders.py
+
+HERE = Path(__file__).resolve().parent
+PROG = "report.py"
+FOLDERS = ("main_operator", "main_fg", "main_sr")
+ORDER = ("none", "cutmix", "guided_sr", "rsm_seed", "rsm_uniform", "cutmix_selfcam")
+SEEDS = tuple(range(10))
+PRIMARY = ("rsm_seed", "cutmix")
+SECONDARY = (
+    ("rsm_uniform", "cutmix"),
+    ("cutmix_selfcam", "cutmix"),
+    ("guided_sr", "cutmix"),
+    ("rsm_seed", "rsm_uniform"),
+    ("none", "cutmix"),
+)
+METRIC = "test_top1_err"
+REGIME = {"model": "fast_cnn", "precision": "fp32", "train_fraction": 0.1, "val_fraction": 0.1, "split_seed": 0}
+DATA_SUFFIX = "cifar10-jpeg.tar.gz"
+SCHEDULES = (60, 120)
+
+
+def regime_checker(epochs: Optional[int]) -> Callable[[Path, Dict], None]:
+    """A check that a run's config is regime B's (and, where the calibration has chosen one, at its
+    schedule): SystemExit naming the run and every key that differs."""
+
+    def check(run: Path, config: Dict) -> None:
+        wrong = [f"{k} {config.get(k)!r} (regime B's is {v!r})" for k, v in REGIME.items() if config.get(k) != v]
+        data = config.get("data")
+        if not (isinstance(data, str) and data.endswith(DATA_SUFFIX)):
+            wrong.insert(0, f"data {data!r} (regime B's ends in {DATA_SUFFIX!r})")
+        if epochs is not None and config.get("epochs") != epochs:
+            wrong.append(f"epochs {config.get('epochs')!r} (the calibration chose {epochs})")
+        if wrong:
+            raise SystemExit(f"{PROG}: {run} is not a run of regime B: {', '.join(wrong)}")
+
+    return check
+
+
+def schedule(root: Path) -> Tuple[Dict[int, float], Optional[int]]:
+    """CutMix's final validation error at each finished calibration schedule, and the rule's choice
+    (120 if at least 1.0 point lower than at 60, else 60; None until both have finished)."""
+    errors = {}
+    for epochs in SCHEDULES:
+        run = root / f"calibration_{epochs}" / "runs" / "cutmix_s0"
+        if (run / "metrics.json").exists():
+            regime_checker(epochs)(run, read_json(run / "config.json", "config.json", PROG))
+            err = read_json(run / "metrics.json", "metrics.json", PROG).get("val_top1_err")
+            if not isinstance(err, (int, float)) or not math.isfinite(err):
+                raise SystemExit(f"{PROG}: {run}/metrics.json has no finite val_top1_err")
+            errors[epochs] = float(err)
+    if len(errors) < len(SCHEDULES):
+        return errors, None
+    return errors, 120 if errors[60] - errors[120] >= 1.0 else 60
+
+
+def mean_sd(values: List[float]) -> str:
+    m = sum(values) / len(values)
+    if len(values) < 2:
+        return f"{m:.2f}"
+    sd = math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1))
+    return f"{m:.2f} ± {sd:.2f}"
+
+
+def by_method(rows: List[Dict], metric: str = METRIC) -> Dict[str, Dict[int, float]]:
+    return {n: {r["seed"]: float(r[metric]) for r in rows if r["name"] == n and metric in r} for n in ORDER}
+
+
+def schedule_lines(errors: Dict[int, float], epochs: Optional[int]) -> List[str]:
+    cells = ", ".join(f"{errors[e]:.2f}% at {e} epochs" for e in SCHEDULES if e in errors) or "no run finished"
+    choice = f"**the schedule is {epochs} epochs**" if epochs else "the rule waits for both runs"
+    return [
+        f"CutMix at seed 0, final validation top-1 error: {cells}.",
+        f"Rule (REGIME_B.md): 120 epochs if the error at 120 is at least 1.0 point lower than at 60, else 60: {choice}.",
+    ]
+
+
+def table_lines(by: Dict[str, Dict[int, float]]) -> List[str]:
+    lines = [
+        "Final test top-1 error (%), mean ± std over the seeds finished, and every seed.",
+        "",
+        "| method | seeds | test top-1 err (%) | " + " | ".join(f"s{s}" for s in SEEDS) + " |",
+        "|---|---:|---:|" + "---:|" * len(SEEDS),
+    ]
+    for name in ORDER:
+        if by[name]:
+            cells = [f"{by[name][s]:.2f}" if s in by[name] else "" for s in SEEDS]
+            lines.append(
+                f"| {name} | {len(by[name])} | {mean_sd(list(by[name].values()))} | " + " | ".join(cells) + " |"
+            )
+    return lines
+
+
+def comparisons(rows: List[Dict], root: Path) -> List[Dict]:
+    """Every planned comparison over the seeds both methods finished (at least 2)."""
+    import numpy as np
+
+    by = by_method(rows)
+    folder = {(r["name"], r["seed"]): r["folder"] for r in rows}
+    out = []
+    for role, (a, b) in [("primary", PRIMARY)] + [("secondary", pair) for pair in SECONDARY]:
+        seeds = sorted(set(by[a]) & set(by[b]))
+        if len(seeds) < 2:
+            continue
+        diffs = [by[a][s] - by[b][s] for s in seeds]
+        mean, half = paired_stats.t_interval(diffs)
+        found = {}
+        for name in (a, b):
+            for s in seeds:
+                found[(name, s)] = wrong_flags(root / folder[(name, s)] / "runs" / f"{name}_s{s}", "test", PROG)
+        images: Optional[Tuple[float, float]] = None
+        if all(f is not None for f in found.values()):
+            flags_a = [found[(a, s)] for s in seeds]
+            flags_b = [found[(b, s)] for s in seeds]
+            n = len(flags_a[0]) // 2  # type: ignore[arg-type]
+            if any(f[:n] != flags_a[0][:n] for f in flags_a + flags_b):  # type: ignore[index]
+                raise SystemExit(f"{PROG}: {a} and {b} were scored on different test images (labels differ)")
+            wa = np.array([f[n:] for f in flags_a])  # type: ignore[index]
+            wb = np.array([f[n:] for f in flags_b])  # type: ignore[index]
+            _, lo, hi = paired_stats.seed_image_interval(wa, wb, reps=2000, seed=0)
+            images = (lo, hi)
+        sd = float(np.std(diffs, ddof=1))
+        out.append({
+            "role": role, "a": a, "b": b, "seeds": seeds, "mean": mean, "half": half, "images": images,
+            "p": paired_stats.sign_flip_p(diffs), "sd": sd,
+        })  # fmt: skip
+    secondary = [c for c in out if c["role"] == "secondary"]
+    for c, adjusted in zip(secondary, paired_stats.holm([c["p"] for c in secondary]) if secondary else []):
+        c["holm"] = adjusted
+    return out
+
+
+def complete(by: Dict[str, Dict[int, float]]) -> bool:
+    return all(set(by[name]) >= set(SEEDS) for name in ORDER)
+
+
+def comparison_lines(found: List[Dict], full: bool) -> List[str]:
+    if not found:
+        return ["No pair of methods has two common seeds yet."]
+    lines = [
+        "Each comparison: method − method, test top-1 error in points, paired by seed. The exact two-sided",
+        "sign-flip test decides (REGIME_B.md): the primary at p < 0.05, the secondary ones at Holm-adjusted",
+        "p < 0.05 (Holm over the secondary ones finished). Beside it: the 95% t-interval over seeds and the",
+        "95% interval of 2,000 replicates that draw seeds and, within each, test images with replacement.",
+        "",
+        "| comparison | role | seeds | mean difference | 95% t-interval | 95% interval (seeds and images) "
+        "| sign-flip p | Holm p | reading |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for c in found:
+        t_cell = f"[{c['mean'] - c['half']:+.2f}, {c['mean'] + c['half']:+.2f}]"
+        img = f"[{c['images'][0]:+.2f}, {c['images'][1]:+.2f}]" if c["images"] else "(no predictions)"
+        p_used = c["p"] if c["role"] == "primary" else c["holm"]
+        holm = f"{c['holm']:.3f}" if c["role"] == "secondary" else ""
+        reading = ("detected" if p_used < 0.05 else "not detected") if full else "interim: none"
+        lines.append(
+            f"| {c['a']} − {c['b']} | {c['role']} | {len(c['seeds'])} | {c['mean']:+.2f} | {t_cell} | {img} "
+            f"| {c['p']:.3f} | {holm} | {reading} |"
+        )
+    if not full:
+        lines += ["", f"**Interim**: not every method has seeds {SEEDS[0]}-{SEEDS[-1]}; no difference is read."]
+    return lines
+
+
+def power_lines(found: List[Dict]) -> List[str]:
+    primary = next((c for c in found if c["role"] == "primary"), None)
+    if primary is None:
+        return []
+    n, sd = len(primary["seeds"]), primary["sd"]
+    return [
+        f"The primary pair's per-seed differences scatter with std {sd:.2f} points over {n} seeds. The true",
+        f"difference a paired t-test (two-sided 5%) detects 4 times in 5: {paired_stats.detectable(sd, n):.2f} points"
+        f" at {n} seeds, {paired_stats.detectable(sd, len(SEEDS)):.2f} at {len(SEEDS)} if the std stays as it is.",
+    ]
+
+
+def hardware_lines(rows: List[Dict]) -> List[str]:
+    kinds: Dict[int, set] = {}
+    for r in rows:
+        kinds.setdefault(r["seed"], set()).add(r["cpu"] or "unknown")
+    minutes = by_method(rows, "train_seconds")
+    lines = ["| seed | CPU |", "|---:|---|"] + [f"| {s} | {', '.join(sorted(kinds[s]))} |" for s in sorted(kinds)]
+    lines += ["", "| method | training minutes per run (mean ± std) |", "|---|---:|"]
+    for name in ORDER:
+        if minutes[name]:
+            lines.append(f"| {name} | {mean_sd([v / 60 for v in minutes[name].values()])} |")
+    return lines
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--root", type=Path, default=HERE, help="the folder of the run folders (tests use another)")
+    ap.add_argument("--fill", type=Path, action="append", default=[], help="rewrite this file's study2_regime_b block")
+    args = ap.parse_args(argv)
+    if not args.root.is_dir():
+        ap.error(f"--root {args.root}: no such folder")
+    for path in args.fill:
+        if not path.is_file():
+            ap.error(f"--fill {path}: no such file")
+    # Everything is read and checked before anything is written.
+    errors, epochs = schedule(args.root)
+    rows = read_runs(args.root, FOLDERS, regime_checker(epochs), PROG)
+    if rows and epochs is None:
+        raise SystemExit(f"{PROG}: main runs without a finished calibration: the schedule they ran is unchecked")
+    untested = [f"{r['folder']}/runs/{r['name']}_s{r['seed']}" for r in rows if METRIC not in r]
+    if untested:
+        raise SystemExit(f"{PROG}: {untested[0]} has no {METRIC} (a run without --test cannot count)")
+    by = by_method(rows)
+    found = comparisons(rows, args.root)
+    full = complete(by)
+    sections = {
+        "Schedule (stage B1)": schedule_lines(errors, epochs),
+        "Table (stage B2)": table_lines(by) if rows else ["No main run finished yet."],
+        "Comparisons": comparison_lines(found, full),
+        "Power": power_lines(found),
+        "Hardware and cost": hardware_lines(rows) if rows else [],
+    }
+    status = f"{sum(len(v) for v in by.values())} of {len(ORDER) * len(SEEDS)} main runs finished."
+    body = [status]
+    for title, lines in sections.items():
+        if lines:
+            body += ["", f"### {title}", "", *lines]
+    keys = ["name", "folder", "seed"] + sorted({k for r in rows for k in r} - {"name", "folder", "seed"})
+    with open(args.root / "results.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(sorted(rows, key=lambda r: (r["seed"], ORDER.index(r["name"]) if r["name"] in ORDER else 99)))
+    text = [
+        "# Study 2, regime B: CIFAR-10 low-data in fp32",
+        "",
+        "`python study/study2/cifar/report.py` over the finished runs of `regime_b.sh` (protocol:",
+        "`REGIME_B.md`). `fast_cnn` at 32 px on 4,500 training images; every table number is a",
+        "final-epoch number on the test split (10,000 images), read once per run.",
+        "",
+        *body,
+    ]
+    (args.root / "results.md").write_text("\n".join(text) + "\n")
+    print("\n".join(text))
+    for path in args.fill:
+        changed = fill_file(path, {"study2_regime_b": functools.partial(str, "\n".join(body))})
+        print(f"{path}: {'block rewritten' if changed else 'unchanged'} (study2_regime_b)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
