@@ -31,24 +31,28 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # study/
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # study/study2/
-import paired_stats  # study/study2/paired_stats.py: the comparisons' statistics
 from blocks import fill_file  # study/blocks.py: the reports' one block writer
-from run_folders import read_json, read_runs, wrong_flags  # study/study2/run_folders.py
+from paired_design import Design, by_method, comparison_lines, comparisons, complete, mean_sd, power_lines, table_lines
+from run_folders import read_json, read_runs  # study/study2/run_folders.py
 
 HERE = Path(__file__).resolve().parent
 PROG = "report.py"
 FOLDERS = ("main_operator", "main_fg", "main_sr")
 ORDER = ("none", "cutmix", "guided_sr", "rsm_seed", "rsm_uniform", "cutmix_selfcam")
 SEEDS = tuple(range(10))
-PRIMARY = ("rsm_seed", "cutmix")
-SECONDARY = (
-    ("rsm_uniform", "cutmix"),
-    ("cutmix_selfcam", "cutmix"),
-    ("guided_sr", "cutmix"),
-    ("rsm_seed", "rsm_uniform"),
-    ("none", "cutmix"),
+DESIGN = Design(  # REGIME_B.md: every method at seeds 0-9, the primary and the secondary comparisons
+    order=ORDER,
+    seeds={name: SEEDS for name in ORDER},
+    primary=("rsm_seed", "cutmix"),
+    secondary=(
+        ("rsm_uniform", "cutmix"),
+        ("cutmix_selfcam", "cutmix"),
+        ("guided_sr", "cutmix"),
+        ("rsm_seed", "rsm_uniform"),
+        ("none", "cutmix"),
+    ),
 )
-METRIC = "test_top1_err"
+METRIC = DESIGN.metric
 REGIME = {"model": "fast_cnn", "precision": "fp32", "train_fraction": 0.1, "val_fraction": 0.1, "split_seed": 0}
 DATA_SUFFIX = "cifar10-jpeg.tar.gz"
 SCHEDULES = (60, 120)
@@ -88,18 +92,6 @@ def schedule(root: Path) -> Tuple[Dict[int, float], Optional[int]]:
     return errors, 120 if errors[60] - errors[120] >= 1.0 else 60
 
 
-def mean_sd(values: List[float]) -> str:
-    m = sum(values) / len(values)
-    if len(values) < 2:
-        return f"{m:.2f}"
-    sd = math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1))
-    return f"{m:.2f} ± {sd:.2f}"
-
-
-def by_method(rows: List[Dict], metric: str = METRIC) -> Dict[str, Dict[int, float]]:
-    return {n: {r["seed"]: float(r[metric]) for r in rows if r["name"] == n and metric in r} for n in ORDER}
-
-
 def schedule_lines(errors: Dict[int, float], epochs: Optional[int]) -> List[str]:
     cells = ", ".join(f"{errors[e]:.2f}% at {e} epochs" for e in SCHEDULES if e in errors) or "no run finished"
     choice = f"**the schedule is {epochs} epochs**" if epochs else "the rule waits for both runs"
@@ -109,110 +101,11 @@ def schedule_lines(errors: Dict[int, float], epochs: Optional[int]) -> List[str]
     ]
 
 
-def table_lines(by: Dict[str, Dict[int, float]]) -> List[str]:
-    lines = [
-        "Final test top-1 error (%), mean ± std over the seeds finished, and every seed.",
-        "",
-        "| method | seeds | test top-1 err (%) | " + " | ".join(f"s{s}" for s in SEEDS) + " |",
-        "|---|---:|---:|" + "---:|" * len(SEEDS),
-    ]
-    for name in ORDER:
-        if by[name]:
-            cells = [f"{by[name][s]:.2f}" if s in by[name] else "" for s in SEEDS]
-            lines.append(
-                f"| {name} | {len(by[name])} | {mean_sd(list(by[name].values()))} | " + " | ".join(cells) + " |"
-            )
-    return lines
-
-
-def comparisons(rows: List[Dict], root: Path) -> List[Dict]:
-    """Every planned comparison over the seeds both methods finished (at least 2)."""
-    import numpy as np
-
-    by = by_method(rows)
-    folder = {(r["name"], r["seed"]): r["folder"] for r in rows}
-    out = []
-    for role, (a, b) in [("primary", PRIMARY)] + [("secondary", pair) for pair in SECONDARY]:
-        seeds = sorted(set(by[a]) & set(by[b]))
-        if len(seeds) < 2:
-            continue
-        diffs = [by[a][s] - by[b][s] for s in seeds]
-        mean, half = paired_stats.t_interval(diffs)
-        found = {}
-        for name in (a, b):
-            for s in seeds:
-                found[(name, s)] = wrong_flags(root / folder[(name, s)] / "runs" / f"{name}_s{s}", "test", PROG)
-        images: Optional[Tuple[float, float]] = None
-        if all(f is not None for f in found.values()):
-            flags_a = [found[(a, s)] for s in seeds]
-            flags_b = [found[(b, s)] for s in seeds]
-            n = len(flags_a[0]) // 2  # type: ignore[arg-type]
-            if any(f[:n] != flags_a[0][:n] for f in flags_a + flags_b):  # type: ignore[index]
-                raise SystemExit(f"{PROG}: {a} and {b} were scored on different test images (labels differ)")
-            wa = np.array([f[n:] for f in flags_a])  # type: ignore[index]
-            wb = np.array([f[n:] for f in flags_b])  # type: ignore[index]
-            _, lo, hi = paired_stats.seed_image_interval(wa, wb, reps=2000, seed=0)
-            images = (lo, hi)
-        sd = float(np.std(diffs, ddof=1))
-        out.append({
-            "role": role, "a": a, "b": b, "seeds": seeds, "mean": mean, "half": half, "images": images,
-            "p": paired_stats.sign_flip_p(diffs), "sd": sd,
-        })  # fmt: skip
-    secondary = [c for c in out if c["role"] == "secondary"]
-    for c, adjusted in zip(secondary, paired_stats.holm([c["p"] for c in secondary]) if secondary else []):
-        c["holm"] = adjusted
-    return out
-
-
-def complete(by: Dict[str, Dict[int, float]]) -> bool:
-    return all(set(by[name]) >= set(SEEDS) for name in ORDER)
-
-
-def comparison_lines(found: List[Dict], full: bool) -> List[str]:
-    if not found:
-        return ["No pair of methods has two common seeds yet."]
-    lines = [
-        "Each comparison: method − method, test top-1 error in points, paired by seed. The exact two-sided",
-        "sign-flip test decides (REGIME_B.md): the primary at p < 0.05, the secondary ones at Holm-adjusted",
-        "p < 0.05 (Holm over the secondary ones finished). Beside it: the 95% t-interval over seeds and the",
-        "95% interval of 2,000 replicates that draw seeds and, within each, test images with replacement.",
-        "",
-        "| comparison | role | seeds | mean difference | 95% t-interval | 95% interval (seeds and images) "
-        "| sign-flip p | Holm p | reading |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---|",
-    ]
-    for c in found:
-        t_cell = f"[{c['mean'] - c['half']:+.2f}, {c['mean'] + c['half']:+.2f}]"
-        img = f"[{c['images'][0]:+.2f}, {c['images'][1]:+.2f}]" if c["images"] else "(no predictions)"
-        p_used = c["p"] if c["role"] == "primary" else c["holm"]
-        holm = f"{c['holm']:.3f}" if c["role"] == "secondary" else ""
-        reading = ("detected" if p_used < 0.05 else "not detected") if full else "interim: none"
-        lines.append(
-            f"| {c['a']} − {c['b']} | {c['role']} | {len(c['seeds'])} | {c['mean']:+.2f} | {t_cell} | {img} "
-            f"| {c['p']:.3f} | {holm} | {reading} |"
-        )
-    if not full:
-        lines += ["", f"**Interim**: not every method has seeds {SEEDS[0]}-{SEEDS[-1]}; no difference is read."]
-    return lines
-
-
-def power_lines(found: List[Dict]) -> List[str]:
-    primary = next((c for c in found if c["role"] == "primary"), None)
-    if primary is None:
-        return []
-    n, sd = len(primary["seeds"]), primary["sd"]
-    return [
-        f"The primary pair's per-seed differences scatter with std {sd:.2f} points over {n} seeds. The true",
-        f"difference a paired t-test (two-sided 5%) detects 4 times in 5: {paired_stats.detectable(sd, n):.2f} points"
-        f" at {n} seeds, {paired_stats.detectable(sd, len(SEEDS)):.2f} at {len(SEEDS)} if the std stays as it is.",
-    ]
-
-
 def hardware_lines(rows: List[Dict]) -> List[str]:
     kinds: Dict[int, set] = {}
     for r in rows:
         kinds.setdefault(r["seed"], set()).add(r["cpu"] or "unknown")
-    minutes = by_method(rows, "train_seconds")
+    minutes = by_method(rows, ORDER, "train_seconds")
     lines = ["| seed | CPU |", "|---:|---|"] + [f"| {s} | {', '.join(sorted(kinds[s]))} |" for s in sorted(kinds)]
     lines += ["", "| method | training minutes per run (mean ± std) |", "|---|---:|"]
     for name in ORDER:
@@ -239,14 +132,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     untested = [f"{r['folder']}/runs/{r['name']}_s{r['seed']}" for r in rows if METRIC not in r]
     if untested:
         raise SystemExit(f"{PROG}: {untested[0]} has no {METRIC} (a run without --test cannot count)")
-    by = by_method(rows)
-    found = comparisons(rows, args.root)
-    full = complete(by)
+    by = by_method(rows, ORDER, METRIC)
+    found = comparisons(DESIGN, rows, args.root, PROG)
     sections = {
         "Schedule (stage B1)": schedule_lines(errors, epochs),
-        "Table (stage B2)": table_lines(by) if rows else ["No main run finished yet."],
-        "Comparisons": comparison_lines(found, full),
-        "Power": power_lines(found),
+        "Table (stage B2)": table_lines(DESIGN, rows, "test top-1 err (%)") if rows else ["No main run finished yet."],
+        "Comparisons": comparison_lines(DESIGN, found, complete(DESIGN, rows), "REGIME_B.md"),
+        "Power": power_lines(DESIGN, found),
         "Hardware and cost": hardware_lines(rows) if rows else [],
     }
     status = f"{sum(len(v) for v in by.values())} of {len(ORDER) * len(SEEDS)} main runs finished."
