@@ -56,7 +56,8 @@ for epochs in 120 60; do
     errors+=("$error")
 done
 EPOCHS=$(awk -v e120="${errors[0]}" -v e60="${errors[1]}" 'BEGIN { print (e60 - e120 >= 1.0) ? 120 : 60 }')
-echo "$(date -Is) schedule: $EPOCHS epochs (CutMix's validation error ${errors[1]} at 60, ${errors[0]} at 120)"
+echo "$(date -Is) schedule: $EPOCHS epochs (CutMix's validation error $(printf %.2f "${errors[1]}")% at 60 epochs," \
+    "$(printf %.2f "${errors[0]}")% at 120)"
 
 # --- B2: the main table ---
 # folder, saliency source, self-CAM kappa (0: off), method spec
