@@ -49,11 +49,12 @@ def complete(design: Design, rows: List[Dict]) -> bool:
     return all(set(by[name]) >= set(design.seeds[name]) for name in design.order)
 
 
-def table_lines(design: Design, rows: List[Dict], label: str) -> List[str]:
+def table_lines(design: Design, rows: List[Dict], label: str, caption: str = "") -> List[str]:
+    """The methods' table: ``label`` heads the value column; ``caption`` (default ``label``) says what it is."""
     by = by_method(rows, design.order, design.metric)
     seeds = sorted({s for name in design.order for s in design.seeds[name]})
     lines = [
-        f"{label}, mean ± std over the seeds finished, and every seed.",
+        f"{caption or label}, mean ± std over the seeds finished, and every seed.",
         "",
         f"| method | seeds | {label} | " + " | ".join(f"s{s}" for s in seeds) + " |",
         "|---|---:|---:|" + "---:|" * len(seeds),

@@ -134,9 +134,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         raise SystemExit(f"{PROG}: {untested[0]} has no {METRIC} (a run without --test cannot count)")
     by = by_method(rows, ORDER, METRIC)
     found = comparisons(DESIGN, rows, args.root, PROG)
+    table = table_lines(DESIGN, rows, "test top-1 err (%)", "Final-epoch test top-1 error (%)")
     sections = {
         "Schedule (stage B1)": schedule_lines(errors, epochs),
-        "Table (stage B2)": table_lines(DESIGN, rows, "test top-1 err (%)") if rows else ["No main run finished yet."],
+        "Table (stage B2)": table if rows else ["No main run finished yet."],
         "Comparisons": comparison_lines(DESIGN, found, complete(DESIGN, rows), "REGIME_B.md"),
         "Power": power_lines(DESIGN, found),
         "Hardware and cost": hardware_lines(rows) if rows else [],
