@@ -75,6 +75,7 @@ def test_full_design_reads_the_planned_comparisons(tmp_path: Path) -> None:
     assert rows["rsm_uniform − cutmix"].split(" | ")[-1].startswith("not detected")  # a zero difference
     assert rows["none − cutmix"].split(" | ")[-1].startswith("detected")  # +4 every seed, Holm p 0.010
     assert "(no predictions)" not in text and "Interim" not in text
+    assert "| 0 | Test CPU (no bf16 units) |" in text  # each seed's CPU kind: the name and its bf16 units
     assert "detects 4 times in 5: 0.00 points at 10 seeds" in text  # the power line (no scatter here)
     with open(tmp_path / "results.csv", newline="") as fh:
         got = list(csv.DictReader(fh))
