@@ -15,6 +15,8 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 import paired_stats  # study/study2/paired_stats.py
 from run_folders import wrong_flags  # study/study2/run_folders.py
 
+from rsmix.compare import mean_std_ci
+
 
 class Design(NamedTuple):
     """What a protocol fixed before its runs: the methods in table order, the seeds each must finish
@@ -31,11 +33,8 @@ class Design(NamedTuple):
 
 
 def mean_sd(values: Sequence[float]) -> str:
-    m = sum(values) / len(values)
-    if len(values) < 2:
-        return f"{m:.2f}"
-    sd = math.sqrt(sum((v - m) ** 2 for v in values) / (len(values) - 1))
-    return f"{m:.2f} ± {sd:.2f}"
+    m, sd, _ = mean_std_ci(values)  # the harness's one mean and sample std (the Imagenette report's too)
+    return f"{m:.2f}" + (f" ± {sd:.2f}" if not math.isnan(sd) else "")
 
 
 def by_method(rows: List[Dict], order: Sequence[str], metric: str) -> Dict[str, Dict[int, float]]:
