@@ -28,7 +28,7 @@ The tiers: SLOW_FILES below names the files (by their path under tests/) whose t
 ``slow``; ``make test-fast`` runs the tests not marked ``slow``.
 
 Under CI (``CI`` set) hypothesis runs derandomised, so a submission's CI result depends on the code
-alone; locally it explores new examples on every run.
+alone; locally it explores new examples on every run. Neither sets a deadline per example.
 """
 
 import contextlib
@@ -67,9 +67,11 @@ from randsaliencymix.integrations.timm import Mixup
 ROOT = Path(__file__).resolve().parent.parent
 TESTS = ROOT / "tests"
 
-settings.register_profile("ci", derandomize=True, print_blob=True)
-if os.environ.get("CI"):
-    settings.load_profile("ci")
+# No deadline: a wall-clock limit per example fails a correct test on a loaded machine (a niced suite
+# beside training lanes); speed is measured in benchmarks/, never in unit tests.
+settings.register_profile("local", deadline=None)
+settings.register_profile("ci", derandomize=True, print_blob=True, deadline=None)
+settings.load_profile("ci" if os.environ.get("CI") else "local")
 
 
 @pytest.fixture()

@@ -1,6 +1,7 @@
-"""Study 2's finished runs, read for its reports (imagenette/report.py, cifar/report.py): one row per
-``<folder>/runs/<name>_s<seed>/metrics.json``, every run checked before anything is written, and a
-run's per-image misclassification flags from its ``predictions_<split>.txt``.
+"""Study 2's finished runs, read for its reports (imagenette/report.py, imagenette/screen_report.py,
+cifar/report.py): one row per ``<folder>/runs/<name>_s<seed>/metrics.json``, every run checked before
+anything is written, the CPU kind it ran on, and a run's per-image misclassification flags from its
+``predictions_<split>.txt``.
 
 Each refusal is a ``SystemExit`` whose message starts with the calling script's name (``prog``) and
 names the run and what is wrong, so a report never silently counts a run it should not.
@@ -15,6 +16,17 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
 RUN_NAME = re.compile(r"(?P<name>.+)_s(?P<seed>0|[1-9][0-9]*)")  # <method>_s<seed>, the seed as the lanes write it
+BF16_UNITS = ("amx_bf16", "avx512_bf16")
+
+
+def cpu_kind(hardware: object) -> str:
+    """``"NAME (units)"`` of a run's metrics.json ``hardware`` record: the CPU's name and its bf16 units
+    (an Intel Xeon with AMX and one without share a name, and run the bf16 step at about twice and half
+    the speed), ``""`` when it names no CPU."""
+    if not isinstance(hardware, dict) or not hardware.get("cpu"):
+        return ""
+    units = [unit for unit in BF16_UNITS if hardware.get(unit)]
+    return f"{hardware['cpu']} ({', '.join(units) or 'no bf16 units'})"
 
 
 def read_json(path: Path, what: str, prog: str) -> Dict:
@@ -40,12 +52,16 @@ def not_finite(value: object, key: str = "") -> Optional[str]:
     return None
 
 
-def read_runs(root: Path, folders: Sequence[str], check_regime: Callable[[Path, Dict], None], prog: str) -> List[Dict]:
+def read_runs(
+    root: Path, folders: Sequence[str], check_regime: Callable[[Path, Dict], Optional[Dict]], prog: str
+) -> List[Dict]:
     """One row per finished run (a metrics.json) of ``root``'s ``folders``: its metrics (less
-    ``versions`` and ``hardware``), ``name``, ``folder``, ``seed`` and ``cpu``. SystemExit, before
-    anything is written, naming a run that cannot count: a folder name without ``_s<seed>``, a
-    metrics.json or config.json that cannot be read, a config that ``check_regime`` refuses, a NaN or
-    infinite metric, or a method and seed found twice (a copied run folder)."""
+    ``versions`` and ``hardware``), ``name``, ``folder``, ``seed``, ``cpu`` (the CPU's name),
+    ``cpu_kind`` (its name and bf16 units) and whatever columns ``check_regime(run, config)`` returns
+    (None: none). SystemExit, before anything is written, naming a run that cannot count: a folder
+    name without ``_s<seed>``, a metrics.json or config.json that cannot be read, a config that
+    ``check_regime`` refuses, a NaN or infinite metric, or a method and seed found twice (a copied run
+    folder)."""
     rows = []
     seen: Dict[tuple, Path] = {}
     for folder in folders:
@@ -62,14 +78,15 @@ def read_runs(root: Path, folders: Sequence[str], check_regime: Callable[[Path, 
                 )
             seen[(name, seed)] = run
             metrics = read_json(path, "metrics.json", prog)
-            check_regime(run, read_json(run / "config.json", "config.json", prog))
+            columns = check_regime(run, read_json(run / "config.json", "config.json", prog)) or {}
             metrics.pop("versions", None)
             hardware = metrics.pop("hardware", None)
             bad = not_finite(metrics)
             if bad is not None:
                 raise SystemExit(f"{prog}: {path}: {bad}, not a finite number: this run cannot count")
             cpu = hardware.get("cpu") if isinstance(hardware, dict) else None
-            rows.append({"name": name, "folder": folder, **metrics, "seed": seed, "cpu": cpu or ""})
+            row = {"name": name, "folder": folder, **metrics, "seed": seed, "cpu": cpu or ""}
+            rows.append({**row, "cpu_kind": cpu_kind(hardware), **columns})
     return rows
 
 

@@ -67,7 +67,7 @@ def test_a_run_of_another_regime_is_refused_by_name(tmp_path: Path, key: str, va
 def test_unreadable_metrics_and_a_missing_fill_file_are_errors(tmp_path: Path) -> None:
     _run(tmp_path, "screen_operator", "rsm_uniform", 0, 14.0)
     (tmp_path / "screen_operator" / "runs" / "rsm_uniform_s0" / "metrics.json").write_text("{")
-    with pytest.raises(SystemExit, match=r"unreadable metrics\.json"):
+    with pytest.raises(SystemExit, match=r"not a readable metrics\.json"):
         sr.main(["--root", str(tmp_path)])
     with pytest.raises(SystemExit, match=r"--fill .*: no such file"):
         sr.main(["--root", str(tmp_path), "--fill", str(tmp_path / "missing.md")])

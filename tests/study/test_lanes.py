@@ -83,6 +83,7 @@ def lanes(tmp_path: Path) -> Dict[str, object]:
         shutil.copy2(STUDY2 / folder / script, repo / "study" / "study2" / folder / script)
     shutil.copy2(STUDY2 / "lanes.sh", repo / "study" / "study2" / "lanes.sh")
     shutil.copy2(STUDY2 / "cifar" / "cpu_kind.py", repo / "study" / "study2" / "cifar" / "cpu_kind.py")
+    shutil.copy2(STUDY2 / "run_folders.py", repo / "study" / "study2" / "run_folders.py")  # cpu_kind.py imports it
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     for name, text in (("rsmix", FAKE_RSMIX), ("flock", FAKE_FLOCK)):

@@ -12,17 +12,10 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import List, Optional
 
-UNITS = ("amx_bf16", "avx512_bf16")
-
-
-def kind(hardware: Dict[str, Any]) -> str:
-    """``"NAME (units)"`` of a run's ``hardware`` record, ``""`` when it names no CPU."""
-    if not hardware.get("cpu"):
-        return ""
-    units = [unit for unit in UNITS if hardware.get(unit)]
-    return f"{hardware['cpu']} ({', '.join(units) or 'no bf16 units'})"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # study/study2/
+from run_folders import cpu_kind as kind  # the one formula of a CPU kind
 
 
 def here() -> str:
@@ -42,7 +35,7 @@ def of_runs(runs: List[Path]) -> List[str]:
             continue
         except (OSError, ValueError) as exc:
             raise SystemExit(f"cpu_kind.py: {run}/metrics.json is unreadable ({exc})") from None
-        found.add(kind(metrics.get("hardware") or {}))
+        found.add(kind(metrics.get("hardware")))
     return sorted(found - {""})
 
 

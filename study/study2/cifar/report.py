@@ -101,15 +101,13 @@ def schedule_lines(errors: Dict[int, float], epochs: Optional[int]) -> List[str]
     ]
 
 
-def hardware_lines(rows: List[Dict], root: Path) -> List[str]:
-    """The CPU kind (name and bf16 units, ``cpu_kind.py``) of each seed's runs, and minutes per run."""
-    sys.path.insert(0, str(HERE))
-    from cpu_kind import of_runs  # study/study2/cifar/cpu_kind.py: the kind the lanes keep a seed on
-
-    runs: Dict[int, List[Path]] = {}
+def hardware_lines(rows: List[Dict]) -> List[str]:
+    """The CPU kind (name and bf16 units, the kind the lanes keep a seed on) of each seed's runs, and
+    minutes per run."""
+    found: Dict[int, set] = {}
     for r in rows:
-        runs.setdefault(r["seed"], []).append(root / r["folder"] / "runs" / f"{r['name']}_s{r['seed']}")
-    kinds = {seed: of_runs(paths) or ["unknown"] for seed, paths in runs.items()}
+        found.setdefault(r["seed"], set()).add(r["cpu_kind"])
+    kinds = {seed: sorted(k - {""}) or ["unknown"] for seed, k in found.items()}
     minutes = by_method(rows, ORDER, "train_seconds")
     lines = ["| seed | CPU |", "|---:|---|"] + [f"| {s} | {', '.join(sorted(kinds[s]))} |" for s in sorted(kinds)]
     lines += ["", "| method | training minutes per run (mean ± std) |", "|---|---:|"]
@@ -145,7 +143,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         "Table (stage B2)": table if rows else ["No main run finished yet."],
         "Comparisons": comparison_lines(DESIGN, found, complete(DESIGN, rows), "REGIME_B.md"),
         "Power": power_lines(DESIGN, found),
-        "Hardware and cost": hardware_lines(rows, args.root) if rows else [],
+        "Hardware and cost": hardware_lines(rows) if rows else [],
     }
     status = f"{sum(len(v) for v in by.values())} of {len(ORDER) * len(SEEDS)} main runs finished."
     body = [status]

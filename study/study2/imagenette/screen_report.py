@@ -26,7 +26,9 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))  # study/
+sys.path.insert(0, str(HERE.parent))  # study/study2/
 from blocks import fill_file  # noqa: E402  (study/blocks.py)
+from run_folders import read_runs  # noqa: E402  (study/study2/run_folders.py: the runs read and checked)
 
 SEEDS = (0, 1, 2)
 # name, folder, cost class (SCREEN.md: 1 no saliency pass, 2 cached detector maps, 3 an extra CAM forward)
@@ -49,33 +51,16 @@ REGIME = {
 TIE = 0.1  # points: within this of the lowest mean, the cheaper candidate wins
 
 
-def read_run(root: Path, folder: str, name: str, seed: int) -> Optional[Dict]:
-    """The run's row (None while in flight); SystemExit naming a run of another regime."""
-    run = root / folder / "runs" / f"{name}_s{seed}"
-    metrics_path = run / "metrics.json"
-    if not metrics_path.exists():
-        return None
-    try:
-        metrics = json.loads(metrics_path.read_text())
-        config = json.loads((run / "config.json").read_text())
-    except (OSError, ValueError) as exc:
-        raise SystemExit(f"screen_report.py: {run} has an unreadable metrics.json or config.json ({exc})") from None
+def check_regime(run: Path, config: Dict) -> Dict:
+    """The run's config columns of the table (self-CAM kappa, saliency source, mix); SystemExit naming
+    a run of another regime and every key that differs."""
     wrong = {k: (config.get(k), v) for k, v in REGIME.items() if config.get(k, REGIME_DEFAULTS.get(k)) != v}
     if wrong:
         said = ", ".join(f"{k} {got!r} (the screen's is {want!r})" for k, (got, want) in wrong.items())
         raise SystemExit(f"screen_report.py: {run} is not a run of the screen's regime: {said}")
-    err = metrics.get("val_top1_err")
-    if not isinstance(err, (int, float)) or err != err:
-        raise SystemExit(f"screen_report.py: {run}/metrics.json has no finite val_top1_err")
-    # The CPU kind: its name and its bf16 units (an Intel Xeon with AMX runs the step about twice as fast
-    # as one without, under the same name), so that costs are compared on one kind only.
-    hardware = metrics.get("hardware") or {}
-    units = [unit for unit in ("amx_bf16", "avx512_bf16") if hardware.get(unit)]
-    cpu = f"{hardware.get('cpu', '')} ({', '.join(units) or 'no bf16 units'})" if hardware.get("cpu") else ""
     return {
-        "name": name, "folder": folder, "seed": seed, "val_top1_err": float(err),
-        "train_seconds": metrics.get("train_seconds"), "cpu": cpu, "self_cam": config.get("self_cam", 0.0),
-        "saliency": config.get("saliency", "operator"), "mix": json.dumps(config.get("mix", {}), sort_keys=True),
+        "self_cam": config.get("self_cam", 0.0), "saliency": config.get("saliency", "operator"),
+        "mix": json.dumps(config.get("mix", {}), sort_keys=True),
     }  # fmt: skip
 
 
@@ -83,13 +68,29 @@ REGIME_DEFAULTS = {"precision": "fp32", "image_size": 0, "augment": "pad_crop"} 
 
 
 def collect(root: Path) -> List[Dict]:
-    rows = []
-    for name, folder in [(n, f) for n, f, _ in CANDIDATES] + list(OTHERS) + list(REFERENCES):
+    """The rows of the screen's runs and the references at seeds 0-2 (``run_folders.read_runs``: every
+    run of their folders checked, SystemExit before anything is written naming one that cannot count);
+    the CPU is its kind (its name and bf16 units: an Intel Xeon with AMX runs the step about twice as
+    fast as one without, under the same name), so that costs are compared on one kind only."""
+    wanted = [(n, f) for n, f, _ in CANDIDATES] + list(OTHERS) + list(REFERENCES)
+    rows = read_runs(root, sorted({f for _, f in wanted}), check_regime, "screen_report.py")
+    by_run = {(r["folder"], r["name"], r["seed"]): r for r in rows}
+    out = []
+    for name, folder in wanted:
         for seed in SEEDS:
-            row = read_run(root, folder, name, seed)
-            if row is not None:
-                rows.append(row)
-    return rows
+            r = by_run.get((folder, name, seed))
+            if r is None:
+                continue  # in flight, or not begun
+            if not isinstance(r.get("val_top1_err"), (int, float)):
+                raise SystemExit(f"screen_report.py: {root / folder / 'runs' / f'{name}_s{seed}'}/metrics.json "
+                                 "has no val_top1_err")  # fmt: skip
+            out.append(
+                {**{k: r.get(k) for k in COLUMNS}, "val_top1_err": float(r["val_top1_err"]), "cpu": r["cpu_kind"]}
+            )
+    return out
+
+
+COLUMNS = ["name", "folder", "seed", "val_top1_err", "train_seconds", "cpu", "self_cam", "saliency", "mix"]
 
 
 def errors_by_name(rows: List[Dict]) -> Dict[str, Dict[int, float]]:
@@ -181,9 +182,8 @@ def main(argv=None) -> int:
     rows = collect(args.root)
     out = args.out or args.root / "screen"
     out.mkdir(parents=True, exist_ok=True)
-    keys = ["name", "folder", "seed", "val_top1_err", "train_seconds", "cpu", "self_cam", "saliency", "mix"]
     with open(out / "results.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=keys)
+        writer = csv.DictWriter(fh, fieldnames=COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
     lines = table(rows)
