@@ -134,6 +134,7 @@ SLOW_FILES = frozenset(
         "study/test_lanes.py",  # study 2's lanes (main.sh, screen.sh, regime_b.sh) and stage_finished.sh
         "study/test_imagenette_report.py",  # the study's report script over run folders
         "study/test_cifar_report.py",  # regime B's report over folders of made-up runs
+        "study/test_confirm_report.py",  # stage 4's report over folders of made-up runs
     }
 )
 SLOW_FIXTURES = frozenset({"timm_mixup"})  # reads timm out of a wheel, pip-downloading it where it is missing

@@ -15,8 +15,6 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 import paired_stats  # study/study2/paired_stats.py
 from run_folders import wrong_flags  # study/study2/run_folders.py
 
-from rsmix.compare import mean_std_ci
-
 
 class Design(NamedTuple):
     """What a protocol fixed before its runs: the methods in table order, the seeds each must finish
@@ -33,6 +31,8 @@ class Design(NamedTuple):
 
 
 def mean_sd(values: Sequence[float]) -> str:
+    from rsmix.compare import mean_std_ci  # here, not above: it imports torch, which a plan does not need
+
     m, sd, _ = mean_std_ci(values)  # the harness's one mean and sample std (the Imagenette report's too)
     return f"{m:.2f}" + (f" ± {sd:.2f}" if not math.isnan(sd) else "")
 
@@ -87,10 +87,13 @@ def comparisons(design: Design, rows: List[Dict], root: Path, prog: str) -> List
             for name in (a, b)
             for s in seeds
         }
+        # The seeds-and-images interval over the seeds whose two runs saved their predictions (runs
+        # older than the file have none: part 1's); at least two such seeds, else none.
+        with_flags = [s for s in seeds if flags[(a, s)] is not None and flags[(b, s)] is not None]
         images: Optional[Tuple[float, float]] = None
-        if all(f is not None for f in flags.values()):
-            rows_a = [flags[(a, s)] or [] for s in seeds]
-            rows_b = [flags[(b, s)] or [] for s in seeds]
+        if len(with_flags) >= 2:
+            rows_a = [flags[(a, s)] or [] for s in with_flags]
+            rows_b = [flags[(b, s)] or [] for s in with_flags]
             n = len(rows_a[0]) // 2
             if any(f[:n] != rows_a[0][:n] for f in rows_a + rows_b):
                 raise SystemExit(f"{prog}: {a} and {b} were scored on different {design.split} images (labels differ)")
@@ -99,7 +102,8 @@ def comparisons(design: Design, rows: List[Dict], root: Path, prog: str) -> List
             images = (lo, hi)
         out.append({
             "role": role, "a": a, "b": b, "seeds": seeds, "mean": mean, "half": half, "images": images,
-            "p": paired_stats.sign_flip_p(diffs), "sd": float(np.std(diffs, ddof=1)),
+            "image_seeds": with_flags if images else [], "p": paired_stats.sign_flip_p(diffs),
+            "sd": float(np.std(diffs, ddof=1)),
         })  # fmt: skip
     secondary = [c for c in out if c["role"] == "secondary"]
     for c, adjusted in zip(secondary, paired_stats.holm([c["p"] for c in secondary]) if secondary else []):
@@ -115,7 +119,8 @@ def comparison_lines(design: Design, found: List[Dict], full: bool, protocol: st
         "Each comparison: method − method, in points, paired by seed. The exact two-sided sign-flip test",
         f"decides ({protocol}): the primary at p < {level}, the secondary ones at Holm-adjusted p < {level} (Holm",
         "over the secondary ones computed). Beside it: the 95% t-interval over seeds and the 95% interval of",
-        f"2,000 replicates that draw seeds and, within each, {design.split} images with replacement.",
+        f"2,000 replicates that draw seeds and, within each, {design.split} images with replacement (over the",
+        "seeds whose runs saved per-image predictions, at least two; the cell says how many when not all).",
         "",
         "| comparison | role | seeds | mean difference | 95% t-interval | 95% interval (seeds and images) "
         "| sign-flip p | Holm p | reading |",
@@ -124,6 +129,8 @@ def comparison_lines(design: Design, found: List[Dict], full: bool, protocol: st
     for c in found:
         t_cell = f"[{c['mean'] - c['half']:+.2f}, {c['mean'] + c['half']:+.2f}]"
         img = f"[{c['images'][0]:+.2f}, {c['images'][1]:+.2f}]" if c["images"] else "(no predictions)"
+        if c["images"] and len(c["image_seeds"]) < len(c["seeds"]):
+            img += f" ({len(c['image_seeds'])} seeds with predictions)"
         p_used = c["p"] if c["role"] == "primary" else c["holm"]
         holm = f"{c['holm']:.3f}" if c["role"] == "secondary" else ""
         reading = ("detected" if p_used < design.alpha else "not detected") if full else "interim: none"

@@ -86,3 +86,17 @@ def test_costs_compare_runs_on_one_cpu_kind_only(tmp_path: Path) -> None:
     assert sr.main(["--root", str(tmp_path)]) == 0
     text = (tmp_path / "screen" / "results.md").read_text()
     assert "| rsm_cam8 | candidate | 3 | 15.50 | 16.00 | 16.50 | 16.00 ± 0.50 | 2.00x (2) |" in text
+
+
+def test_cutmix_selfcam_joins_stage_4_only_below_every_randsaliencymix_candidate(tmp_path: Path) -> None:
+    _all(tmp_path, {"rsm_cam8": 14.0})
+    for seed in sr.SEEDS:
+        _run(tmp_path, "screen_operator", "cutmix_selfcam", seed, 14.1)
+    assert sr.selection(tmp_path) == ("rsm_cam8", False)
+    assert "`cutmix_selfcam` (mean 14.10%) does not join stage 4" in sr.table(sr.collect(tmp_path))[-2]
+    for seed in sr.SEEDS:
+        path = tmp_path / "screen_operator" / "runs" / f"cutmix_selfcam_s{seed}" / "metrics.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), "val_top1_err": 13.9}))
+    assert sr.selection(tmp_path) == ("rsm_cam8", True)
+    (tmp_path / "screen_cam" / "runs" / "rsm_cam16_s1" / "metrics.json").unlink()  # in flight: no choice yet
+    assert sr.selection(tmp_path) == (None, None)

@@ -27,6 +27,7 @@ from conftest import ROOT
 
 STUDY2 = ROOT / "study" / "study2"
 SCRIPTS = {"main.sh": "imagenette", "screen.sh": "imagenette", "regime_b.sh": "cifar"}
+PATHS = {**SCRIPTS, "confirm.sh": "imagenette"}
 HERE_KIND = "Fake CPU (no bf16 units)"
 
 
@@ -78,12 +79,11 @@ def lanes(tmp_path: Path) -> Dict[str, object]:
     """A made-up repository with copies of the lane scripts (each cds to its root), a fake rsmix and
     the environment that points them at temporary folders."""
     repo = tmp_path / "repo"
-    for script, folder in SCRIPTS.items():
-        (repo / "study" / "study2" / folder).mkdir(parents=True, exist_ok=True)
-        shutil.copy2(STUDY2 / folder / script, repo / "study" / "study2" / folder / script)
-    shutil.copy2(STUDY2 / "lanes.sh", repo / "study" / "study2" / "lanes.sh")
-    shutil.copy2(STUDY2 / "cifar" / "cpu_kind.py", repo / "study" / "study2" / "cifar" / "cpu_kind.py")
-    shutil.copy2(STUDY2 / "run_folders.py", repo / "study" / "study2" / "run_folders.py")  # cpu_kind.py imports it
+    # the study's scripts and modules (lanes.sh, regime_a.sh, cpu_kind.py, the reports confirm.sh asks
+    # for its plan, and what they import), none of its runs
+    for path in [ROOT / "study" / "blocks.py", *STUDY2.rglob("*.sh"), *STUDY2.rglob("*.py")]:
+        (repo / path.relative_to(ROOT)).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, repo / path.relative_to(ROOT))
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     for name, text in (("rsmix", FAKE_RSMIX), ("flock", FAKE_FLOCK)):
@@ -105,7 +105,7 @@ def _lane(lanes: Dict, script: str, *args: str, flock: bool = False, **env: str)
     environ = {**lanes["env"], **env}
     if flock:
         environ["PATH"] = f"{lanes['bin']}{os.pathsep}{environ['PATH']}"
-    path = lanes["repo"] / "study" / "study2" / SCRIPTS[script] / script
+    path = lanes["repo"] / "study" / "study2" / PATHS[script] / script
     return subprocess.run(["bash", str(path), *args], env=environ, capture_output=True, text=True, timeout=120)
 
 
@@ -254,6 +254,92 @@ def test_regime_b_keeps_each_seed_on_one_cpu_kind(lanes: Dict) -> None:
     assert "seed 3 began on Other CPU (no bf16 units); this CPU is Fake CPU" in done.stdout
     seeds = [re.search(r"--seeds (\d+)", c).group(1) for c in _calls(lanes)]  # type: ignore[union-attr]
     assert "3" not in seeds and seeds.count("4") == 5 and seeds.count("5") == 6
+
+
+# --- confirm.sh: stage 4's runs from the screen's choice -----------------------------------------
+
+REGIME_A_CONFIG = {"epochs": 80, "model": "fast_resnet", "image_size": 128, "precision": "bf16",
+                   "val_fraction": 0.1, "split_seed": 0, "augment": "resized_crop", "batch_size": 256,
+                   "test": True, "test_split": "val", "robustness": True, "mix": {}}  # fmt: skip
+SCREENED = {  # name: its screen folder
+    "rsm_uniform": "screen_operator", "rsm_selfcam": "screen_operator", "cutmix_selfcam": "screen_operator",
+    "rsm_cam8": "screen_cam", "rsm_cam16": "screen_cam", "rsm_cam8_hard": "screen_cam",
+    "rsm_cam8_seedrepo": "screen_cam", "rsm_cam8_selfcam": "screen_cam",
+}  # fmt: skip
+PART1 = {"none": "main_operator", "cutmix": "main_operator", "saliencymix": "main_operator",
+         "rsm_seed": "main_fg", "guided_sr": "main_sr"}  # fmt: skip
+
+
+def _regime_a_run(run: Path, err: float) -> None:
+    run.mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps(REGIME_A_CONFIG))
+    (run / "metrics.json").write_text(json.dumps({"val_top1_err": err, "test_top1_err": err}))
+
+
+def _screen_and_part1(out: Path, low: str, screen_seeds: int = 3) -> None:
+    """Part 1's runs at seeds 0-4 and the screen's at seeds 0-2 (up to ``screen_seeds``), ``low`` lowest."""
+    for name, folder in PART1.items():
+        for seed in range(5):
+            _regime_a_run(out / folder / "runs" / f"{name}_s{seed}", 12.0 if name == low else 16.0)
+    for name, folder in SCREENED.items():
+        for seed in range(screen_seeds):
+            _regime_a_run(out / folder / "runs" / f"{name}_s{seed}", 12.0 if name == low else 16.0)
+    (out / "CONFIRMATION.md").write_text("stage 4's protocol\n")
+
+
+def _trained(lanes: Dict) -> List[str]:
+    out = []
+    for call in _calls(lanes):
+        methods = re.search(r"--methods (\S+?)[=;]", call).group(1)  # type: ignore[union-attr]
+        seed = re.search(r"--seeds (\d+)", call).group(1)  # type: ignore[union-attr]
+        folder = re.search(r"--out \S+/(\S+)", call).group(1)  # type: ignore[union-attr]
+        out.append(f"{folder}/{methods}_s{seed}")
+    return out
+
+
+def test_confirm_trains_the_plans_runs_part_1_has_not_in_confirm_folders_seed_major(lanes: Dict) -> None:
+    _screen_and_part1(lanes["out"], "rsm_cam8")
+    done = _lane(lanes, "confirm.sh", "0")
+    assert done.returncode == 0, done.stderr
+    trained = _trained(lanes)
+    expected = [f"confirm_cam/rsm_cam8_s{s}" for s in range(20)] + [
+        f"confirm_operator/cutmix_s{s}" for s in range(5, 20)
+    ]
+    expected += [f"confirm_operator/saliencymix_s{s}" for s in range(5, 10)]
+    assert sorted(trained) == sorted(expected)  # CutMix and SaliencyMix at 0-4, GuidedMixup, none: part 1's
+    seeds = [int(t.rpartition("_s")[2]) for t in trained]
+    assert seeds == sorted(seeds)  # seed-major: a stop leaves whole seeds
+    cam = [c for c in _calls(lanes) if "rsm_cam8=" in c]
+    assert all("--saliency cam" in c and "--test --test-split val --robustness" in c for c in cam)
+    assert all("tau_src=8,tau_dst=8,gamma=0.5;" in c and "--self-cam" not in c for c in cam)
+    again = _lane(lanes, "confirm.sh", "1")
+    assert again.returncode == 0 and len(_calls(lanes)) == len(expected)
+
+
+def test_confirm_counts_part_1s_rsm_seed_and_runs_cutmix_selfcam_where_it_joins(lanes: Dict) -> None:
+    _screen_and_part1(lanes["out"], "rsm_seed")
+    assert _lane(lanes, "confirm.sh", "0").returncode == 0
+    assert [t for t in _trained(lanes) if "rsm_seed" in t] == [f"confirm_fg/rsm_seed_s{s}" for s in range(5, 20)]
+    _calls(lanes) and lanes["calls"].unlink()
+    joined = lanes["out"] / "joined"
+    _screen_and_part1(joined, "cutmix_selfcam")  # lower than every RandSaliencyMix candidate: joins
+    assert _lane(lanes, "confirm.sh", "0", STUDY2_OUT=str(joined)).returncode == 0
+    selfcam = [c for c in _calls(lanes) if "--methods cutmix_selfcam=" in c]
+    assert len(selfcam) == 10 and all("--self-cam 0.5" in c and "/confirm_operator" in c for c in selfcam)
+
+
+def test_confirm_refuses_to_start_before_its_protocol_and_the_screens_choice(lanes: Dict) -> None:
+    done = _lane(lanes, "confirm.sh", "0")
+    assert done.returncode == 2 and "CONFIRMATION.md is missing" in done.stderr and _calls(lanes) == []
+    _screen_and_part1(lanes["out"], "rsm_cam8", screen_seeds=2)  # the screen has not finished
+    done = _lane(lanes, "confirm.sh", "0")
+    assert done.returncode == 2 and "the screen has not finished" in done.stderr and _calls(lanes) == []
+
+
+def test_confirm_starts_nothing_past_its_deadline(lanes: Dict) -> None:
+    _screen_and_part1(lanes["out"], "rsm_cam8")
+    done = _lane(lanes, "confirm.sh", "0", DEADLINE="1000")
+    assert done.returncode == 0 and "deadline: not starting rsm_cam8 seed 0" in done.stdout and _calls(lanes) == []
 
 
 # --- stage_finished.sh ---------------------------------------------------------------------------

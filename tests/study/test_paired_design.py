@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Dict, List
 
+import pytest
+
 from conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "study" / "study2"))
@@ -69,3 +71,29 @@ def test_fewer_than_two_common_seeds_is_no_comparison(tmp_path: Path) -> None:
         "No pair of methods has two common seeds yet."
     ]
     assert paired_design.power_lines(DESIGN, []) == []
+
+
+def _predictions(root: Path, name: str, seed: int, wrong: List[int]) -> None:
+    run = root / "runs_here" / "runs" / f"{name}_s{seed}"
+    run.mkdir(parents=True)
+    lines = ["# label prediction"] + [f"{i % 3} {(i + 1) % 3 if w else i % 3}" for i, w in enumerate(wrong)]
+    (run / "predictions_test.txt").write_text("\n".join(lines) + "\n")
+
+
+def test_the_seeds_and_images_interval_reads_the_seeds_with_predictions_and_says_how_many(tmp_path: Path) -> None:
+    """Part 1's runs saved no predictions; stage 4's pairs them with new runs that did."""
+    rows = _rows({"cutmix": range(20), "tuned": range(20), "official": range(10)})
+    for seed in range(5, 20):  # seeds 0-4: runs older than the predictions file
+        _predictions(tmp_path, "tuned", seed, [1, 0, 0, 0, 0, 0, 0, 0, 0, 0])  # 10% wrong
+        _predictions(tmp_path, "cutmix", seed, [1, 1, 0, 0, 0, 0, 0, 0, 0, 0])  # 20% wrong
+    primary, secondary = paired_design.comparisons(DESIGN, rows, tmp_path, "test")
+    assert primary["image_seeds"] == list(range(5, 20)) and len(primary["seeds"]) == 20
+    lo, hi = primary["images"]
+    assert lo <= -10.0 <= hi  # the interval of the predictions' own difference, in points
+    assert secondary["images"] is None and secondary["image_seeds"] == []  # official: no predictions
+    lines = paired_design.comparison_lines(DESIGN, [primary, secondary], True, "PROTOCOL")
+    assert any(line.startswith("| tuned − cutmix |") and "(15 seeds with predictions)" in line for line in lines)
+    _predictions(tmp_path, "tuned", 0, [1] * 12)  # other images: 12, not 10
+    _predictions(tmp_path, "cutmix", 0, [1] * 12)
+    with pytest.raises(SystemExit, match="scored on different test images"):
+        paired_design.comparisons(DESIGN, rows, tmp_path, "test")

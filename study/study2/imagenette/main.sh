@@ -26,11 +26,7 @@
 #   main_fg/         --saliency fine_grained_cached: saliencymix_per_sample, rsm_seed
 #   main_sr/         --saliency spectral_cached: guided_sr (GuidedMixup's SR variant)
 #
-# Baselines with their papers' ImageNet settings (GuidedMixup publishes none for ImageNet; its
-# Tiny-ImageNet SR setting is used): MixUp alpha 0.2; CutMix alpha 1, p 1, one box per batch;
-# SaliencyMix alpha (beta) 1, p 1 (official: one box per batch; per_sample: one per image);
-# GuidedMixup SR p (mix_prob) 0.5, complementary (greedy) pairing. RSM-seed: every idea of the seed
-# on, untuned: tau_src 1, tau_dst 1, gamma 0.5, blend eta ~ Beta(1, 1), MixUp switch 0.25, p 1.
+# The methods' settings (baselines with their papers' settings, RSM-seed untuned): regime_a.sh.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 source study/study2/lanes.sh
@@ -39,28 +35,17 @@ EPOCHS=${2:?usage: main.sh LANE EPOCHS}
 lane_init main.sh "${1:?usage: main.sh LANE EPOCHS}" 58
 OUT=${STUDY2_OUT:-study/study2/imagenette}
 SEEDS=(0 1 2 3 4)
-COMMON=(--data ../shared/data/imagenette2-224.tar --image-size 128 --model fast_resnet
-    --augment resized_crop --rrc-scale 0.35,1 --rrc-ratio 0.75,1.3333333333333333 --channels-last
-    --val-fraction 0.1 --split-seed 0 --precision bf16 --epochs "$EPOCHS" --eval-every 8
-    --test --test-split val --robustness --threads 1)
-
-# folder, saliency source, method spec
-RUNS=(
-    "main_operator operator none"
-    "main_operator operator mixup=mixup:alpha=0.2"
-    "main_operator operator cutmix=cutmix:alpha=1,p=1"
-    "main_operator operator saliencymix=saliencymix:alpha=1,p=1"
-    "main_fg fine_grained_cached saliencymix_per_sample=saliencymix_per_sample:alpha=1,p=1"
-    "main_fg fine_grained_cached rsm_seed=randsaliencymix:p=1,tau_src=1,tau_dst=1,gamma=0.5,eta=beta,mixup_prob=0.25"
-    "main_sr spectral_cached guided_sr=guidedmixup:p=0.5,pairing=complementary"
-)
+source study/study2/imagenette/regime_a.sh
+COMMON=("${REGIME_A[@]}" --epochs "$EPOCHS" "${REGIME_A_TEST[@]}")
+NAMES=(none mixup cutmix saliencymix saliencymix_per_sample rsm_seed guided_sr)
+declare -A FOLDER=([operator]=main_operator [fine_grained_cached]=main_fg [spectral_cached]=main_sr)
 
 for seed in "${SEEDS[@]}"; do
-    for r in "${RUNS[@]}"; do
-        set -- $r
-        name="$(echo "$3" | cut -d= -f1)_s$seed"
-        lane_run "$OUT/$1/runs/$name" "$1-$name" "$1 $3 seed $seed" "$RUN_MINUTES" \
-            "$RSMIX" compare "${COMMON[@]}" --saliency "$2" --methods "$3;" --seeds "$seed" --out "$OUT/$1"
+    for name in "${NAMES[@]}"; do
+        regime_a_method "$name"
+        folder=${FOLDER[$M_SOURCE]}
+        lane_run "$OUT/$folder/runs/${name}_s$seed" "$folder-${name}_s$seed" "$folder $name seed $seed" "$RUN_MINUTES" \
+            "$RSMIX" compare "${COMMON[@]}" --saliency "$M_SOURCE" --methods "$M_METHODS" --seeds "$seed" --out "$OUT/$folder"
     done
 done
 exit "$LANE_FAILED"

@@ -18,34 +18,20 @@ RSMIX=${RSMIX:-.venv/bin/rsmix}
 lane_init screen.sh "${1:?usage: screen.sh LANE}" 60
 OUT=${STUDY2_OUT:-study/study2/imagenette} # the folder of screen_operator/ and screen_cam/ (tests set another)
 SEEDS=(0 1 2)
-COMMON=(--data ../shared/data/imagenette2-224.tar --image-size 128 --model fast_resnet
-    --augment resized_crop --rrc-scale 0.35,1 --rrc-ratio 0.75,1.3333333333333333 --channels-last
-    --val-fraction 0.1 --split-seed 0 --precision bf16 --epochs 80 --eval-every 8 --threads 1)
-RSM="randsaliencymix:p=1,eta=beta,mixup_prob=0.25"
-CAM8="$RSM,tau_src=8,tau_dst=8"
-
-# name, folder, saliency source, self-CAM kappa (0: off), method spec
-RUNS=(
-    "rsm_uniform screen_operator operator 0 $RSM,tau_src=0,tau_dst=0,gamma=0"
-    "rsm_cam8 screen_cam cam 0 $CAM8,gamma=0.5"
-    "rsm_cam16 screen_cam cam 0 $RSM,tau_src=16,tau_dst=16,gamma=0.5"
-    "rsm_cam8_hard screen_cam cam 0 randsaliencymix:p=1,eta=1,mixup_prob=0,tau_src=8,tau_dst=8,gamma=0.5"
-    "rsm_cam8_seedrepo screen_cam cam 0 $CAM8,gamma=0.5,patch_noise=0.4,pairing=confusion"
-    "rsm_selfcam screen_operator operator 0.5 $RSM,tau_src=0,tau_dst=0,gamma=0"
-    "rsm_cam8_selfcam screen_cam cam 0.5 $CAM8,gamma=0"
-    "cutmix_selfcam screen_operator operator 0.5 cutmix:alpha=1,p=1"
-)
+source study/study2/imagenette/regime_a.sh # REGIME_A and the candidates' settings (REGIME_A_METHODS)
+COMMON=("${REGIME_A[@]}" --epochs 80)
+NAMES=(rsm_uniform rsm_cam8 rsm_cam16 rsm_cam8_hard rsm_cam8_seedrepo rsm_selfcam rsm_cam8_selfcam cutmix_selfcam)
+declare -A FOLDER=([operator]=screen_operator [cam]=screen_cam)
 
 for seed in "${SEEDS[@]}"; do
-    for r in "${RUNS[@]}"; do
-        read -r name folder source kappa spec <<<"$r"
+    for name in "${NAMES[@]}"; do
         if [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" $name "* ]]; then continue; fi
+        regime_a_method "$name"
+        folder=${FOLDER[$M_SOURCE]}
         minutes=$RUN_MINUTES
-        [ "$source" = cam ] && minutes=$((RUN_MINUTES * 13 / 10))
-        selfcam=()
-        [ "$kappa" != 0 ] && selfcam=(--self-cam "$kappa")
+        [ "$M_SOURCE" = cam ] && minutes=$((RUN_MINUTES * 13 / 10))
         lane_run "$OUT/$folder/runs/${name}_s$seed" "$folder-${name}_s$seed" "$name seed $seed" "$minutes" \
-            "$RSMIX" compare "${COMMON[@]}" --saliency "$source" "${selfcam[@]}" --methods "$name=$spec;" \
+            "$RSMIX" compare "${COMMON[@]}" --saliency "$M_SOURCE" "${M_SELFCAM[@]}" --methods "$M_METHODS" \
             --seeds "$seed" --out "$OUT/$folder"
     done
 done

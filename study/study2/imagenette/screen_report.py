@@ -118,6 +118,28 @@ def select(errors: Dict[str, Dict[int, float]]) -> Tuple[Optional[str], str]:
     )
 
 
+def cutmix_selfcam_joins(errors: Dict[str, Dict[int, float]]) -> Tuple[Optional[bool], str]:
+    """(whether ``cutmix_selfcam`` joins stage 4, None while a run is missing; the sentence saying why)
+    by SCREEN.md: it joins at 10 seeds only if its mean is lower than every RandSaliencyMix candidate's."""
+    names = [n for n, _, _ in CANDIDATES] + [n for n, _ in OTHERS]
+    if any(len(errors.get(n, {})) < len(SEEDS) for n in names):
+        return None, "`cutmix_selfcam` joins stage 4 or not once every candidate and it have all three seeds."
+    own = statistics.mean(errors["cutmix_selfcam"].values())
+    best = min(statistics.mean(errors[n].values()) for n, _, _ in CANDIDATES)
+    joins = own < best
+    return joins, (
+        f"`cutmix_selfcam` (mean {own:.2f}%) {'joins' if joins else 'does not join'} stage 4: its mean is "
+        f"{'lower' if joins else 'not lower'} than every RandSaliencyMix candidate's (the lowest {best:.2f}%)."
+    )
+
+
+def selection(root: Path) -> Tuple[Optional[str], Optional[bool]]:
+    """RSM-tuned (None until every candidate has three seeds) and whether ``cutmix_selfcam`` joins
+    stage 4 (None likewise), by SCREEN.md's rules over the finished runs under ``root``."""
+    errors = errors_by_name(collect(root))
+    return select(errors)[0], cutmix_selfcam_joins(errors)[0]
+
+
 def cost_ratios(rows: List[Dict]) -> Dict[str, str]:
     """Each candidate's training time over rsm_uniform's, per seed on the same CPU, as the mean ratio."""
     base = {(r["seed"], r["cpu"]): r["train_seconds"] for r in rows if r["name"] == "rsm_uniform"}
@@ -165,6 +187,7 @@ def table(rows: List[Dict]) -> List[str]:
     lines += [
         "",
         sentence,
+        cutmix_selfcam_joins(errors)[1],
         f"{len(rows)} runs read ({sum(1 for r in rows if r['folder'].startswith('screen'))} of 24 screen runs).",
     ]
     return lines
