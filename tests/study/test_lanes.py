@@ -193,7 +193,7 @@ def test_lane_refuses_a_lane_other_than_0_or_1(lanes: Dict, script: str, lane: s
 
 
 def test_lane_scripts_default_to_the_study_folders() -> None:
-    for script in ("main.sh", "screen.sh"):
+    for script in ("main.sh", "screen.sh", "confirm.sh"):
         assert "OUT=${STUDY2_OUT:-study/study2/imagenette}" in (STUDY2 / "imagenette" / script).read_text()
     assert "OUT=${STUDY2_CIFAR_OUT:-study/study2/cifar}" in (STUDY2 / "cifar" / "regime_b.sh").read_text()
 
