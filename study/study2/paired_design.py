@@ -1,18 +1,22 @@
 """A paired-seed design read as its protocol committed it: the methods' table (mean ± std and every
 seed), the primary comparison and the Holm-corrected secondary ones (exact sign-flip test deciding,
-the t-interval and the seeds-and-images interval beside it), a reading only at the full design, and
-the power reached. Regime B's report (cifar/report.py) uses it; so can stage 4's confirmation.
+the t-interval and the seeds-and-images interval beside it), a reading only at the full design, the
+power reached, each seed's CPU kind, and the report's files written. Regime B's report
+(cifar/report.py) and stage 4's (imagenette/confirm_report.py) are built on it.
 
 Rows are ``run_folders.read_runs`` rows (``name``, ``folder``, ``seed`` and the run's metrics).
 """
 
 from __future__ import annotations
 
+import csv
+import functools
 import math
 from pathlib import Path
 from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import paired_stats  # study/study2/paired_stats.py
+from blocks import fill_file  # study/blocks.py: the reports' one block writer
 from run_folders import wrong_flags  # study/study2/run_folders.py
 
 
@@ -157,3 +161,35 @@ def power_lines(design: Design, found: List[Dict]) -> List[str]:
         f"difference a paired t-test (two-sided 5%) detects 4 times in 5: {paired_stats.detectable(sd, n):.2f} points"
         f" at {n} seeds, {paired_stats.detectable(sd, planned):.2f} at {planned} if the std stays as it is.",
     ]
+
+
+def hardware_lines(design: Design, rows: List[Dict]) -> List[str]:
+    """The CPU kind (name and bf16 units, the kind the lanes keep a seed on) of each seed's runs
+    ("unknown" for a run that did not record it), and each method's training minutes per run."""
+    kinds: Dict[int, set] = {}
+    for r in rows:
+        kinds.setdefault(r["seed"], set()).add(r["cpu_kind"] or "unknown")
+    minutes = by_method(rows, design.order, "train_seconds")
+    lines = ["| seed | CPU |", "|---:|---|"] + [f"| {s} | {', '.join(sorted(kinds[s]))} |" for s in sorted(kinds)]
+    lines += ["", "| method | training minutes per run (mean ± std) |", "|---|---:|"]
+    lines += [f"| {n} | {mean_sd([v / 60 for v in minutes[n].values()])} |" for n in design.order if minutes[n]]
+    return lines
+
+
+def write_report(
+    out: Path, design: Design, rows: List[Dict], header: List[str], body: List[str], block: str, fill: List[Path]
+) -> None:
+    """``out/results.csv`` (one row a run, seed-major in the design's order), ``out/results.md``
+    (``header`` then ``body``), printed, and ``body`` into the ``block`` of every file of ``fill``."""
+    keys = ["name", "folder", "seed"] + sorted({k for r in rows for k in r} - {"name", "folder", "seed"})
+    rank = {name: i for i, name in enumerate(design.order)}
+    with open(out / "results.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(sorted(rows, key=lambda r: (r["seed"], rank.get(r["name"], len(rank)))))
+    text = "\n".join([*header, "", *body])
+    (out / "results.md").write_text(text + "\n")
+    print(text)
+    for path in fill:
+        changed = fill_file(path, {block: functools.partial(str, "\n".join(body))})
+        print(f"{path}: {'block rewritten' if changed else 'unchanged'} ({block})")

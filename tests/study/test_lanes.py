@@ -339,7 +339,12 @@ def test_confirm_refuses_to_start_before_its_protocol_and_the_screens_choice(lan
 def test_confirm_starts_nothing_past_its_deadline(lanes: Dict) -> None:
     _screen_and_part1(lanes["out"], "rsm_cam8")
     done = _lane(lanes, "confirm.sh", "0", DEADLINE="1000")
-    assert done.returncode == 0 and "deadline: not starting rsm_cam8 seed 0" in done.stdout and _calls(lanes) == []
+    assert "deadline: not starting confirm_cam rsm_cam8 seed 0" in done.stdout
+    assert done.returncode == 0 and _calls(lanes) == []
+    # 70 minutes left: a 60-minute run starts, a CAM run (taken to last 1.3 x 60 = 78 minutes) does not
+    done = _lane(lanes, "confirm.sh", "0", RUN_MINUTES="60", DEADLINE=str(int(time.time()) + 70 * 60))
+    assert done.returncode == 0 and "not starting confirm_cam rsm_cam8 seed 5" in done.stdout
+    assert _trained(lanes) and all(t.startswith("confirm_operator/") for t in _trained(lanes))
 
 
 # --- stage_finished.sh ---------------------------------------------------------------------------

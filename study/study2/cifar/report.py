@@ -22,8 +22,6 @@ Writes ``results.csv`` (one row per main run) and ``results.md``:
 from __future__ import annotations
 
 import argparse
-import csv
-import functools
 import math
 import sys
 from pathlib import Path
@@ -31,8 +29,17 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # study/
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # study/study2/
-from blocks import fill_file  # study/blocks.py: the reports' one block writer
-from paired_design import Design, by_method, comparison_lines, comparisons, complete, mean_sd, power_lines, table_lines
+from paired_design import (
+    Design,
+    by_method,
+    comparison_lines,
+    comparisons,
+    complete,
+    hardware_lines,
+    power_lines,
+    table_lines,
+    write_report,
+)
 from run_folders import read_json, read_runs  # study/study2/run_folders.py
 
 HERE = Path(__file__).resolve().parent
@@ -101,22 +108,6 @@ def schedule_lines(errors: Dict[int, float], epochs: Optional[int]) -> List[str]
     ]
 
 
-def hardware_lines(rows: List[Dict]) -> List[str]:
-    """The CPU kind (name and bf16 units, the kind the lanes keep a seed on) of each seed's runs, and
-    minutes per run."""
-    found: Dict[int, set] = {}
-    for r in rows:
-        found.setdefault(r["seed"], set()).add(r["cpu_kind"])
-    kinds = {seed: sorted(k - {""}) or ["unknown"] for seed, k in found.items()}
-    minutes = by_method(rows, ORDER, "train_seconds")
-    lines = ["| seed | CPU |", "|---:|---|"] + [f"| {s} | {', '.join(sorted(kinds[s]))} |" for s in sorted(kinds)]
-    lines += ["", "| method | training minutes per run (mean ± std) |", "|---|---:|"]
-    for name in ORDER:
-        if minutes[name]:
-            lines.append(f"| {name} | {mean_sd([v / 60 for v in minutes[name].values()])} |")
-    return lines
-
-
 def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--root", type=Path, default=HERE, help="the folder of the run folders (tests use another)")
@@ -143,32 +134,21 @@ def main(argv: Optional[List[str]] = None) -> int:
         "Table (stage B2)": table if rows else ["No main run finished yet."],
         "Comparisons": comparison_lines(DESIGN, found, complete(DESIGN, rows), "REGIME_B.md"),
         "Power": power_lines(DESIGN, found),
-        "Hardware and cost": hardware_lines(rows) if rows else [],
+        "Hardware and cost": hardware_lines(DESIGN, rows) if rows else [],
     }
     status = f"{sum(len(v) for v in by.values())} of {len(ORDER) * len(SEEDS)} main runs finished."
     body = [status]
     for title, lines in sections.items():
         if lines:
             body += ["", f"### {title}", "", *lines]
-    keys = ["name", "folder", "seed"] + sorted({k for r in rows for k in r} - {"name", "folder", "seed"})
-    with open(args.root / "results.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=keys)
-        writer.writeheader()
-        writer.writerows(sorted(rows, key=lambda r: (r["seed"], ORDER.index(r["name"]) if r["name"] in ORDER else 99)))
-    text = [
+    header = [
         "# Study 2, regime B: CIFAR-10 low-data in fp32",
         "",
         "`python study/study2/cifar/report.py` over the finished runs of `regime_b.sh` (protocol:",
         "`REGIME_B.md`). `fast_cnn` at 32 px on 4,500 training images; every table number is a",
         "final-epoch number on the test split (10,000 images), read once per run.",
-        "",
-        *body,
     ]
-    (args.root / "results.md").write_text("\n".join(text) + "\n")
-    print("\n".join(text))
-    for path in args.fill:
-        changed = fill_file(path, {"study2_regime_b": functools.partial(str, "\n".join(body))})
-        print(f"{path}: {'block rewritten' if changed else 'unchanged'} (study2_regime_b)")
+    write_report(args.root, DESIGN, rows, header, body, "study2_regime_b", args.fill)
     return 0
 
 

@@ -42,12 +42,6 @@ while read -r name seed <&3; do
         [ -f "$OUT/$part1/runs/${name}_s$seed/metrics.json" ] && done_in_part1=1
     done
     [ "$done_in_part1" = 1 ] && continue
-    regime_a_method "$name"
-    folder=${FOLDER[$M_SOURCE]}
-    minutes=$RUN_MINUTES
-    [ "$M_SOURCE" = cam ] && minutes=$((RUN_MINUTES * 13 / 10))
-    lane_run "$OUT/$folder/runs/${name}_s$seed" "$folder-${name}_s$seed" "$name seed $seed" "$minutes" \
-        "$RSMIX" compare "${COMMON[@]}" --saliency "$M_SOURCE" "${M_SELFCAM[@]}" --methods "$M_METHODS" \
-        --seeds "$seed" --out "$OUT/$folder"
+    regime_a_run "$name" "$seed"
 done 3<<<"$PLAN" # the plan on fd 3: the runs' commands keep the lane's stdin
 exit "$LANE_FAILED"

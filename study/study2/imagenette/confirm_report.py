@@ -23,8 +23,6 @@ power reached and each seed's CPU kind.
 from __future__ import annotations
 
 import argparse
-import csv
-import functools
 import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -32,16 +30,15 @@ from typing import Dict, List, Optional, Tuple
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import screen_report  # noqa: E402  (this folder: the screen's rules; it puts study/ and study/study2/ on the path)
-from blocks import fill_file  # noqa: E402  (study/blocks.py)
 from paired_design import (  # noqa: E402  (study/study2/paired_design.py)
     Design,
-    by_method,
     comparison_lines,
     comparisons,
     complete,
-    mean_sd,
+    hardware_lines,
     power_lines,
     table_lines,
+    write_report,
 )
 from run_folders import read_runs  # noqa: E402  (study/study2/run_folders.py)
 
@@ -94,17 +91,6 @@ def check_regime(run: Path, config: Dict) -> Dict:
     return columns
 
 
-def hardware_lines(d: Design, rows: List[Dict]) -> List[str]:
-    kinds: Dict[int, set] = {}
-    for r in rows:
-        kinds.setdefault(r["seed"], set()).add(r["cpu_kind"] or "unknown")
-    minutes = by_method(rows, d.order, "train_seconds")
-    lines = ["| seed | CPU |", "|---:|---|"] + [f"| {s} | {', '.join(sorted(kinds[s]))} |" for s in sorted(kinds)]
-    lines += ["", "| method | training minutes per run (mean ± std) |", "|---|---:|"]
-    lines += [f"| {n} | {mean_sd([v / 60 for v in minutes[n].values()])} |" for n in d.order if minutes[n]]
-    return lines
-
-
 def main(argv: Optional[List[str]] = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--root", type=Path, default=HERE, help="the folder of the run folders (tests use another)")
@@ -141,25 +127,14 @@ def main(argv: Optional[List[str]] = None) -> int:
             body += ["", f"### {title}", "", *lines]
     out = args.root / "confirm"
     out.mkdir(exist_ok=True)
-    keys = ["name", "folder", "seed"] + sorted({k for r in rows for k in r} - {"name", "folder", "seed"})
-    with open(out / "results.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=keys)
-        writer.writeheader()
-        writer.writerows(sorted(rows, key=lambda r: (r["seed"], d.order.index(r["name"]))))
-    text = [
+    header = [
         "# Study 2, stage 4: the confirmation",
         "",
         "`python study/study2/imagenette/confirm_report.py` over the finished runs of part 1 and `confirm.sh`.",
         "Regime A (`fast_resnet` at 128 px, bf16, 80 epochs); every number is a final-epoch number on the",
         "test split (Imagenette's `val/` folder, 3,925 images), read once per run.",
-        "",
-        *body,
     ]
-    (out / "results.md").write_text("\n".join(text) + "\n")
-    print("\n".join(text))
-    for path in args.fill:
-        changed = fill_file(path, {"study2_confirmation": functools.partial(str, "\n".join(body))})
-        print(f"{path}: {'block rewritten' if changed else 'unchanged'} (study2_confirmation)")
+    write_report(out, d, rows, header, body, "study2_confirmation", args.fill)
     return 0
 
 

@@ -42,10 +42,7 @@ declare -A FOLDER=([operator]=main_operator [fine_grained_cached]=main_fg [spect
 
 for seed in "${SEEDS[@]}"; do
     for name in "${NAMES[@]}"; do
-        regime_a_method "$name"
-        folder=${FOLDER[$M_SOURCE]}
-        lane_run "$OUT/$folder/runs/${name}_s$seed" "$folder-${name}_s$seed" "$folder $name seed $seed" "$RUN_MINUTES" \
-            "$RSMIX" compare "${COMMON[@]}" --saliency "$M_SOURCE" --methods "$M_METHODS" --seeds "$seed" --out "$OUT/$folder"
+        regime_a_run "$name" "$seed"
     done
 done
 exit "$LANE_FAILED"

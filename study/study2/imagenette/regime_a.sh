@@ -3,6 +3,9 @@
 #
 #   regime_a_method NAME   # sets M_SOURCE (--saliency), M_SELFCAM (the --self-cam flags, none when
 #                          # off) and M_METHODS (the --methods token); exit 2 for a name not below
+#   regime_a_run NAME SEED # lane_run (lanes.sh) of NAME at SEED: `rsmix compare` with the script's
+#                          # COMMON flags into $OUT/${FOLDER[source]}, taken to last RUN_MINUTES
+#                          # (1.3x that with a CAM forward); uses the caller's OUT, FOLDER, COMMON, RSMIX
 #
 # Regime A (PROTOCOL.md): fast_resnet at 128 px, resized crop (scale 0.35-1), channels_last, bf16
 # (only on a CPU with native bf16), one thread a run, validation every 8 epochs on the 10% of
@@ -55,4 +58,14 @@ regime_a_method() {
     done
     echo "regime_a.sh: no method named '$1' in REGIME_A_METHODS" >&2
     exit 2
+}
+
+regime_a_run() {
+    local name=$1 seed=$2 folder minutes=$RUN_MINUTES
+    regime_a_method "$name"
+    folder=${FOLDER[$M_SOURCE]}
+    [ "$M_SOURCE" = cam ] && minutes=$((RUN_MINUTES * 13 / 10))
+    lane_run "$OUT/$folder/runs/${name}_s$seed" "$folder-${name}_s$seed" "$folder $name seed $seed" "$minutes" \
+        "$RSMIX" compare "${COMMON[@]}" --saliency "$M_SOURCE" "${M_SELFCAM[@]}" --methods "$M_METHODS" \
+        --seeds "$seed" --out "$OUT/$folder"
 }

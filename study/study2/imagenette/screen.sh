@@ -26,13 +26,7 @@ declare -A FOLDER=([operator]=screen_operator [cam]=screen_cam)
 for seed in "${SEEDS[@]}"; do
     for name in "${NAMES[@]}"; do
         if [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" $name "* ]]; then continue; fi
-        regime_a_method "$name"
-        folder=${FOLDER[$M_SOURCE]}
-        minutes=$RUN_MINUTES
-        [ "$M_SOURCE" = cam ] && minutes=$((RUN_MINUTES * 13 / 10))
-        lane_run "$OUT/$folder/runs/${name}_s$seed" "$folder-${name}_s$seed" "$name seed $seed" "$minutes" \
-            "$RSMIX" compare "${COMMON[@]}" --saliency "$M_SOURCE" "${M_SELFCAM[@]}" --methods "$M_METHODS" \
-            --seeds "$seed" --out "$OUT/$folder"
+        regime_a_run "$name" "$seed"
     done
 done
 exit "$LANE_FAILED"
