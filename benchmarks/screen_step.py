@@ -2,9 +2,9 @@
 
     .venv/bin/python benchmarks/screen_step.py --out benchmarks/screen_step.md
 
-The candidates' specs (method options, saliency source, self-CAM kappa) are read from the screen's
-own lanes (study/study2/imagenette/screen.sh), so the rows are the runs' settings, plus part 1's CutMix
-reference. Each row is one (model, optimiser, operator, loader) of benchmarks/train_step.py, stepped
+The candidates' specs (method options, saliency source, self-CAM kappa) are read from the file the
+screen's lanes take them from (study/study2/imagenette/regime_a.sh), so the rows are the runs'
+settings, plus part 1's CutMix reference. Each row is one (model, optimiser, operator, loader) of benchmarks/train_step.py, stepped
 in turn with the others (step k of every row, then step k + 1: a slow spell of a shared machine hits
 every row alike); the table gives each row's median step and its ratio to CutMix's and to
 rsm_uniform's. Default: ``fast_resnet`` at 128 px with random-resized-crop, bf16 where the CPU has it,
@@ -29,7 +29,7 @@ from rsmix.compare import parse_method
 from rsmix.precision import cpu_bf16_flags, cpu_name, resolve_precision
 
 ROOT = Path(__file__).resolve().parents[1]
-SCREEN = ROOT / "study" / "study2" / "imagenette" / "screen.sh"
+REGIME_A = ROOT / "study" / "study2" / "imagenette" / "regime_a.sh"
 
 
 def _train_step():
@@ -39,17 +39,19 @@ def _train_step():
     return module
 
 
-def screen_candidates(screen: Path = SCREEN) -> List[Tuple[str, str, float, str]]:
-    """(name, saliency source, self-CAM kappa, method spec) of every candidate, as screen.sh expands
-    them (its RSM/CAM8 variables and RUNS array, evaluated by bash)."""
-    text = screen.read_text()
-    start, end = text.index("\nRSM="), text.index("\n)\n", text.index("\nRUNS=(")) + 3
-    script = text[start:end] + '\nprintf "%s\\n" "${RUNS[@]}"\n'
+def screen_candidates(regime_a: Path = REGIME_A) -> List[Tuple[str, str, float, str]]:
+    """(name, saliency source, self-CAM kappa, method spec) of every screen candidate, as regime_a.sh
+    expands them for the lanes (SCREEN_NAMES through regime_a_method, evaluated by bash)."""
+    script = (
+        f'source "{regime_a}"\n'
+        'for n in "${SCREEN_NAMES[@]}"; do regime_a_method "$n"; '
+        'printf "%s %s %s %s\\n" "$n" "$M_SOURCE" "${M_SELFCAM[1]:-0}" "$M_METHODS"; done\n'
+    )
     out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True).stdout
     found = []
     for line in out.splitlines():
-        name, _folder, source, kappa, spec = line.split()
-        found.append((name, source, float(kappa), spec))
+        name, source, kappa, methods = line.split()
+        found.append((name, source, float(kappa), methods.removeprefix(f"{name}=").removesuffix(";")))
     return found
 
 
@@ -107,7 +109,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         f"load average {os.getloadavg()[0]:.1f} at the end  ",
         f"Versions: python {platform.python_version()}, torch {torch.__version__}  ",
         f"Setup {setup}, {precision}, data `{args.data}`, batch {args.batch_size}, channels_last, median of "
-        f"{args.steps} steps after 2 warm-up steps, the rows stepped in turn. Specs from `{SCREEN.relative_to(ROOT)}`.",
+        f"{args.steps} steps after 2 warm-up steps, the rows stepped in turn. Specs from `{REGIME_A.relative_to(ROOT)}`.",
         "",
         "| candidate | saliency | self-CAM | images/s | step ms | mixing ms (CAM forward included) | vs CutMix "
         "| vs rsm_uniform |",

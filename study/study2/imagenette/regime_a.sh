@@ -45,6 +45,9 @@ REGIME_A_METHODS=(
     "cutmix_selfcam operator 0.5 cutmix:alpha=1,p=1"
 )
 
+# The screen's eight candidates (SCREEN.md), in its lanes' order (screen.sh; benchmarks/screen_step.py)
+SCREEN_NAMES=(rsm_uniform rsm_cam8 rsm_cam16 rsm_cam8_hard rsm_cam8_seedrepo rsm_selfcam rsm_cam8_selfcam cutmix_selfcam)
+
 regime_a_method() {
     local entry name kappa spec
     for entry in "${REGIME_A_METHODS[@]}"; do

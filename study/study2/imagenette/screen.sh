@@ -20,7 +20,7 @@ OUT=${STUDY2_OUT:-study/study2/imagenette} # the folder of screen_operator/ and 
 SEEDS=(0 1 2)
 source study/study2/imagenette/regime_a.sh # REGIME_A and the candidates' settings (REGIME_A_METHODS)
 COMMON=("${REGIME_A[@]}" --epochs 80)
-NAMES=(rsm_uniform rsm_cam8 rsm_cam16 rsm_cam8_hard rsm_cam8_seedrepo rsm_selfcam rsm_cam8_selfcam cutmix_selfcam)
+NAMES=("${SCREEN_NAMES[@]}")
 declare -A FOLDER=([operator]=screen_operator [cam]=screen_cam)
 
 for seed in "${SEEDS[@]}"; do
