@@ -12,9 +12,11 @@ from __future__ import annotations
 import csv
 import functools
 import math
+import sys
 from pathlib import Path
-from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # study/, for blocks.py
 import paired_stats  # study/study2/paired_stats.py
 from blocks import fill_file  # study/blocks.py: the reports' one block writer
 from run_folders import wrong_flags  # study/study2/run_folders.py
@@ -79,7 +81,7 @@ def comparisons(design: Design, rows: List[Dict], root: Path, prog: str) -> List
 
     by = by_method(rows, design.order, design.metric)
     folder = {(r["name"], r["seed"]): r["folder"] for r in rows}
-    out = []
+    out: List[Dict[str, Any]] = []
     for role, (a, b) in [("primary", design.primary)] + [("secondary", pair) for pair in design.secondary]:
         seeds = sorted(set(by[a]) & set(by[b]))
         if len(seeds) < 2:

@@ -106,7 +106,7 @@ def seed_image_interval(
     rng = np.random.default_rng(seed)
     out = np.empty(reps)
     for r in range(reps):
-        rows = rng.integers(0, s, size=s)
+        rows = rng.integers(0, s, size=(s,))
         cols = rng.integers(0, n, size=(s, n))
         out[r] = diff[rows[:, None], cols].mean()
     lo, hi = np.percentile(out, [50 * (1 - level), 50 * (1 + level)])
